@@ -1,0 +1,3 @@
+from fastpose.cli import main
+
+main()

@@ -1,0 +1,219 @@
+"""RunConfig: the one typed configuration that flows CLI/TOML -> data, model, loss, trainer -> journal.
+
+Torch-free. Every field has a comment; unknown keys are an error (a typo must not silently become a default).
+A RunConfig round-trips through ``to_dict``/``from_dict`` (JSON in the journal, hyper-parameters in every
+checkpoint), and ``validate`` raises ``ConfigError`` with a one-line message naming the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastpose.errors import FastposeError
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+DATASETS = ("synthetic", "nocs")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
+LOSSES = ("mse", "qloss", "pw-qloss", "geodesic", "qloss-neglog")
+ROTATIONS = ("so3", "tabletop")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
+
+
+class ConfigError(FastposeError, ValueError):
+    """A configuration value is invalid; the message is one line, fit for the user."""
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid run name, else raise ConfigError (before anything is written)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"invalid run name {name!r}: use 1-100 characters from A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # synthetic (rendered on the fly, no files) | nocs (NOCS layout on disk)
+    data_root: str | None = None  # NOCS root folder; required for dataset=nocs
+    image_size: int = 64  # square image side in pixels
+    train_size: int = 2048  # synthetic training samples per epoch
+    val_size: int = 256  # synthetic validation samples
+    rotations: str = "so3"  # so3 (uniform over all rotations) | tabletop (upright, tilt, any yaw)
+    max_objects: int = 3  # objects per synthetic image are drawn from 1..max_objects
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # encoder architecture (torchvision-compatible parameter names)
+    weights: str | None = None  # path to a torchvision ImageNet state_dict file; None = from scratch
+    decoder_channels: int = 64  # width of the FPN-style decoder
+
+
+@dataclass
+class LossConfig:
+    name: str = "qloss"  # rotation term: mse | qloss | pw-qloss | geodesic | qloss-neglog
+    eps: float = 1e-2  # eps in log(eps + 1 - |<q, q_hat>|)
+    mask_weight: float = 1.0  # weight of the mask cross-entropy
+    rot_weight: float = 1.0  # weight of the rotation term
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8  # training epochs
+    batch_size: int = 32
+    lr: float = 2e-3  # AdamW learning rate (cosine schedule to 0)
+    weight_decay: float = 1e-4
+    seed: int = 0  # seeds torch, data and Lightning
+    save_every: int = 0  # also keep a checkpoint every N epochs (0 = off)
+    accelerator: str = "cpu"  # passed to Lightning: cpu | gpu | auto | ...
+    devices: str = "1"  # passed to Lightning: a count, a list "0,1", or "auto"
+    strategy: str = "auto"  # passed to Lightning: auto | ddp | ddp_spawn | ...
+    num_nodes: int = 1
+    precision: str = "32-true"
+    limit_train_batches: float = 1.0  # fraction or count of batches per epoch (tests use small counts)
+    limit_val_batches: float = 1.0
+    log_images: int = 4  # validation samples drawn with pose axes into TensorBoard (0 = off)
+
+
+@dataclass
+class RunConfig:
+    name: str = "RUN"  # the run's NAME, as in the label YY-MM-DD/HH-MM-NAME-DATASET-BACKBONE-WEIGHTS
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a (possibly partial) nested dict; unknown sections or keys raise ConfigError."""
+        return _merge(cls(), data)
+
+    def override(self, updates: dict[str, Any]) -> RunConfig:
+        """A copy with ``updates`` (nested dict, or dotted keys like ``train.epochs``) applied."""
+        nested: dict[str, Any] = {}
+        for key, value in updates.items():
+            parts = key.split(".")
+            target = nested
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            if isinstance(value, dict) and isinstance(target.get(parts[-1]), dict):
+                target[parts[-1]].update(value)
+            else:
+                target[parts[-1]] = value
+        return _merge(RunConfig.from_dict(self.to_dict()), nested)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.epochs": 8, ...}``: what ``compare`` diffs."""
+        out: dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> RunConfig:
+        validate_name(self.name)
+        d, m, l, t = self.data, self.model, self.loss, self.train
+        _choice("dataset", d.dataset, DATASETS)
+        _choice("backbone", m.backbone, BACKBONES)
+        _choice("loss", l.name, LOSSES)
+        _choice("rotations", d.rotations, ROTATIONS)
+        _choice("precision", str(t.precision), PRECISIONS)
+        for label, value in (
+            ("image-size", d.image_size),
+            ("train-size", d.train_size),
+            ("val-size", d.val_size),
+            ("max-objects", d.max_objects),
+            ("epochs", t.epochs),
+            ("batch-size", t.batch_size),
+            ("num-nodes", t.num_nodes),
+            ("decoder-channels", m.decoder_channels),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--{label} must be a positive integer, got {value!r}")
+        if d.image_size % 32:
+            raise ConfigError(f"--image-size must be a multiple of 32, got {d.image_size}")
+        if d.num_workers < 0 or t.save_every < 0:
+            raise ConfigError("--num-workers and --save-every must be >= 0")
+        if not (t.lr > 0) or t.weight_decay < 0 or not (l.eps > 0):
+            raise ConfigError(f"--lr and --eps must be > 0 (got lr={t.lr}, eps={l.eps})")
+        if l.mask_weight < 0 or l.rot_weight < 0:
+            raise ConfigError("loss weights must be >= 0")
+        if d.dataset == "nocs":
+            if not d.data_root:
+                raise ConfigError("--dataset nocs needs --data-root PATH")
+            if not Path(d.data_root).is_dir():
+                raise ConfigError(f"--data-root {d.data_root!r} is not a directory")
+        if m.weights is not None and not Path(m.weights).is_file():
+            raise ConfigError(f"--weights {m.weights!r}: no such file")
+        return self
+
+    # ----------------------------------------------------------------- naming
+    @property
+    def weights_tag(self) -> str:
+        if self.model.weights is None:
+            return "scratch"
+        stem = Path(self.model.weights).stem
+        return "imagenet" if "imagenet" in stem.lower() or stem.startswith(self.model.backbone) else "custom"
+
+    def label(self, now: datetime | None = None) -> str:
+        """``YY-MM-DD/HH-MM-NAME-DATASET-BACKBONE-WEIGHTS``, the lab's run naming."""
+        now = now or datetime.now()
+        return (
+            f"{now:%y-%m-%d}/{now:%H-%M}-{self.name}-{self.data.dataset.upper()}-"
+            f"{self.model.backbone}-{self.weights_tag}"
+        )
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; a syntax error becomes a one-line ConfigError with line and column."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+
+
+def _choice(label: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {label} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {prefix + key!r}; valid keys: {', '.join(prefix + k for k in fields)}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=f"{prefix}{key}.")
+        else:
+            setattr(obj, key, value)
+    return obj
