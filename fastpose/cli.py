@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -24,7 +26,134 @@ app = typer.Typer(
 app.add_typer(journal_app, name="journal")
 
 
-# train / resume / compare are added in fastpose/cli.py by the training work (issue 4).
+# ------------------------------------------------------------------------------------------- train
+# Each option maps to one RunConfig key; only the options given on the command line override the
+# --config file (and the file overrides the defaults in fastpose/config.py).
+_TRAIN_KEYS = {
+    "loss": "loss.name",
+    "eps": "loss.eps",
+    "mask_weight": "loss.mask_weight",
+    "rot_weight": "loss.rot_weight",
+    "backbone": "model.backbone",
+    "weights": "model.weights",
+    "decoder_channels": "model.decoder_channels",
+    "dataset": "data.dataset",
+    "data_root": "data.data_root",
+    "image_size": "data.image_size",
+    "train_size": "data.train_size",
+    "val_size": "data.val_size",
+    "rotations": "data.rotations",
+    "max_objects": "data.max_objects",
+    "num_workers": "data.num_workers",
+    "data_seed": "data.seed",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "weight_decay": "train.weight_decay",
+    "seed": "train.seed",
+    "save_every": "train.save_every",
+    "accelerator": "train.accelerator",
+    "devices": "train.devices",
+    "strategy": "train.strategy",
+    "num_nodes": "train.num_nodes",
+    "precision": "train.precision",
+    "limit_train_batches": "train.limit_train_batches",
+    "limit_val_batches": "train.limit_val_batches",
+    "log_images": "train.log_images",
+    "progress": "train.progress_bar",
+}
+
+
+def _opt(help: str, **kw: Any) -> Any:
+    return typer.Option(help=help, show_default=False, **kw)
+
+
+@app.command()
+def train(
+    name: Annotated[Optional[str], _opt("Run NAME (required unless the --config file sets it).")] = None,
+    config: Annotated[Optional[Path], _opt("TOML config file (tables data, model, loss, train); options given here override it.")] = None,
+    note: Annotated[Optional[str], _opt("Why this run: stored as its first journal note.")] = None,
+    loss: Annotated[Optional[str], _opt("Rotation loss: mse | qloss | pw-qloss | geodesic | qloss-neglog.")] = None,
+    eps: Annotated[Optional[float], _opt("eps in log(eps + 1 - |<q, q_hat>|).")] = None,
+    mask_weight: Annotated[Optional[float], _opt("Weight of the mask cross-entropy.")] = None,
+    rot_weight: Annotated[Optional[float], _opt("Weight of the rotation term.")] = None,
+    backbone: Annotated[Optional[str], _opt("Encoder: resnet18 | resnet34 | resnet50 | resnext50_32x4d.")] = None,
+    weights: Annotated[Optional[str], _opt("torchvision ImageNet state_dict file for the encoder (default: from scratch).")] = None,
+    decoder_channels: Annotated[Optional[int], _opt("Decoder width.")] = None,
+    dataset: Annotated[Optional[str], _opt("synthetic (rendered, no files) | nocs (needs --data-root).")] = None,
+    data_root: Annotated[Optional[str], _opt("NOCS dataset folder.")] = None,
+    image_size: Annotated[Optional[int], _opt("Square image side, a multiple of 32.")] = None,
+    train_size: Annotated[Optional[int], _opt("Synthetic training samples per epoch.")] = None,
+    val_size: Annotated[Optional[int], _opt("Synthetic validation samples.")] = None,
+    rotations: Annotated[Optional[str], _opt("Synthetic poses: so3 | tabletop.")] = None,
+    max_objects: Annotated[Optional[int], _opt("Objects per synthetic image: 1..N.")] = None,
+    num_workers: Annotated[Optional[int], _opt("DataLoader worker processes.")] = None,
+    data_seed: Annotated[Optional[int], _opt("Synthetic data seed (independent of --seed).")] = None,
+    epochs: Annotated[Optional[int], _opt("Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], _opt("Batch size (per device).")] = None,
+    lr: Annotated[Optional[float], _opt("AdamW learning rate (warm-up, then cosine to 0).")] = None,
+    weight_decay: Annotated[Optional[float], _opt("AdamW weight decay.")] = None,
+    seed: Annotated[Optional[int], _opt("Seed for weights init, data order and Lightning.")] = None,
+    save_every: Annotated[Optional[int], _opt("Also keep a checkpoint every N epochs (0 = off).")] = None,
+    accelerator: Annotated[Optional[str], _opt("Lightning accelerator: cpu | gpu | auto | ...")] = None,
+    devices: Annotated[Optional[str], _opt("Lightning devices: a count, a list like 0,1, or auto.")] = None,
+    strategy: Annotated[Optional[str], _opt("Lightning strategy: auto | ddp | ...")] = None,
+    num_nodes: Annotated[Optional[int], _opt("Nodes for multi-node DDP.")] = None,
+    precision: Annotated[Optional[str], _opt("Lightning precision: 32-true | 16-mixed | bf16-mixed | 64-true.")] = None,
+    limit_train_batches: Annotated[Optional[float], _opt("Batches per epoch: a fraction <= 1.0 or a count >= 2.")] = None,
+    limit_val_batches: Annotated[Optional[float], _opt("Validation batches: a fraction <= 1.0 or a count >= 2.")] = None,
+    log_images: Annotated[Optional[int], _opt("Validation samples drawn with pose axes into TensorBoard (0 = off).")] = None,
+    progress: Annotated[Optional[bool], _opt("Show the progress bar.", )] = None,
+) -> None:
+    """Train a model; the run journals itself (status, config, git, metrics, checkpoints)."""
+    options = dict(locals())
+    from fastpose.config import build_config
+
+    updates = {_TRAIN_KEYS[k]: v for k, v in options.items() if k in _TRAIN_KEYS and v is not None}
+    if name is not None:
+        updates["name"] = name
+    run_config = build_config(config, updates)
+
+    from fastpose.training.runner import train as run_training
+
+    raise typer.Exit(run_training(run_config, note=note).exit_code)
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="The run to continue: id, label, label prefix or NAME (newest).")],
+    epochs: Annotated[Optional[int], _opt("Train until this many epochs in total (default: the parent's).")] = None,
+    name: Annotated[Optional[str], _opt("NAME of the new run (default: the parent's).")] = None,
+    note: Annotated[Optional[str], _opt("Why: stored as a note on the new run.")] = None,
+) -> None:
+    """Continue a run from its last.ckpt (full trainer state) as a new run linked to it."""
+    from fastpose.training.runner import resume as run_resume
+
+    raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note).exit_code)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more runs: id, label, label prefix or NAME.")],
+    plot: Annotated[Optional[Path], _opt("Also draw the metric curves into this PNG file.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences."""
+    from fastpose.compare import load_comparison, plot as plot_runs, render
+
+    cmp = load_comparison(list(runs))
+    if plot is not None:
+        plot_runs(cmp, str(plot))
+    if json_out:
+        import json
+
+        print(json.dumps(cmp.to_json(), indent=2, default=str))
+        return
+    from rich.console import Console
+
+    render(cmp, Console())
+    if plot is not None:
+        print(f"plot written to {plot}")
 
 
 def main() -> None:

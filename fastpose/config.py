@@ -49,6 +49,8 @@ class DataConfig:
     rotations: str = "so3"  # so3 (uniform over all rotations) | tabletop (upright, tilt, any yaw)
     max_objects: int = 3  # objects per synthetic image are drawn from 1..max_objects
     num_workers: int = 0  # DataLoader worker processes
+    seed: int = 0  # synthetic data seed (train uses it, validation seed+1); kept apart from train.seed so
+    #                runs with different training seeds are compared on identical data
 
 
 @dataclass
@@ -72,7 +74,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-3  # AdamW learning rate (cosine schedule to 0)
     weight_decay: float = 1e-4
-    seed: int = 0  # seeds torch, data and Lightning
+    seed: int = 0  # seeds torch (weights init), data order and Lightning
     save_every: int = 0  # also keep a checkpoint every N epochs (0 = off)
     accelerator: str = "cpu"  # passed to Lightning: cpu | gpu | auto | ...
     devices: str = "1"  # passed to Lightning: a count, a list "0,1", or "auto"
@@ -82,6 +84,7 @@ class TrainConfig:
     limit_train_batches: float = 1.0  # fraction or count of batches per epoch (tests use small counts)
     limit_val_batches: float = 1.0
     log_images: int = 4  # validation samples drawn with pose axes into TensorBoard (0 = off)
+    progress_bar: bool = True  # rich progress bar on stderr
 
 
 @dataclass
@@ -148,8 +151,11 @@ class RunConfig:
                 raise ConfigError(f"--{label} must be a positive integer, got {value!r}")
         if d.image_size % 32:
             raise ConfigError(f"--image-size must be a multiple of 32, got {d.image_size}")
-        if d.num_workers < 0 or t.save_every < 0:
-            raise ConfigError("--num-workers and --save-every must be >= 0")
+        if d.num_workers < 0 or t.save_every < 0 or t.log_images < 0:
+            raise ConfigError("--num-workers, --save-every and --log-images must be >= 0")
+        for label, value in (("limit-train-batches", t.limit_train_batches), ("limit-val-batches", t.limit_val_batches)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"--{label} must be a fraction in (0, 1] or a batch count >= 1, got {value!r}")
         if not (t.lr > 0) or t.weight_decay < 0 or not (l.eps > 0):
             raise ConfigError(f"--lr and --eps must be > 0 (got lr={t.lr}, eps={l.eps})")
         if l.mask_weight < 0 or l.rot_weight < 0:
@@ -178,6 +184,18 @@ class RunConfig:
             f"{now:%y-%m-%d}/{now:%H-%M}-{self.name}-{self.data.dataset.upper()}-"
             f"{self.model.backbone}-{self.weights_tag}"
         )
+
+
+def build_config(file: str | Path | None = None, updates: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the TOML ``file``, then ``updates`` (dotted keys, e.g. the command-line options given).
+
+    The run needs a name from the file or the updates; the result is validated.
+    """
+    data = load_toml(file) if file is not None else {}
+    config = RunConfig.from_dict(data).override(updates or {})
+    if "name" not in data and "name" not in (updates or {}):
+        raise ConfigError('a run needs a name: pass --name NAME (or set name = "..." in the config file)')
+    return config.validate()
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""``fastpose journal``: the daily log and its subcommands (show, note, export). Mounted by fastpose/cli.py.
+
+Thin commands: check the input, call the journal, render. Bad input raises FastposeError before anything is
+written. Nothing here imports torch or Lightning, and the listing reads an up-to-date SQLite journal
+through ``sqlite3`` alone (no SQLAlchemy import), so it stays fast on large journals.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from fastpose.errors import FastposeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+DEFAULT_LIMIT = 50
+
+journal_app = typer.Typer(
+    help="The journal: the daily log of runs and notes, written by the runs themselves.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    # Piped output (tests, `| less`) gets a wide page so labels are never cut.
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
+@journal_app.callback(invoke_without_command=True)
+def journal(
+    ctx: typer.Context,
+    since: Annotated[Optional[str], typer.Option(help="Only runs started on or after YYYY-MM-DD, or in the last Nd days (0d = today).")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status (running, completed, crashed, interrupted, diverged, lost).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Only runs of this NAME.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest K runs (0 = all).")] = DEFAULT_LIMIT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as a JSON list instead.")] = False,
+) -> None:
+    """The daily log, newest day first: runs with status, duration, headline metrics, notes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from fastpose.journal.reader import STATUSES, open_reader, parse_since
+
+    since_dt = parse_since(since) if since is not None else None
+    if status is not None and status not in STATUSES:
+        raise FastposeError(f"--status {status!r}: choose one of {', '.join(STATUSES)}")
+    if name is not None:
+        from fastpose.config import validate_name
+
+        validate_name(name)
+    if limit < 0:
+        raise FastposeError(f"--limit must be >= 0, got {limit}")
+
+    reader = open_reader()
+    if reader is None:
+        from fastpose.journal.db import journal_url
+
+        if as_json:
+            print("[]")
+        else:
+            _console().print(f"[dim]The journal is empty ({journal_url()}); runs and notes will appear here.[/dim]")
+        return
+    from fastpose.journal.views import DailyLog, render_daily_log
+
+    try:
+        reader.mark_lost()
+        runs = reader.list_runs(since=since_dt, status=status, name=name, limit=limit or None)
+        notes_from = since_dt
+        if limit and len(runs) == limit:  # truncated: day notes only for the days shown
+            notes_from = parse_since(f"{runs[-1].started_at.astimezone():%Y-%m-%d}")
+        day_notes = [] if status or name else reader.day_notes(since=notes_from)
+        log = DailyLog(reader, runs, day_notes)
+    finally:
+        reader.close()
+    if as_json:
+        import json
+
+        print(json.dumps(log.to_json(), indent=2))
+        return
+    render_daily_log(log, _console())
+
+
+@journal_app.command()
+def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")]) -> None:
+    """Everything about one run: config, git state and diff stat, traceback, metric history."""
+    from fastpose.journal.views import render_run
+
+    reader = _require_reader()
+    try:
+        reader.mark_lost()
+        record = reader.resolve(run)
+        render_run(record, reader, _console())
+    finally:
+        reader.close()
+
+
+@journal_app.command()
+def note(
+    args: Annotated[list[str], typer.Argument(metavar="[RUN] TEXT", help="TEXT for a note on today, or RUN TEXT for a note on a run.")],
+) -> None:
+    """Add a note: on a run (note RUN TEXT) or on today (note TEXT)."""
+    if len(args) not in (1, 2):
+        raise FastposeError(f"journal note takes [RUN] TEXT (quote the text), got {len(args)} arguments")
+    text = args[-1]
+    if not text.strip():
+        raise FastposeError("a note needs some text")
+    from fastpose.journal.store import JournalStore
+
+    with JournalStore.open() as store:
+        target = store.resolve(args[0]) if len(args) == 2 else None
+        record = store.add_note(text, run_id=target.id if target else None)
+    where = f"run #{target.id} {target.label}" if target else f"{record.created_at.astimezone():%Y-%m-%d}"
+    print(f"noted on {where}")
+
+
+@journal_app.command()
+def export(path: Annotated[Path, typer.Argument(help="Markdown file to write (replaced if it exists).")]) -> None:
+    """Write the whole journal as Markdown, grouped by day, newest first."""
+    if path.is_dir():
+        raise FastposeError(f"{path} is a directory; give a file name like journal.md")
+    if not path.parent.is_dir():
+        raise FastposeError(f"cannot write {path}: directory {path.parent} does not exist")
+    from fastpose.journal.views import DailyLog, daily_log_markdown
+
+    from fastpose.journal.reader import open_reader
+
+    reader = open_reader()
+    if reader is None:
+        log = DailyLog(None, [], [])
+    else:
+        try:
+            reader.mark_lost()
+            log = DailyLog(reader, reader.list_runs(), reader.day_notes())
+        finally:
+            reader.close()
+    text = daily_log_markdown(log)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {path}")
+
+
+def _require_reader():  # noqa: ANN202 - JournalReader
+    from fastpose.journal.reader import open_reader
+
+    reader = open_reader()
+    if reader is None:
+        from fastpose.journal.db import journal_url
+
+        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
+    return reader

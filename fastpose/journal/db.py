@@ -1,0 +1,339 @@
+"""Where the journal lives, how to connect, and migrate-on-open.
+
+- Home: ``$FASTPOSE_HOME`` else ``./journal``; URL: ``$FASTPOSE_JOURNAL_URL`` else SQLite at
+  ``<home>/fastpose.db``.
+- SQLite connections get WAL, ``foreign_keys=ON`` and a busy timeout; write transactions use
+  ``BEGIN IMMEDIATE`` so concurrent writers wait on the lock instead of failing mid-transaction.
+- Opening checks the schema revision with one plain SQL query; only when the journal is missing, older
+  or newer than the code is Alembic imported. An older SQLite journal is copied to
+  ``fastpose.db.bak-<timestamp>`` and upgraded under an inter-process lock (a ``flock`` on
+  ``fastpose.db.lock``; ``pg_advisory_lock`` on PostgreSQL). A newer one is refused and left untouched.
+
+SQLAlchemy and Alembic are imported inside the functions that need them: ``fastpose journal`` on an
+up-to-date SQLite journal reads it through ``sqlite3`` alone (see ``fastpose.journal.reader``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+from urllib.parse import unquote
+
+from fastpose.errors import FastposeError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# The newest revision in migrations/versions; a test checks it is Alembic's single head.
+HEAD_REVISION = "0002"
+BUSY_TIMEOUT_MS = 10_000
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_PG_LOCK_KEY = 0x6661_7374_706F  # "fastpo": one advisory lock id for fastpose migrations
+
+
+class JournalError(FastposeError):
+    """The journal cannot be opened as asked (not a database, newer schema, bad URL)."""
+
+
+def journal_home() -> Path:
+    """``$FASTPOSE_HOME`` else ``./journal``."""
+    return Path(os.environ.get("FASTPOSE_HOME") or "journal")
+
+
+def journal_url() -> str:
+    """``$FASTPOSE_JOURNAL_URL`` else ``sqlite:///<home>/fastpose.db`` (absolute path)."""
+    url = os.environ.get("FASTPOSE_JOURNAL_URL")
+    if url:
+        return url
+    return f"sqlite:///{(journal_home() / 'fastpose.db').absolute()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL; None for other databases (or in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+")[0] != "sqlite":
+        raise JournalError(f"unsupported SQLite URL {url!r}: use sqlite:///PATH")
+    path = unquote(rest.split("?", 1)[0])
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def migrations_dir() -> Path:
+    """Alembic's script location: ``fastpose/_migrations`` in a wheel, ``migrations/`` in the source tree."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "_migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise JournalError(f"journal migrations not found next to {package} (broken install?)")
+
+
+# --------------------------------------------------------------------------------------- SQLite
+
+
+def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A stdlib connection with the journal's pragmas (autocommit; ``BEGIN`` explicitly to write)."""
+    if readonly:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    _sqlite_pragmas(conn, readonly=readonly)
+    return conn
+
+
+def _sqlite_pragmas(conn: sqlite3.Connection, *, readonly: bool = False, foreign_keys: bool = True) -> None:
+    cur = conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+    cur.close()
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse, without touching it, a file that is not a SQLite database."""
+    if path.is_dir():
+        raise JournalError(f"journal path {path} is a directory, not a SQLite database file")
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head and head != _SQLITE_MAGIC:
+        raise JournalError(f"{path} is not a SQLite database; move it away or set $FASTPOSE_JOURNAL_URL")
+
+
+def sqlite_revision(path: Path) -> str | None:
+    """The Alembic revision of an existing SQLite journal, read without writing (None: no schema yet)."""
+    check_sqlite_file(path)
+    if path.stat().st_size == 0:
+        return None
+    try:
+        conn = connect_sqlite(path, readonly=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "alembic_version" not in tables:
+                if tables - {"sqlite_sequence"}:
+                    raise JournalError(f"{path} is a SQLite database but not a fastpose journal")
+                return None
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc}") from None
+    if len(rows) > 1:
+        raise JournalError(f"journal {path} has several schema revisions {rows}; it is not a fastpose journal")
+    return rows[0][0] if rows else None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``path`` (created if missing); released on exit or death."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def backup_sqlite(path: Path) -> Path:
+    """Copy the journal (a consistent snapshot, WAL included) to ``<name>.bak-<timestamp>``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+    src = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        dst = sqlite3.connect(str(target))
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file, no -wal beside it
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    shutil.copystat(path, target)
+    return target
+
+
+# --------------------------------------------------------------------------------------- engines
+
+
+def create_engine(url: str) -> Engine:
+    """A SQLAlchemy engine with the journal's connection settings (no schema check; see ``open_engine``)."""
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    if sqlite_path(url) is None and not url.startswith("sqlite"):
+        try:
+            return sa.create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # noqa: BLE001 - bad URL, missing driver: one line for the user
+            raise JournalError(f"cannot use journal URL {_redact(url)}: {exc}") from None
+
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # let the "begin" hook below emit BEGIN itself
+        _sqlite_pragmas(dbapi_conn)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        # A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once when
+        # another process wrote in between; IMMEDIATE takes the write lock up front and waits for it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+    return engine
+
+
+def open_engine(url: str | None = None) -> Engine:
+    """Engine for the journal at ``url``, creating or upgrading its schema first (see module doc)."""
+    url = url or journal_url()
+    ensure_schema(url)
+    return create_engine(url)
+
+
+def ensure_schema(url: str) -> None:
+    """Create or upgrade the journal at ``url`` to HEAD_REVISION; refuse a newer one untouched."""
+    path = sqlite_path(url)
+    if path is not None:
+        if path.exists():
+            if sqlite_revision(path) == HEAD_REVISION:
+                return
+        elif not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path.with_name(path.name + ".lock")):
+            _migrate_sqlite(url, path)
+        return
+    if url.startswith("sqlite"):  # in-memory: nothing to back up or lock
+        engine = _migration_engine(url)
+        with engine.begin() as conn:
+            _upgrade(conn, current=None, where="in-memory journal")
+        return
+    _migrate_server(url)
+
+
+def _migrate_sqlite(url: str, path: Path) -> None:
+    """Under the lock: re-check (another process may have just upgraded), back up, upgrade."""
+    current = sqlite_revision(path) if path.exists() else None
+    if current == HEAD_REVISION:
+        return
+    _check_known(current, where=str(path))
+    if current is not None:
+        backup_sqlite(path)
+    engine = _migration_engine(url)
+    try:
+        with engine.begin() as conn:
+            _upgrade(conn, current=current, where=str(path))
+            bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                raise JournalError(f"schema upgrade of {path} left broken references: {bad[:3]}")
+    finally:
+        engine.dispose()
+
+
+def _migration_engine(url: str) -> Engine:
+    """SQLite engine for migrations: foreign keys OFF, or batch table rebuilds would cascade deletes."""
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None
+        _sqlite_pragmas(dbapi_conn, foreign_keys=False)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migrate_server(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            is_pg = conn.dialect.name == "postgresql"
+            if is_pg:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})")
+                conn.commit()
+            try:
+                from alembic.runtime.migration import MigrationContext
+
+                current = MigrationContext.configure(conn).get_current_revision()
+                conn.commit()
+                if current != HEAD_REVISION:
+                    _check_known(current, where=_redact(url))
+                    with conn.begin():
+                        _upgrade(conn, current=current, where=_redact(url))
+            finally:
+                if is_pg:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
+                    conn.commit()
+    except FastposeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - server unreachable etc.: one line for the user
+        raise JournalError(f"cannot open journal {_redact(url)}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+def _script_directory():  # noqa: ANN202 - alembic ScriptDirectory
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(migrations_dir()))
+    heads = script.get_heads()
+    if heads != [HEAD_REVISION]:
+        raise JournalError(f"journal migrations must have the single head {HEAD_REVISION}, found {heads}")
+    return script
+
+
+def _check_known(current: str | None, where: str) -> None:
+    if current is None:
+        return
+    known = {rev.revision for rev in _script_directory().walk_revisions()}
+    if current not in known:
+        raise JournalError(
+            f"journal {where} has schema revision {current!r}, newer than this fastpose knows "
+            f"(up to {HEAD_REVISION!r}); upgrade fastpose to use it (the journal was left untouched)"
+        )
+
+
+def alembic_config(url: str, connection: Connection | None = None):  # noqa: ANN201 - alembic Config
+    """Alembic's Config built in code: no alembic.ini needed at run time."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(conn: Connection, current: str | None, where: str) -> None:
+    from alembic import command
+
+    _script_directory()  # single head
+    command.upgrade(alembic_config(str(conn.engine.url), conn), "head")
+
+
+def _redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<unparsable URL>"

@@ -1,0 +1,151 @@
+"""The journal schema as SQLAlchemy 2 typed ORM models: the single source the migrations must match.
+
+Portable to SQLite and PostgreSQL (JSON, Text, timezone-aware DateTime). Every constraint and index is
+named through the naming convention, so Alembic batch mode on SQLite and later revisions can refer to
+them. ``tests/test_journal_migrations.py`` compares a migrated database with this metadata.
+
+The store never hands these objects out: it reads and writes through their tables and returns frozen
+records (``fastpose.journal.records``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STATUSES = ("running", "completed", "crashed", "interrupted", "diverged", "lost")
+DIRECTIONS = ("min", "max")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an autoincrementing rowid; PostgreSQL gets a BIGINT for metrics.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+When = sa.DateTime(timezone=True)  # always written as UTC
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    """One training run (or a resumed continuation of one, linked by ``parent_id``)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_in(STATUSES)})", name="status"),
+        sa.Index(None, "started_at"),
+        sa.Index(None, "name", "started_at"),
+        sa.Index(None, "status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    label: Mapped[str] = mapped_column(sa.String(255), index=True)  # YY-MM-DD/HH-MM-NAME-DATASET-BACKBONE-WEIGHTS
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    created_at: Mapped[datetime] = mapped_column(When)
+    started_at: Mapped[datetime] = mapped_column(When)
+    ended_at: Mapped[datetime | None] = mapped_column(When)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(When)
+    pid: Mapped[int | None] = mapped_column(sa.Integer)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    proc_start: Mapped[int | None] = mapped_column(sa.BigInteger)  # /proc/<pid>/stat starttime (clock ticks)
+    username: Mapped[str | None] = mapped_column(sa.String(255))
+    command: Mapped[str | None] = mapped_column(sa.Text)
+    cwd: Mapped[str | None] = mapped_column(sa.Text)
+    parent_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )  # the run this one resumed
+    config: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # RunConfig.to_dict()
+    run_dir: Mapped[str | None] = mapped_column(sa.Text)
+    checkpoint: Mapped[str | None] = mapped_column(sa.Text)  # checkpoint the run started from
+    error_type: Mapped[str | None] = mapped_column(sa.String(255))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    epoch: Mapped[int | None] = mapped_column(sa.Integer)  # where it stopped (or is now)
+    step: Mapped[int | None] = mapped_column(sa.Integer)
+    python_version: Mapped[str | None] = mapped_column(sa.String(64))
+    torch_version: Mapped[str | None] = mapped_column(sa.String(64))
+    lightning_version: Mapped[str | None] = mapped_column(sa.String(64))
+
+    git: Mapped[GitStateRow | None] = relationship(back_populates="run", passive_deletes=True)
+
+
+class GitStateRow(Base):
+    """The source tree a run was started from (1:1 with its run)."""
+
+    __tablename__ = "git_states"
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    is_repo: Mapped[bool] = mapped_column(sa.Boolean)
+    commit_sha: Mapped[str | None] = mapped_column(sa.String(64))
+    branch: Mapped[str | None] = mapped_column(sa.String(255))  # None when HEAD is detached
+    dirty: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    diff: Mapped[str | None] = mapped_column(sa.Text)  # staged + unstaged changes against HEAD
+    untracked: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    message: Mapped[str | None] = mapped_column(sa.Text)  # commit message of HEAD
+    error: Mapped[str | None] = mapped_column(sa.Text)  # why nothing was captured ("not a git repository")
+
+    run: Mapped[Run] = relationship(back_populates="git")
+
+
+class Metric(Base):
+    """The whole history: one row per logged value."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (sa.Index(None, "run_id", "name"),)  # also serves the run_id foreign key
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    epoch: Mapped[int | None] = mapped_column(sa.Integer)
+    step: Mapped[int | None] = mapped_column(sa.Integer)
+    value: Mapped[float | None] = mapped_column(sa.Float)  # NULL: NaN (SQLite cannot store NaN)
+    logged_at: Mapped[datetime] = mapped_column(When)
+
+
+class MetricSummary(Base):
+    """Final and best value per (run, metric), kept up to date by ``log_metrics`` (added in revision 0002)."""
+
+    __tablename__ = "metric_summaries"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "name"),  # also serves the run_id foreign key
+        sa.CheckConstraint(f"direction IN ({_in(DIRECTIONS)})", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    direction: Mapped[str] = mapped_column(sa.String(3))
+    final: Mapped[float | None] = mapped_column(sa.Float)
+    final_epoch: Mapped[int | None] = mapped_column(sa.Integer)
+    final_step: Mapped[int | None] = mapped_column(sa.Integer)
+    best: Mapped[float | None] = mapped_column(sa.Float)
+    best_epoch: Mapped[int | None] = mapped_column(sa.Integer)
+    best_step: Mapped[int | None] = mapped_column(sa.Integer)
+    count: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(When)
+
+
+class Note(Base):
+    """A line in the lab notebook: about a run, or (run_id NULL) about the day it was written."""
+
+    __tablename__ = "notes"
+    __table_args__ = (sa.Index(None, "created_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(When)

@@ -1,0 +1,380 @@
+"""Read queries over the journal, written once as SQL and run by two executors.
+
+``JournalReader`` holds every read (listing, references, summaries, notes, history, lost detection) as
+plain SQL with ``:named`` parameters. ``JournalStore`` (store.py) runs them through SQLAlchemy, on any
+database; ``SqliteReader`` runs them through the stdlib ``sqlite3``, so ``fastpose journal`` on an
+up-to-date SQLite journal never pays SQLAlchemy's import time. Both return the same records.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from fastpose.errors import FastposeError
+from fastpose.journal import db
+from fastpose.journal.records import (
+    RUN_COLUMNS,
+    GitState,
+    MetricPoint,
+    MetricSummary,
+    NoteRecord,
+    RunRecord,
+    git_from_row,
+    run_from_row,
+    sqlite_time,
+    to_utc,
+)
+
+STATUSES = ("running", "completed", "crashed", "interrupted", "diverged", "lost")
+DEFAULT_LOST_AFTER_S = 120.0
+
+_RUN_SELECT = (
+    "SELECT "
+    + ", ".join(f"r.{c}" for c in RUN_COLUMNS)
+    + ", g.commit_sha AS git_commit, g.dirty AS git_dirty FROM runs r LEFT JOIN git_states g ON g.run_id = r.id"
+)
+
+
+class UnknownRunError(FastposeError):
+    """A run reference matched no run, or several."""
+
+
+class JournalReader:
+    """Read access to a journal. Subclasses provide ``_fetch`` (and ``mark_lost``'s write)."""
+
+    url: str
+    _is_sqlite: bool = True
+
+    # ----------------------------------------------------------------- executor
+    def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _p(self, value: Any) -> Any:
+        """A Python value as a bound parameter in raw SQL (SQLite compares times as text)."""
+        if isinstance(value, datetime) and self._is_sqlite:
+            return sqlite_time(value)
+        return value
+
+    def _runs(self, where: str = "", params: dict[str, Any] | None = None, tail: str = "") -> list[RunRecord]:
+        sql = _RUN_SELECT + (f" WHERE {where}" if where else "") + " " + tail
+        return [run_from_row(row) for row in self._fetch(sql, params)]
+
+    # ----------------------------------------------------------------- runs
+    def get_run(self, run_id: int) -> RunRecord:
+        runs = self._runs("r.id = :id", {"id": int(run_id)})
+        if not runs:
+            raise UnknownRunError(f"no run with id {run_id}")
+        return runs[0]
+
+    def list_runs(
+        self,
+        since: datetime | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, filtered; ``limit`` keeps the newest K."""
+        where, params = [], {}
+        if since is not None:
+            where.append("r.started_at >= :since")
+            params["since"] = self._p(since)
+        if status is not None:
+            where.append("r.status = :status")
+            params["status"] = status
+        if name is not None:
+            where.append("r.name = :name")
+            params["name"] = name
+        tail = "ORDER BY r.started_at DESC, r.id DESC"
+        if limit is not None:
+            tail += " LIMIT :limit"
+            params["limit"] = int(limit)
+        return self._runs(" AND ".join(where), params, tail)
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A run from a reference: numeric id | full label | NAME (newest) | unique label prefix."""
+        ref = str(ref).strip()
+        if not ref:
+            raise UnknownRunError("empty run reference; give an id, a label, a label prefix or a NAME")
+        if ref.isdigit():
+            runs = self._runs("r.id = :id", {"id": int(ref)})
+            if runs:
+                return runs[0]
+        newest = "ORDER BY r.started_at DESC, r.id DESC LIMIT 1"
+        for column in ("label", "name"):
+            runs = self._runs(f"r.{column} = :ref", {"ref": ref}, newest)
+            if runs:
+                return runs[0]
+        labels = [
+            row["label"]
+            for row in self._fetch(
+                "SELECT DISTINCT label FROM runs WHERE substr(label, 1, :n) = :ref ORDER BY label LIMIT 6",
+                {"n": len(ref), "ref": ref},
+            )
+        ]
+        if len(labels) == 1:
+            return self._runs("r.label = :ref", {"ref": labels[0]}, newest)[0]
+        if labels:
+            shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+            raise UnknownRunError(f"run reference {ref!r} is ambiguous; it starts: {shown}")
+        candidates = [
+            row["v"]
+            for row in self._fetch(
+                "SELECT DISTINCT name AS v FROM runs UNION "
+                "SELECT v FROM (SELECT label AS v FROM runs ORDER BY id DESC LIMIT 2000) recent"
+            )
+        ]
+        close = difflib.get_close_matches(ref, candidates, n=5, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ("" if candidates else "; the journal has no runs")
+        raise UnknownRunError(f"no run matches {ref!r}{hint}")
+
+    def running_runs(self) -> list[RunRecord]:
+        return self._runs("r.status = 'running'", {}, "ORDER BY r.id")
+
+    def lost_candidates(self, lost_after: float | None = None) -> list[tuple[RunRecord, str]]:
+        """Running runs whose process is gone (same host) or whose heartbeat is too old (any host)."""
+        limit = lost_after_seconds(lost_after)
+        now = datetime.now(timezone.utc)
+        host = socket.gethostname()
+        out = []
+        for run in self.running_runs():
+            reason = lost_reason(run, now=now, lost_after=limit, host=host)
+            if reason:
+                out.append((run, reason))
+        return out
+
+    def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections (the reader must not be used afterwards)."""
+
+    # ----------------------------------------------------------------- details
+    def git_state(self, run_id: int) -> GitState | None:
+        rows = self._fetch("SELECT * FROM git_states WHERE run_id = :id", {"id": int(run_id)})
+        return git_from_row(rows[0]) if rows else None
+
+    def metric_history(self, run_id: int, name: str | None = None) -> list[MetricPoint]:
+        """Every logged value of the run (one metric if ``name``), in logging order."""
+        sql = "SELECT name, value, epoch, step, logged_at FROM metrics WHERE run_id = :id"
+        params: dict[str, Any] = {"id": int(run_id)}
+        if name is not None:
+            sql += " AND name = :name"
+            params["name"] = name
+        return [
+            MetricPoint(
+                name=row["name"],
+                value=float("nan") if row["value"] is None else row["value"],
+                epoch=row["epoch"],
+                step=row["step"],
+                time=to_utc(row["logged_at"]),
+            )
+            for row in self._fetch(sql + " ORDER BY id", params)
+        ]
+
+    def metric_summaries(self, run_ids: list[int]) -> dict[int, dict[str, MetricSummary]]:
+        """``{run_id: {name: MetricSummary}}`` from the summaries table (no history scan)."""
+        out: dict[int, dict[str, MetricSummary]] = {int(i): {} for i in run_ids}
+        for chunk in _chunks(list(out), 500):
+            marks, params = _in_params(chunk)
+            rows = self._fetch(
+                "SELECT run_id, name, direction, final, best, best_epoch, best_step, count "
+                f"FROM metric_summaries WHERE run_id IN ({marks}) ORDER BY run_id, name",
+                params,
+            )
+            for row in rows:
+                out[row["run_id"]][row["name"]] = MetricSummary(
+                    name=row["name"],
+                    direction=row["direction"],
+                    final=_num(row["final"]),
+                    best=_num(row["best"]),
+                    best_epoch=row["best_epoch"],
+                    best_step=row["best_step"],
+                    count=row["count"],
+                )
+        return out
+
+    def summaries(self, run_id: int) -> dict[str, tuple[float, float]]:
+        """``{name: (final, best)}`` for one run."""
+        return {n: (s.final, s.best) for n, s in self.metric_summaries([run_id])[int(run_id)].items()}
+
+    def run_notes(self, run_ids: list[int]) -> dict[int, list[NoteRecord]]:
+        out: dict[int, list[NoteRecord]] = {int(i): [] for i in run_ids}
+        for chunk in _chunks(list(out), 500):
+            marks, params = _in_params(chunk)
+            for note in self._notes(f"run_id IN ({marks})", params):
+                out[note.run_id].append(note)  # type: ignore[index]
+        return out
+
+    def notes(self, run_id: int | None = None) -> list[NoteRecord]:
+        """The notes of one run, oldest first."""
+        return self._notes("run_id = :id", {"id": int(run_id)}) if run_id is not None else self.day_notes()
+
+    def day_notes(self, since: datetime | None = None, until: datetime | None = None) -> list[NoteRecord]:
+        """Notes written about a day rather than a run, oldest first."""
+        where, params = ["run_id IS NULL"], {}
+        if since is not None:
+            where.append("created_at >= :since")
+            params["since"] = self._p(since)
+        if until is not None:
+            where.append("created_at <= :until")
+            params["until"] = self._p(until)
+        return self._notes(" AND ".join(where), params)
+
+    def _notes(self, where: str, params: dict[str, Any]) -> list[NoteRecord]:
+        rows = self._fetch(f"SELECT id, run_id, text, created_at FROM notes WHERE {where} ORDER BY created_at, id", params)
+        return [NoteRecord(r["id"], r["text"], to_utc(r["created_at"]), r["run_id"]) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (tests and ``journal show`` footers)."""
+        tables = ("runs", "git_states", "metrics", "metric_summaries", "notes")
+        return {t: self._fetch(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
+
+
+class SqliteReader(JournalReader):
+    """``JournalReader`` on the stdlib ``sqlite3``: only for a journal already at HEAD_REVISION."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        self._conn = db.connect_sqlite(path)
+
+    def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        cur = self._conn.execute(sql, params or {})
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
+        if not self.lost_candidates(lost_after):
+            return []
+        from fastpose.journal.store import JournalStore  # the write path, rarely needed
+
+        with JournalStore.open(self.url) as store:
+            return store.mark_lost(lost_after)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SqliteReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_reader(url: str | None = None) -> JournalReader | None:
+    """The fastest reader for the journal at ``url``; None when a SQLite journal does not exist yet.
+
+    An up-to-date SQLite journal is read with ``sqlite3``; anything else goes through ``JournalStore.open``
+    (which creates, upgrades or refuses it).
+    """
+    url = url or db.journal_url()
+    path = db.sqlite_path(url)
+    if path is not None:
+        if not path.exists():
+            return None
+        if db.sqlite_revision(path) == db.HEAD_REVISION:
+            return SqliteReader(path, url)
+    from fastpose.journal.store import JournalStore
+
+    return JournalStore.open(url)
+
+
+# ----------------------------------------------------------------------------- process liveness
+
+
+def lost_after_seconds(value: float | None = None) -> float:
+    """The heartbeat age after which a running run is lost: argument, else $FASTPOSE_LOST_AFTER, else 120."""
+    if value is not None:
+        return float(value)
+    raw = os.environ.get("FASTPOSE_LOST_AFTER")
+    if not raw:
+        return DEFAULT_LOST_AFTER_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise FastposeError(f"$FASTPOSE_LOST_AFTER must be a number of seconds, got {raw!r}") from None
+    if not seconds > 0:
+        raise FastposeError(f"$FASTPOSE_LOST_AFTER must be > 0, got {raw!r}")
+    return seconds
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of live process ``pid`` in clock ticks after boot (Linux /proc); None if it is gone.
+
+    Zombies count as gone. Without /proc, 0 when the pid exists (start time unknown).
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def lost_reason(run: RunRecord, *, now: datetime, lost_after: float, host: str) -> str | None:
+    """Why a running run counts as lost, or None if it may still be alive.
+
+    On this host the process table decides: the pid is gone, or now belongs to a process started at
+    another time. A live process is never marked lost, however long its epoch runs between heartbeats.
+    Elsewhere (or without a pid) only the heartbeat can tell: older than ``lost_after`` seconds is lost.
+    """
+    if run.pid and run.host == host:
+        ticks = process_start_ticks(run.pid)
+        if ticks is None:
+            return f"process {run.pid} on {host} is gone"
+        if run.proc_start and ticks and ticks != run.proc_start:
+            return f"process {run.pid} on {host} is gone (its pid now belongs to another process)"
+        return None
+    last = run.heartbeat_at or run.started_at
+    age = (now - last).total_seconds()
+    if age > lost_after:
+        return f"no heartbeat for {age:.0f} s (limit {lost_after:.0f} s)"
+    return None
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _in_params(values: list[int]) -> tuple[str, dict[str, int]]:
+    params = {f"p{i}": int(v) for i, v in enumerate(values)}
+    return ", ".join(f":{k}" for k in params), params
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``YYYY-MM-DD`` (local midnight) or ``Nd`` (N days back from local midnight today, 0d = today)."""
+    now = now or datetime.now().astimezone()
+    text = text.strip()
+    try:
+        if text.endswith("d") and text[:-1].isdigit():
+            day = now.date() - timedelta(days=int(text[:-1]))
+        else:
+            day = datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise FastposeError(f"--since {text!r}: use YYYY-MM-DD or Nd (e.g. 7d)") from None
+    local = datetime(day.year, day.month, day.day).astimezone()
+    return local.astimezone(timezone.utc)

@@ -1,0 +1,328 @@
+"""JournalStore: what training calls to write a run into the journal, and every read (see reader.py).
+
+Each write is one short transaction (``BEGIN IMMEDIATE`` on SQLite), retried with backoff when the
+database is locked, so several runs writing at once neither fail nor lose rows. Callers get frozen
+records, never ORM objects. Contract: docs/ARCHITECTURE.md, "Journal store".
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import os
+import random
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from fastpose.config import validate_name
+from fastpose.errors import FastposeError
+from fastpose.journal import db
+from fastpose.journal.metrics import direction, is_better
+from fastpose.journal.models import GitStateRow, Metric, MetricSummary, Note, Run
+from fastpose.journal.reader import (
+    STATUSES,
+    JournalReader,
+    UnknownRunError,
+    lost_after_seconds,
+    process_start_ticks,
+)
+from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord
+
+__all__ = ["JournalStore", "GitState", "MetricPoint", "NoteRecord", "RunRecord", "STATUSES", "UnknownRunError"]
+
+T = TypeVar("T")
+FINISH_STATUSES = ("completed", "interrupted", "diverged")
+_runs, _git, _metrics, _summaries, _notes = (
+    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note)
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JournalStore(JournalReader):
+    """The journal at one URL. ``JournalStore.open()`` creates or upgrades the schema first."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._is_sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str | None = None) -> JournalStore:
+        """The journal at ``url`` (default ``$FASTPOSE_JOURNAL_URL`` else ``<home>/fastpose.db``)."""
+        url = url or db.journal_url()
+        return cls(db.open_engine(url), url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> JournalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- executors
+    def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
+
+    def _write(self, work: Callable[[Connection], T], attempts: int = 12) -> T:
+        """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.connect() as conn:
+                    conn.execution_options(write=True)
+                    with conn.begin():
+                        return work(conn)
+            except sa.exc.OperationalError as exc:
+                message = str(exc.orig).lower()
+                if attempt == attempts - 1 or not ("locked" in message or "busy" in message):
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- runs
+    def start_run(
+        self,
+        *,
+        name: str,
+        label: str,
+        config: dict[str, Any] | None = None,
+        run_dir: str | None = None,
+        command: str | None = None,
+        git: GitState | None = None,
+        versions: dict[str, str | None] | None = None,
+        parent_id: int | None = None,
+        checkpoint: str | None = None,
+    ) -> RunRecord:
+        """Record a new run, status ``running``, with this process's pid/host/user/cwd/start time."""
+        validate_name(name)
+        if not isinstance(label, str) or not label.strip() or len(label) > 255:
+            raise FastposeError(f"invalid run label {label!r}")
+        versions = versions or {}
+        now = _now()
+        pid = os.getpid()
+        row = {
+            "name": name,
+            "label": label,
+            "status": "running",
+            "created_at": now,
+            "started_at": now,
+            "heartbeat_at": now,
+            "pid": pid,
+            "host": socket.gethostname(),
+            "proc_start": process_start_ticks(pid) or None,
+            "username": _username(),
+            "command": command if command is not None else " ".join(sys.argv),
+            "cwd": os.getcwd(),
+            "parent_id": parent_id,
+            "config": config or {},
+            "run_dir": run_dir,
+            "checkpoint": checkpoint,
+            "python_version": versions.get("python") or sys.version.split()[0],
+            "torch_version": versions.get("torch"),
+            "lightning_version": versions.get("lightning"),
+        }
+
+        def work(conn: Connection) -> int:
+            if parent_id is not None and conn.execute(
+                sa.select(_runs.c.id).where(_runs.c.id == parent_id)
+            ).first() is None:
+                raise UnknownRunError(f"parent run {parent_id} does not exist")
+            run_id = conn.execute(sa.insert(_runs).values(**row)).inserted_primary_key[0]
+            if git is not None:
+                conn.execute(
+                    sa.insert(_git).values(
+                        run_id=run_id,
+                        is_repo=git.is_repo,
+                        commit_sha=git.commit,
+                        branch=git.branch,
+                        dirty=git.dirty,
+                        diff=git.diff,
+                        untracked=list(git.untracked),
+                        message=git.message,
+                        error=git.error,
+                    )
+                )
+            return run_id
+
+        return self.get_run(self._write(work))
+
+    def heartbeat(self, run_id: int, epoch: int | None = None, step: int | None = None) -> None:
+        """The run is alive (a run marked ``lost`` by mistake comes back to ``running``)."""
+        values: dict[str, Any] = {"heartbeat_at": _now()}
+        if epoch is not None:
+            values["epoch"] = epoch
+        if step is not None:
+            values["step"] = step
+
+        def work(conn: Connection) -> None:
+            self._require(conn, run_id)
+            conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(**values))
+            conn.execute(
+                sa.update(_runs)
+                .where(_runs.c.id == run_id, _runs.c.status == "lost")
+                .values(status="running", ended_at=None, error_message=None)
+            )
+
+        self._write(work)
+
+    def log_metrics(self, run_id: int, points: Iterable[MetricPoint]) -> None:
+        """Append ``points`` to the history and update final/best per metric, in one transaction."""
+        points = list(points)
+        for p in points:
+            if not isinstance(p.name, str) or not p.name or len(p.name) > 200:
+                raise FastposeError(f"invalid metric name {p.name!r}")
+        if not points:
+            return
+        now = _now()
+        rows = [
+            {
+                "run_id": run_id,
+                "name": p.name,
+                "epoch": p.epoch,
+                "step": p.step,
+                "value": _storable(p.value),
+                "logged_at": p.time or now,
+            }
+            for p in points
+        ]
+        names = sorted({p.name for p in points})
+
+        def work(conn: Connection) -> None:
+            self._require(conn, run_id)
+            conn.execute(sa.insert(_metrics), rows)
+            existing = {
+                r.name: dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(_summaries).where(_summaries.c.run_id == run_id, _summaries.c.name.in_(names))
+                )
+            }
+            changed: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                name, value = row["name"], row["value"]
+                s = changed.get(name) or existing.get(name)
+                if s is None:
+                    s = {"run_id": run_id, "name": name, "direction": direction(name), "count": 0,
+                         "best": None, "best_epoch": None, "best_step": None}
+                else:
+                    s = dict(s)
+                if s["best"] is None or is_better(name, value, s["best"]):
+                    s.update(best=value, best_epoch=row["epoch"], best_step=row["step"])
+                s.update(final=value, final_epoch=row["epoch"], final_step=row["step"],
+                         count=s["count"] + 1, updated_at=now)
+                changed[name] = s
+            for name, s in changed.items():
+                if name in existing:
+                    sid = s.pop("id")
+                    conn.execute(sa.update(_summaries).where(_summaries.c.id == sid).values(**s))
+                else:
+                    conn.execute(sa.insert(_summaries).values(**s))
+            conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(heartbeat_at=now))
+
+        self._write(work)
+
+    def finish(
+        self,
+        run_id: int,
+        status: str = "completed",
+        epoch: int | None = None,
+        step: int | None = None,
+        message: str | None = None,
+    ) -> RunRecord:
+        """End a run that stopped without crashing: completed, interrupted or diverged."""
+        if status not in FINISH_STATUSES:
+            raise FastposeError(f"finish status must be one of {', '.join(FINISH_STATUSES)}, got {status!r}")
+        return self._end(run_id, status=status, epoch=epoch, step=step, error_message=message)
+
+    def crash(
+        self,
+        run_id: int,
+        exc_type: str,
+        message: str,
+        traceback: str,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> RunRecord:
+        """End a run with an exception: its type, message and full traceback are kept."""
+        return self._end(
+            run_id, status="crashed", epoch=epoch, step=step,
+            error_type=exc_type, error_message=message, traceback=traceback,
+        )
+
+    def _end(self, run_id: int, *, status: str, epoch: int | None, step: int | None, **fields: Any) -> RunRecord:
+        now = _now()
+        values = {"status": status, "ended_at": now, "heartbeat_at": now, **fields}
+        if epoch is not None:
+            values["epoch"] = epoch
+        if step is not None:
+            values["step"] = step
+
+        def work(conn: Connection) -> None:
+            self._require(conn, run_id)
+            conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(**values))
+
+        self._write(work)
+        return self.get_run(run_id)
+
+    def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
+        """Mark ``lost`` every running run whose process is gone or whose heartbeat is too old."""
+        lost_after = lost_after_seconds(lost_after)
+        marked = []
+        for run, reason in self.lost_candidates(lost_after):
+            def work(conn: Connection, run: RunRecord = run, reason: str = reason) -> int:
+                return conn.execute(
+                    sa.update(_runs)
+                    .where(_runs.c.id == run.id, _runs.c.status == "running")  # it may have just finished
+                    .values(status="lost", ended_at=run.heartbeat_at or run.started_at, error_message=reason)
+                ).rowcount
+
+            if self._write(work):
+                marked.append(self.get_run(run.id))
+        return marked
+
+    # ----------------------------------------------------------------- notes
+    def add_note(self, text: str, run_id: int | None = None) -> NoteRecord:
+        """A note on a run, or (``run_id=None``) on today."""
+        if not isinstance(text, str) or not text.strip():
+            raise FastposeError("a note needs some text")
+        text = text.strip()
+        now = _now()
+
+        def work(conn: Connection) -> int:
+            if run_id is not None:
+                self._require(conn, run_id)
+            return conn.execute(
+                sa.insert(_notes).values(run_id=run_id, text=text, created_at=now)
+            ).inserted_primary_key[0]
+
+        note_id = self._write(work)
+        return NoteRecord(id=note_id, text=text, created_at=now, run_id=run_id)
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _require(conn: Connection, run_id: int) -> None:
+        if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
+            raise UnknownRunError(f"no run with id {run_id}")
+
+
+def _storable(value: Any) -> float | None:
+    """A float for the database; NaN becomes NULL (SQLite cannot store NaN), read back as NaN."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _username() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return None

@@ -1,0 +1,335 @@
+"""Renderings of the journal: the daily log, a run in detail, the Markdown export, sparklines, JSON.
+
+rich is imported inside the functions that draw, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from fastpose.journal.metrics import HEADLINE
+from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fastpose.journal.reader import JournalReader
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+STATUS_STYLE = {
+    "running": "bold cyan",
+    "completed": "green",
+    "crashed": "bold red",
+    "interrupted": "yellow",
+    "diverged": "magenta",
+    "lost": "dim red",
+}
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+
+def sparkline(values: Sequence[float], width: int | None = 40) -> str:
+    """``▁▂▄█``-style line of ``values`` (NaN/inf as a space), resampled to at most ``width`` cells."""
+    vals = [float(v) for v in values]
+    if width and len(vals) > width:  # mean of equal-sized buckets keeps the shape
+        buckets = [vals[i * len(vals) // width : (i + 1) * len(vals) // width] for i in range(width)]
+        vals = [_mean(b) for b in buckets]
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
+        return " " * len(vals)
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in vals:
+        if not math.isfinite(v):
+            out.append(" ")
+        elif span == 0:
+            out.append(SPARK_CHARS[len(SPARK_CHARS) // 2])
+        else:
+            out.append(SPARK_CHARS[min(len(SPARK_CHARS) - 1, int((v - lo) / span * len(SPARK_CHARS)))])
+    return "".join(out)
+
+
+def _mean(bucket: list[float]) -> float:
+    finite = [v for v in bucket if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def local(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.astimezone()
+
+
+def short_metric(name: str) -> str:
+    return name.split("/", 1)[-1]
+
+
+def headline(summaries: dict[str, MetricSummary], n: int = 3) -> list[tuple[str, float]]:
+    """The metrics the daily log shows for a run: the HEADLINE ones it has, else its first few."""
+    names = [m for m in HEADLINE if m in summaries] or sorted(summaries)
+    return [(m, summaries[m].final) for m in names[:n]]
+
+
+def last_traceback_line(run: RunRecord) -> str | None:
+    if run.status != "crashed":
+        return None
+    lines = [ln for ln in (run.traceback or "").strip().splitlines() if ln.strip()]
+    if lines:
+        return lines[-1].strip()
+    return f"{run.error_type or 'Error'}: {run.error_message or ''}".strip()
+
+
+def diff_stat(diff: str | None) -> list[tuple[str, int, int]]:
+    """``[(path, added, removed)]`` from a unified diff."""
+    stats: dict[str, list[int]] = {}
+    current = None
+    for line in (diff or "").splitlines():
+        m = re.match(r"diff --git a/(.*?) b/(.*)$", line)
+        if m:
+            current = m.group(2)
+            stats[current] = [0, 0]
+        elif current is None or line.startswith(("+++", "---")):
+            continue
+        elif line.startswith("+"):
+            stats[current][0] += 1
+        elif line.startswith("-"):
+            stats[current][1] += 1
+    return [(path, a, r) for path, (a, r) in stats.items()]
+
+
+def run_to_json(
+    run: RunRecord,
+    store: JournalReader | None = None,
+    *,
+    summaries: dict[str, MetricSummary] | None = None,
+    notes: list[NoteRecord] | None = None,
+) -> dict[str, Any]:
+    """The ``--json`` run object (``journal --json``, ``compare --json``). Pass ``store`` or both extras."""
+    if summaries is None:
+        summaries = store.metric_summaries([run.id])[run.id] if store else {}
+    if notes is None:
+        notes = store.notes(run.id) if store else []
+    iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
+    return {
+        "id": run.id,
+        "name": run.name,
+        "label": run.label,
+        "status": run.status,
+        "started": iso(run.started_at),
+        "ended": iso(run.ended_at),
+        "duration_s": run.duration_s,
+        "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
+        "final_metrics": {n: _json_num(s.final) for n, s in summaries.items()},
+        "best_metrics": {n: _json_num(s.best) for n, s in summaries.items()},
+        "notes": [n.text for n in notes],
+        "epoch": run.epoch,
+        "step": run.step,
+        "parent_id": run.parent_id,
+        "host": run.host,
+        "pid": run.pid,
+        "run_dir": run.run_dir,
+        "checkpoint": run.checkpoint,
+        "error_type": run.error_type,
+        "error_message": run.error_message,
+        "config": run.config,
+    }
+
+
+def _json_num(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN
+
+
+# ----------------------------------------------------------------------------- the daily log
+
+
+class DailyLog:
+    """Runs grouped by local day, newest first, with their summaries and notes (and the day notes)."""
+
+    def __init__(
+        self, reader: JournalReader | None, runs: list[RunRecord], day_notes: Iterable[NoteRecord] = ()
+    ) -> None:
+        ids = [r.id for r in runs]
+        self.runs = runs
+        self.summaries = reader.metric_summaries(ids) if reader else {}
+        self.notes = reader.run_notes(ids) if reader else {}
+        self.days: dict[date, list[RunRecord]] = defaultdict(list)
+        self.day_notes: dict[date, list[NoteRecord]] = defaultdict(list)
+        for run in runs:
+            self.days[local(run.started_at).date()].append(run)
+        for note in day_notes:
+            self.day_notes[local(note.created_at).date()].append(note)
+
+    def ordered_days(self) -> list[date]:
+        return sorted(set(self.days) | set(self.day_notes), reverse=True)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [run_to_json(r, summaries=self.summaries[r.id], notes=self.notes[r.id]) for r in self.runs]
+
+
+def render_daily_log(log: DailyLog, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    if not log.runs and not log.day_notes:
+        console.print("[dim]No runs or notes in the journal match.[/dim]")
+        return
+    for day in log.ordered_days():
+        console.print(Text(f"{day:%Y-%m-%d %A}", style="bold underline"))
+        runs = log.days.get(day, [])
+        if runs:
+            table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+            for col in ("time", "id", "label", "status", "duration", "metrics"):
+                table.add_column(col, no_wrap=col != "metrics")
+            for run in runs:
+                metrics = "  ".join(f"{short_metric(n)} {fmt_value(v)}" for n, v in headline(log.summaries[run.id]))
+                table.add_row(
+                    f"{local(run.started_at):%H:%M}",
+                    f"#{run.id}",
+                    run.label,
+                    Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+                    fmt_duration(run.duration_s),
+                    metrics,
+                )
+                last = last_traceback_line(run)
+                if last:
+                    table.add_row("", "", Text(f"  ✗ {last}", style="red"), "", "", "")
+                for note in log.notes[run.id]:
+                    table.add_row("", "", Text(f"  ✎ {note.text}", style="italic"), "", "", "")
+            console.print(table)
+        for note in log.day_notes.get(day, []):
+            console.print(Text(f"  ✎ {local(note.created_at):%H:%M} {note.text}", style="italic"))
+        console.print()
+
+
+def daily_log_markdown(log: DailyLog, title: str = "fastpose journal") -> str:
+    """The whole log as Markdown, grouped by day, newest day first (like the hand-kept one)."""
+    out = [f"# {title}", ""]
+    for day in log.ordered_days():
+        out += [f"## {day:%Y-%m-%d %A}", ""]
+        for run in log.days.get(day, []):
+            metrics = ", ".join(f"{n} {fmt_value(v)}" for n, v in headline(log.summaries[run.id], n=4))
+            line = f"- **{local(run.started_at):%H:%M}** `{run.label}` (#{run.id}) — {run.status}, {fmt_duration(run.duration_s)}"
+            if metrics:
+                line += f" — {metrics}"
+            out.append(line)
+            if run.git_commit:
+                out.append(f"  - git {run.git_commit[:10]}{' (dirty)' if run.git_dirty else ''}")
+            last = last_traceback_line(run)
+            if last:
+                out.append(f"  - crashed: `{last}`")
+            for note in log.notes[run.id]:
+                out.append(f"  - {note.text}")
+        for note in log.day_notes.get(day, []):
+            out.append(f"- {local(note.created_at):%H:%M} note: {note.text}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
+    """Everything about a run: what, where, config, git (diff stat), traceback, metric history."""
+    from rich.json import JSON
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    status = Text(run.status, style=STATUS_STYLE.get(run.status, ""))
+    rows: list[tuple[str, Any]] = [
+        ("id", str(run.id)),
+        ("name", run.name),
+        ("status", status),
+        ("started", f"{local(run.started_at):%Y-%m-%d %H:%M:%S}"),
+        ("ended", f"{local(run.ended_at):%Y-%m-%d %H:%M:%S}" if run.ended_at else "-"),
+        ("duration", fmt_duration(run.duration_s)),
+        ("stopped at", f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"),
+        ("host / pid", f"{run.host} / {run.pid}  (user {run.username})"),
+        ("command", run.command or "-"),
+        ("cwd", run.cwd or "-"),
+        ("run dir", run.run_dir or "-"),
+        ("resumed from", f"run #{run.parent_id}" if run.parent_id else "-"),
+        ("checkpoint", run.checkpoint or "-"),
+        ("versions", f"python {run.python_version}, torch {run.torch_version}, lightning {run.lightning_version}"),
+    ]
+    if run.error_message and run.status != "crashed":
+        rows.append(("message", run.error_message))
+    for key, value in rows:
+        head.add_row(key, value)
+    console.print(Panel(head, title=f"[bold]{run.label}", expand=False))
+
+    for note in reader.notes(run.id):
+        console.print(Text(f"✎ {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", style="italic"))
+
+    console.print(Text("config", style="bold"))
+    console.print(JSON(json.dumps(run.config, default=str)))
+
+    git = reader.git_state(run.id)
+    console.print(Text("git", style="bold"))
+    if git is None:
+        console.print("  not recorded")
+    elif not git.is_repo or git.commit is None:
+        console.print(f"  {git.error or 'not a git repository'}")
+    else:
+        branch = git.branch or "(detached HEAD)"
+        console.print(f"  {git.commit}  {branch}  {'[yellow]dirty[/]' if git.dirty else '[green]clean[/]'}")
+        if git.message:
+            console.print(Text(f"  {git.message.splitlines()[0]}", style="dim"))
+        for path, added, removed in diff_stat(git.diff):
+            console.print(Text(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
+        if git.untracked:
+            console.print(f"  untracked: {', '.join(git.untracked)}")
+
+    if run.traceback or run.status == "crashed":
+        console.print(Text(f"traceback ({run.error_type}: {run.error_message})", style="bold red"))
+        console.print(Syntax(run.traceback or "", "pytb", word_wrap=True, background_color="default"))
+
+    summaries = reader.metric_summaries([run.id])[run.id]
+    history: dict[str, list[float]] = defaultdict(list)
+    for point in reader.metric_history(run.id):
+        history[point.name].append(point.value)
+    if summaries or history:
+        table = Table(title="metrics", title_justify="left", title_style="bold")
+        for col, justify in (("metric", "left"), ("n", "right"), ("final", "right"), ("best", "right"),
+                             ("best epoch", "right"), ("history", "left")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for name in sorted(set(summaries) | set(history)):
+            s = summaries.get(name)
+            table.add_row(
+                name,
+                str(len(history[name])),
+                fmt_value(s.final) if s else "-",
+                f"{fmt_value(s.best)} ({s.direction})" if s else "-",
+                "-" if s is None or s.best_epoch is None else str(s.best_epoch),
+                sparkline(history[name]),
+            )
+        console.print(table)
+    else:
+        console.print("[dim]no metrics logged[/dim]")

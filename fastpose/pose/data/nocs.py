@@ -1,0 +1,240 @@
+"""The NOCS dataset layout (Wang et al. 2019, CAMERA / REAL), read into the batch format of ``ARCHITECTURE.md``.
+
+Layout, per image ``<root>/<split>/<scene>/<id>_*``:
+
+==================  =====================================================================================
+``_color.png``      RGB image
+``_mask.png``       instance id per pixel (first channel if several), 255 = background
+``_coord.png``      NOCS map, 8-bit RGB; blue stores ``1 - z`` as in the NOCS authors' loader
+``_depth.png``      depth in millimetres: 16-bit single channel (REAL), or 8-bit RGB with
+                    ``depth = G * 256 + B`` (CAMERA's composed depth)
+``_meta.txt``       one line per instance: ``inst_id class_id model_name``; class 0 (distractor) is skipped
+``_pose.json``      optional ground truth ``{inst_id: {"rotation": 3x3, "translation": [3], "size": [3]}}``
+``_intrinsics.txt`` optional 3x3 camera matrix; otherwise NOCS's CAMERA (or REAL, for splits named real*)
+==================  =====================================================================================
+
+Where no pose is given it is derived as the NOCS authors do: the similarity transform (Umeyama 1991)
+that maps the instance's NOCS coordinates (minus 0.5) onto its back-projected depth points gives
+rotation, translation and scale (the bounding-box diagonal); the size is twice the largest visible
+|NOCS - 0.5| per axis times the scale. Poses are computed at the native resolution; the image is then
+centre-cropped to a square and resized to ``image_size`` (intrinsics adjusted accordingly).
+
+``export_nocs_layout`` writes samples of any dataset (e.g. the synthetic one) in this layout: the test
+fixture for the loader, and a way to hand synthetic data to NOCS tooling.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from fastpose.errors import FastposeError
+from fastpose.pose.data.synthetic import denormalize_image, normalize_image
+
+CAMERA_K = np.array([[577.5, 0, 319.5], [0, 577.5, 239.5], [0, 0, 1]], dtype=np.float64)
+REAL_K = np.array([[591.0125, 0, 322.525], [0, 590.16775, 244.11084], [0, 0, 1]], dtype=np.float64)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ~ s * R @ src + t`` for (N, 3) point sets (Umeyama 1991).
+
+    Returns ``(s, R, t)`` with ``R`` a proper rotation (det +1).
+    """
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    U, D, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1
+    R = U @ S @ Vt
+    var_s = (xs**2).sum() / len(src)
+    s = float(np.trace(np.diag(D) @ S) / var_s) if var_s > 0 else 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
+    from fastpose.pose.data.synthetic import _quat_of
+
+    return np.array(_quat_of(R), dtype=np.float64)
+
+
+class NOCSDataset(Dataset):
+    """Images of ``<root>/<split>/*/*_color.png`` as batch dicts (see the module docstring)."""
+
+    def __init__(self, root: str | Path, split: str = "train", image_size: int = 64, max_objects: int = 3,
+                 min_pixels: int = 3) -> None:
+        self.root, self.split = Path(root), split
+        self.image_size, self.max_objects, self.min_pixels = image_size, max_objects, min_pixels
+        folder = self.root / split
+        if not folder.is_dir():
+            raise FastposeError(f"NOCS split folder {str(folder)!r} does not exist")
+        self.items = sorted(p.with_name(p.name[: -len("_color.png")]) for p in folder.glob("*/*_color.png"))
+        if not self.items:
+            raise FastposeError(f"no '<scene>/<id>_color.png' images under {str(folder)!r}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def intrinsics_native(self, stem: Path) -> np.ndarray:
+        path = stem.with_name(stem.name + "_intrinsics.txt")
+        if path.is_file():
+            return np.loadtxt(path, dtype=np.float64).reshape(3, 3)
+        return REAL_K.copy() if self.split.lower().startswith("real") else CAMERA_K.copy()
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        stem = self.items[index]
+        name = str(stem)
+        try:
+            color = np.asarray(Image.open(name + "_color.png").convert("RGB"), dtype=np.float32) / 255
+            mask = np.asarray(Image.open(name + "_mask.png"))
+            coord = np.asarray(Image.open(name + "_coord.png").convert("RGB"), dtype=np.float32) / 255
+            depth = np.asarray(Image.open(name + "_depth.png"))
+            meta = Path(name + "_meta.txt").read_text().split("\n")
+        except OSError as exc:
+            raise FastposeError(f"cannot read NOCS sample {name!r}: {exc}") from None
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        if depth.ndim == 3:  # CAMERA's composed 8-bit depth
+            depth = depth[..., 1].astype(np.float64) * 256 + depth[..., 2]
+        depth = depth.astype(np.float64) / 1000.0  # metres
+        coord = coord.copy()
+        coord[..., 2] = 1 - coord[..., 2]
+        poses = {}
+        pose_path = Path(name + "_pose.json")
+        if pose_path.is_file():
+            poses = {int(k): v for k, v in json.loads(pose_path.read_text()).items()}
+        K = self.intrinsics_native(stem)
+        H, W = mask.shape
+
+        instances = []
+        for line in meta:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            inst_id, cls = int(parts[0]), int(parts[1])
+            if cls < 1 or cls > 6:
+                continue
+            pix = mask == inst_id
+            if pix.sum() < self.min_pixels:
+                continue
+            instances.append((inst_id, cls, pix))
+        instances = instances[: self.max_objects]
+
+        v, u = np.nonzero(np.ones((H, W), bool))
+        rays = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], np.ones_like(u, float)], -1)
+        rays = rays.reshape(H, W, 3)
+        M = self.max_objects
+        out_inst = np.zeros((H, W), np.int64)
+        out_cls = np.zeros((H, W), np.int64)
+        inst_valid = np.zeros(M, bool)
+        inst_class = np.zeros(M, np.int64)
+        inst_quat, inst_rot = np.zeros((M, 4)), np.zeros((M, 3, 3))
+        inst_trans, inst_size = np.zeros((M, 3)), np.zeros((M, 3))
+        for k, (inst_id, cls, pix) in enumerate(instances):
+            if inst_id in poses:
+                R = np.asarray(poses[inst_id]["rotation"], float)
+                t = np.asarray(poses[inst_id]["translation"], float)
+                size = np.asarray(poses[inst_id]["size"], float)
+            else:
+                good = pix & (depth > 0)
+                if good.sum() < 3:
+                    continue
+                src = coord[good].astype(np.float64) - 0.5
+                dst = rays[good] * depth[good][:, None]
+                s, R, t = umeyama(src, dst)
+                size = 2 * np.abs(src).max(0) * s
+            out_inst[pix], out_cls[pix] = k + 1, cls
+            inst_valid[k], inst_class[k] = True, cls
+            inst_rot[k], inst_trans[k], inst_size[k] = R, t, size
+            inst_quat[k] = _quat_from_rotmat(R)
+
+        # Centre-crop to a square, resize to image_size; adjust intrinsics.
+        side = min(H, W)
+        y0, x0 = (H - side) // 2, (W - side) // 2
+        sl = (slice(y0, y0 + side), slice(x0, x0 + side))
+        S = self.image_size
+        scale = S / side
+        K_out = K.copy()
+        K_out[0, 2], K_out[1, 2] = (K[0, 2] - x0) * scale, (K[1, 2] - y0) * scale
+        K_out[0, 0], K_out[1, 1] = K[0, 0] * scale, K[1, 1] * scale
+
+        def resize(a: np.ndarray, mode: str) -> Tensor:
+            t_ = torch.from_numpy(np.ascontiguousarray(a[sl])).float()
+            t_ = t_.permute(2, 0, 1)[None] if t_.dim() == 3 else t_[None, None]
+            if side != S:
+                t_ = F.interpolate(t_, size=(S, S), mode=mode, **({"antialias": True, "align_corners": False}
+                                                                    if mode == "bilinear" else {}))
+            return t_[0]
+
+        inst_t = resize(out_inst.astype(np.float32), "nearest")[0].round().long()
+        fg = inst_t > 0
+        inst_valid_t = torch.from_numpy(inst_valid)
+        present = torch.bincount(inst_t.reshape(-1), minlength=M + 1)[1:] > 0
+        inst_valid_t &= present  # an instance that vanished in the resize is padded
+        qt = torch.from_numpy(inst_quat).float() * inst_valid_t[:, None]
+        qmap = torch.where(fg, qt[(inst_t - 1).clamp_min(0)].permute(2, 0, 1), torch.zeros(()))
+        nocs = resize(coord, "nearest") * fg
+        keep = lambda a: torch.from_numpy(a).float() * inst_valid_t.view((-1,) + (1,) * (a.ndim - 1))  # noqa
+        return {
+            "image": normalize_image(resize(color, "bilinear").clamp(0, 1)),
+            "class_mask": resize(out_cls.astype(np.float32), "nearest")[0].round().long() * fg,
+            "instance_mask": inst_t,
+            "quaternion_map": qmap,
+            "nocs": nocs,
+            "depth": resize(depth.astype(np.float32), "nearest")[0] * fg,
+            "intrinsics": torch.from_numpy(K_out).float(),
+            "inst_valid": inst_valid_t,
+            "inst_class": torch.from_numpy(inst_class) * inst_valid_t,
+            "inst_quat": keep(inst_quat),
+            "inst_rot": keep(inst_rot),
+            "inst_trans": keep(inst_trans),
+            "inst_size": keep(inst_size),
+        }
+
+
+def export_nocs_layout(dataset: Dataset, root: str | Path, split: str = "train", n: int | None = None,
+                       per_scene: int = 4, write_pose: bool = False) -> list[Path]:
+    """Write ``n`` samples of ``dataset`` as ``<root>/<split>/scene_<k>/<id>_*`` files (NOCS layout).
+
+    Depth is stored in millimetres (16-bit), NOCS coordinates in 8 bits, so derived poses carry that
+    quantisation. ``write_pose`` also writes the exact poses (``_pose.json``). Returns the file stems.
+    """
+    root = Path(root)
+    n = len(dataset) if n is None else min(n, len(dataset))
+    stems = []
+    for i in range(n):
+        s = dataset[i]
+        folder = root / split / f"scene_{i // per_scene + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{i % per_scene:04d}"
+        rgb = (denormalize_image(s["image"]).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(rgb).save(f"{stem}_color.png")
+        inst = s["instance_mask"].numpy()
+        Image.fromarray(np.where(inst > 0, inst, 255).astype(np.uint8)).save(f"{stem}_mask.png")
+        nocs = s["nocs"].permute(1, 2, 0).numpy().copy()
+        nocs[..., 2] = np.where(inst > 0, 1 - nocs[..., 2], 0)
+        Image.fromarray((nocs * 255).round().clip(0, 255).astype(np.uint8)).save(f"{stem}_coord.png")
+        depth_mm = (s["depth"].numpy() * 1000).round().clip(0, 65535).astype(np.uint16)
+        Image.fromarray(depth_mm).save(f"{stem}_depth.png")
+        lines, poses = [], {}
+        for k in range(len(s["inst_valid"])):
+            if bool(s["inst_valid"][k]):
+                cls = int(s["inst_class"][k])
+                lines.append(f"{k + 1} {cls} synthetic_{cls}")
+                poses[str(k + 1)] = {"rotation": s["inst_rot"][k].tolist(), "translation": s["inst_trans"][k].tolist(),
+                                     "size": s["inst_size"][k].tolist()}
+        Path(f"{stem}_meta.txt").write_text("\n".join(lines) + "\n")
+        np.savetxt(f"{stem}_intrinsics.txt", s["intrinsics"].numpy())
+        if write_pose:
+            Path(f"{stem}_pose.json").write_text(json.dumps(poses))
+        stems.append(stem)
+    return stems

@@ -1,0 +1,170 @@
+"""Callbacks own the side effects of a run: the journal, the pose image panel, the interruption checkpoint.
+
+``JournalCallback`` acts on global rank zero only (the runner creates it only there, and it checks again),
+so a DDP run writes exactly one run row. Journal writes never stop training: a failed write is reported
+on stderr once per kind and training goes on (the reliability work adds a spool here).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from fastpose.training.draw import pose_panel
+
+
+class JournalCallback(pl.Callback):
+    """Heartbeat (a daemon thread, every ``heartbeat_s``) and per-epoch metrics into the journal."""
+
+    def __init__(self, store: Any, run_id: int, heartbeat_s: float = 15.0) -> None:
+        from fastpose.journal.records import MetricPoint
+
+        self.store, self.run_id, self.heartbeat_s = store, run_id, heartbeat_s
+        self._point = MetricPoint
+        self.epoch: int | None = None
+        self.step: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+
+    # ----------------------------------------------------------------- journal access
+    def _write(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the journal must never kill a training run
+            if what not in self._warned:
+                self._warned.add(what)
+                print(f"warning: journal {what} failed ({type(exc).__name__}: {exc}); training goes on",
+                      file=sys.stderr)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            self._write("heartbeat", self.store.heartbeat, self.run_id, epoch=self.epoch, step=self.step)
+
+    def start_heartbeat(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="fastpose-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # ----------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch, self.step = trainer.current_epoch, trainer.global_step
+        if trainer.is_global_zero:
+            self.start_heartbeat()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.epoch, self.step = trainer.current_epoch, trainer.global_step
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation ran inside this epoch, before this hook: train/* epoch means and val/* are all here.
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        epoch, step = trainer.current_epoch, trainer.global_step
+        points = [
+            self._point(name, float(value), epoch, step)
+            for name, value in sorted(trainer.callback_metrics.items())
+            if name.startswith(("train/", "val/")) and _is_scalar(value)
+        ]
+        self._write("metrics", self.store.log_metrics, self.run_id, points)
+        self._write("heartbeat", self.store.heartbeat, self.run_id, epoch=epoch, step=step)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stop_heartbeat()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.stop_heartbeat()
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch, overwritten in place (full trainer state, what ``resume`` uses).
+
+    Lightning 2.6 writes ``save_last`` only in steps where a top-k checkpoint was also written, so a run whose
+    best epoch came early would resume from that early epoch; this is its own every-epoch checkpoint instead
+    (its own class, so its state key never clashes with ``--save-every``'s ModelCheckpoint).
+    """
+
+    def __init__(self, dirpath: Path) -> None:
+        super().__init__(dirpath=dirpath, filename="last", save_top_k=1, enable_version_counter=False)
+
+
+class InterruptCheckpoint(pl.Callback):
+    """On a graceful stop (SIGINT/SIGTERM turned into Lightning's SIGTERMException at a step boundary),
+    save ``last.ckpt``: the state after the last finished step, full trainer state, resumable.
+
+    Runs on every rank (saving is collective under DDP; rank zero writes the file).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.saved = False
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.saved = True
+
+
+class PoseImages(pl.Callback):
+    """TensorBoard image panel ``val/poses``: the first validation batch's first ``count`` samples,
+    ground-truth axes left, predicted axes right (``fastpose.training.draw``)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero or not self.count:
+            return
+        if not isinstance(outputs, dict) or "ev" not in outputs:
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        pred_rot, matched = predicted_rotations(batch, outputs["ev"])
+        panel = pose_panel(batch, pred_rot, matched, self.count)
+        experiment.add_image("val/poses", panel, global_step=trainer.global_step)
+
+
+def predicted_rotations(batch: dict, ev: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter the per-GT-instance evaluation back to slots: (B,M,3,3) rotations and (B,M) matched.
+
+    ``evaluate_batch`` lists ground-truth instances in row-major order of ``inst_valid`` (sample, slot);
+    a missed instance keeps the identity (drawn grey).
+    """
+    from fastpose.pose.rotations import quat_to_rotmat
+
+    valid = batch["inst_valid"].bool()
+    B, M = valid.shape
+    rot = torch.eye(3).expand(B, M, 3, 3).clone()
+    matched = torch.zeros(B, M, dtype=torch.bool)
+    pred_quat, was_matched = _field(ev, "pred_quat"), _field(ev, "matched")
+    if pred_quat is None or was_matched is None or pred_quat.shape[0] != int(valid.sum()):
+        return rot, matched
+    index = valid.cpu().nonzero(as_tuple=True)
+    rot[index] = quat_to_rotmat(pred_quat.detach().float().cpu())
+    matched[index] = was_matched.detach().cpu().bool()
+    return rot, matched
+
+
+def _field(ev: Any, name: str) -> Any:
+    return ev.get(name) if isinstance(ev, dict) else getattr(ev, name, None)
+
+
+def _is_scalar(value: Any) -> bool:
+    """A finite number (NaN/inf stay in TensorBoard; the journal keeps only real values)."""
+    try:
+        return torch.as_tensor(value).numel() == 1 and math.isfinite(float(value))
+    except (TypeError, ValueError, RuntimeError):
+        return False

@@ -1,0 +1,87 @@
+"""Fault injection: the one seam through which tests (and anyone reproducing a failure) break a real run.
+
+``FASTPOSE_FAULT`` holds comma-separated actions, each ``ACTION@step:N`` (global training step, 0-based):
+
+- ``raise@step:3``          raise ``InjectedFault`` inside the loss at step 3 (a crash mid-epoch)
+- ``nan@step:2``            make ``loss_rot`` NaN at step 2; ``nan:loss_mask@step:2`` picks the term
+- ``inf:loss_rot@step:2``   the same with +inf
+- ``sleep:0.2@step:0``      sleep 0.2 s in every training step from step 0 on (keeps a run alive for
+                            signal tests without making it big)
+
+It is read once, when the LightningModule is built; an unparsable value is a user error. Nothing here
+runs unless the variable is set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from fastpose.errors import FastposeError
+
+ENV = "FASTPOSE_FAULT"
+TERMS = ("loss", "loss_mask", "loss_rot")
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``raise@step:N``; a stand-in for any bug in the loss."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: str  # raise | nan | inf | sleep
+    step: int
+    term: str = "loss_rot"  # nan/inf: which loss term is poisoned
+    seconds: float = 0.0  # sleep: per step
+
+    def apply(self, terms: dict, step: int) -> dict:
+        """Return ``terms`` with this fault applied if it fires at global ``step``."""
+        if self.action == "sleep":
+            if step >= self.step:
+                time.sleep(self.seconds)
+            return terms
+        if step != self.step:
+            return terms
+        if self.action == "raise":
+            raise InjectedFault(f"injected by {ENV} at step {step}")
+        bad = float("nan") if self.action == "nan" else float("inf")
+        terms = dict(terms)
+        terms[self.term] = terms[self.term] * bad
+        if self.term != "loss":
+            terms["loss"] = terms["loss"] + terms[self.term]
+        return terms
+
+
+def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
+    """Parse ``spec`` (default: ``$FASTPOSE_FAULT``) into faults; bad syntax raises FastposeError."""
+    spec = os.environ.get(ENV, "") if spec is None else spec
+    faults = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        try:
+            head, _, where = item.partition("@")
+            kind, _, arg = head.partition(":")
+            if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep"):
+                raise ValueError
+            step = int(where[len("step:") :])
+            if kind == "sleep":
+                faults.append(Fault("sleep", step, seconds=float(arg)))
+            elif kind in ("nan", "inf"):
+                term = arg or "loss_rot"
+                if term not in TERMS:
+                    raise ValueError
+                faults.append(Fault(kind, step, term=term))
+            else:
+                faults.append(Fault(kind, step))
+        except ValueError:
+            raise FastposeError(
+                f"bad {ENV} item {item!r}: use raise@step:N, nan[:TERM]@step:N, inf[:TERM]@step:N "
+                f"or sleep:SECONDS@step:N with TERM one of {', '.join(TERMS)}"
+            ) from None
+    return tuple(faults)
+
+
+def apply_faults(faults: tuple[Fault, ...], terms: dict, step: int) -> dict:
+    for fault in faults:
+        terms = fault.apply(terms, step)
+    return terms

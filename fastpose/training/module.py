@@ -1,0 +1,154 @@
+"""The LightningModule: receives the plain ``FastPoseNet``, one shared step for train and validation.
+
+Logged names (``docs/ARCHITECTURE.md``): ``train/loss``, ``train/loss_mask``, ``train/loss_rot`` (epoch
+means), ``val/loss`` and the rotation metrics ``val/rot_err_mean``, ``val/rot_err_median``,
+``val/degree_mAP_{5,10,20}``, ``val/miss_rate``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from fastpose.config import RunConfig
+from fastpose.training.faults import TERMS, apply_faults, parse_faults
+
+VAL_METRICS = (
+    "rot_err_mean",
+    "rot_err_median",
+    "degree_mAP_5",
+    "degree_mAP_10",
+    "degree_mAP_20",
+    "miss_rate",
+)
+MONITOR = "val/rot_err_median"  # what "best" means for checkpoints
+
+
+class DivergedError(RuntimeError):
+    """A loss term became NaN or inf: the run stops as ``diverged`` (never silently skips the batch)."""
+
+    def __init__(self, term: str, value: float, epoch: int, step: int) -> None:
+        super().__init__(f"{term} is {value} at epoch {epoch}, step {step}")
+        self.term, self.value, self.epoch, self.step = term, value, epoch, step
+
+
+def build_model(config: RunConfig) -> nn.Module:
+    from fastpose.pose.model import FastPoseNet
+
+    m = config.model
+    return FastPoseNet(
+        backbone=m.backbone, num_classes=6, weights=m.weights, decoder_channels=m.decoder_channels
+    )
+
+
+def build_loss_fn(config: RunConfig):
+    from fastpose.pose.losses import build_loss
+
+    l = config.loss
+    return build_loss(l.name, eps=l.eps, mask_weight=l.mask_weight, rot_weight=l.rot_weight)
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int):
+    """LR factor per optimizer step: linear warm-up, then cosine to 0 at ``total_steps``.
+
+    A plain function (not a closure stored in the scheduler state), so a resumed run with more epochs
+    follows the new schedule from the restored step count.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class PoseModule(pl.LightningModule):
+    def __init__(self, model: nn.Module, config: RunConfig) -> None:
+        super().__init__()
+        from fastpose.pose.metrics import DegreeErrorMeanAP, RotationAccuracy
+
+        # The whole RunConfig (a plain dict) goes into hparams.yaml and every checkpoint.
+        self.save_hyperparameters(config.to_dict())
+        self.config = config
+        self.model = model
+        # The encoder's ImageNet classifier (kept so torchvision weight files load) never reaches the loss;
+        # frozen, because DDP refuses trainable parameters that get no gradient.
+        for name, param in model.named_parameters():
+            if name.startswith("encoder.fc."):
+                param.requires_grad_(False)
+        self.loss_fn = build_loss_fn(config)
+        self.val_rot = RotationAccuracy()
+        self.val_ap = DegreeErrorMeanAP(thresholds=(5, 10, 20))
+        self.faults = parse_faults()
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        return self.model(image)
+
+    # ----------------------------------------------------------------- steps
+    def _common_step(self, batch: dict[str, Tensor], stage: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        out = self.model(batch["image"])
+        terms = self.loss_fn(out, batch)
+        if stage == "train":
+            if self.faults:
+                terms = apply_faults(self.faults, terms, self.global_step)
+            self._check_finite(terms)
+        batch_size = batch["image"].shape[0]
+        names = TERMS if stage == "train" else ("loss",)
+        for name in names:
+            self.log(f"{stage}/{name}", terms[name].detach(), on_step=False, on_epoch=True,
+                     sync_dist=True, batch_size=batch_size)
+        return terms, out
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms, _ = self._common_step(batch, "train")
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        from fastpose.pose.aggregate import evaluate_batch
+
+        terms, out = self._common_step(batch, "val")
+        ev = evaluate_batch(out, batch)
+        self.val_rot.update(ev)
+        self.val_ap.update(ev)
+        # The first batch's predictions go to the callbacks (pose image panel); others return only the loss.
+        if batch_idx == 0:
+            return {"loss": terms["loss"], "out": {k: v.detach() for k, v in out.items()}, "ev": ev}
+        return {"loss": terms["loss"]}
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics reduce their states across ranks in compute(), so every rank holds the global value;
+        # sync_dist (a mean of equal numbers) only keeps Lightning's epoch-level bookkeeping uniform.
+        values = {**self.val_rot.compute(), **self.val_ap.compute()}
+        for name in VAL_METRICS:
+            if name in values:
+                self.log(f"val/{name}", torch.as_tensor(values[name], dtype=torch.float32), sync_dist=True)
+        self.val_rot.reset()
+        self.val_ap.reset()
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> None:
+        values = torch.stack([terms[name].detach().float() for name in TERMS])
+        bad = ~torch.isfinite(values)
+        if self.trainer.world_size > 1:  # every rank must stop together, naming the same term
+            bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
+        if bool(bad.any()):
+            # name the component first: loss is just their sum
+            order = [TERMS.index(n) for n in ("loss_mask", "loss_rot", "loss")]
+            index = next(i for i in order if bool(bad[i]))
+            raise DivergedError(TERMS[index], float(values[index]), self.current_epoch, self.global_step)
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self):
+        t = self.config.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(100, max(1, total // 20))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,484 @@
+"""Train and resume orchestration: one journaled run, with failure capture around all of it.
+
+``train(config)`` and ``resume(ref)`` return an ``Outcome`` whose ``exit_code`` the CLI exits with:
+
+| status        | when                                                              | exit |
+| ------------- | ----------------------------------------------------------------- | ---- |
+| `completed`   | ``fit`` returned                                                  | 0    |
+| `crashed`     | any exception after the run row exists (before or during fit)     | 1    |
+| `diverged`    | a loss term became NaN/inf (``DivergedError``, names term/epoch/step) | 3 |
+| `interrupted` | SIGINT / SIGTERM; ``last.ckpt`` holds the last finished step      | 130 / 143 |
+
+User errors (bad config, unknown run, no checkpoint, a weights file that does not fit) raise
+``FastposeError`` before anything is written. Signals: the first SIGINT or SIGTERM during ``fit`` sets
+Lightning's own graceful-stop flag (``trainer.received_sigterm``), which the loops check after each finished
+step and raise ``SIGTERMException`` there; ``InterruptCheckpoint`` then saves ``last.ckpt``. A second
+signal, or one outside ``fit``, raises ``KeyboardInterrupt`` at once.
+
+DDP: only global rank zero opens the journal and creates the run. Lightning's DDP launcher re-runs this
+command line for the other local ranks; rank zero hands them the resolved run directory, config and
+checkpoint through ``$FASTPOSE_DDP_SPEC``, so they never resolve or journal anything themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from fastpose.config import RunConfig
+from fastpose.errors import FastposeError
+
+SPEC_ENV = "FASTPOSE_DDP_SPEC"
+EXIT_CODES = {"completed": 0, "crashed": 1, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
+HEARTBEAT_S = float(os.environ.get("FASTPOSE_HEARTBEAT_S", "15"))  # the journal's lost limit is minutes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    exit_code: int
+    run_id: int | None = None
+    label: str | None = None
+    run_dir: Path | None = None
+    message: str = ""
+
+
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it (before Lightning exists): 0 when run by hand."""
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
+    local = int(os.environ.get("LOCAL_RANK") or 0)
+    return 0 if node == 0 and local == 0 else max(1, local)
+
+
+def command_line() -> str:
+    return shlex.join(["fastpose", *sys.argv[1:]])
+
+
+# --------------------------------------------------------------------------------------------- signals
+class StopSignals:
+    """SIGINT/SIGTERM handler for the whole run; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.trainer: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        if first:
+            self.received = signal.Signals(signum).name
+        if first and self.trainer is not None and self.trainer.state.status.value == "running":
+            # Lightning's graceful stop: the loops raise SIGTERMException after the current step.
+            self.trainer._signal_connector.received_sigterm = True
+            print(f"\n{self.received} received: stopping after this step (again to stop at once)", file=sys.stderr)
+            return
+        raise KeyboardInterrupt(self.received)
+
+
+# --------------------------------------------------------------------------------------------- public
+def train(config: RunConfig, *, note: str | None = None, cwd: str | Path | None = None) -> Outcome:
+    """Start a journaled training run of ``config``."""
+    spec = _child_spec()
+    if spec is not None:
+        return _run_child(spec)
+    config.validate()
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()))
+
+
+def resume(
+    ref: str,
+    *,
+    epochs: int | None = None,
+    name: str | None = None,
+    note: str | None = None,
+    cwd: str | Path | None = None,
+) -> Outcome:
+    """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``)."""
+    spec = _child_spec()
+    if spec is not None:
+        return _run_child(spec)
+    from fastpose.journal.store import JournalStore
+
+    store = JournalStore.open()
+    parent = store.resolve(ref)
+    ckpt = Path(parent.run_dir) / "checkpoints" / "last.ckpt" if parent.run_dir else None
+    if ckpt is None or not ckpt.is_file():
+        raise FastposeError(
+            f"run {parent.id} ({parent.label}, {parent.status}) has no checkpoint to resume from"
+            + (f": {ckpt} does not exist" if ckpt else "")
+        )
+    updates: dict[str, Any] = {}
+    if epochs is not None:
+        updates["train.epochs"] = epochs
+    if name is not None:
+        updates["name"] = name
+    config = RunConfig.from_dict(parent.config).override(updates).validate()
+    done = checkpoint_next_epoch(ckpt)  # epochs finished (0-based index of the next one)
+    if config.train.epochs <= done:
+        raise FastposeError(
+            f"run {parent.label} has trained {done} of {config.train.epochs} epochs; "
+            f"pass --epochs N with N > {done} to train further"
+        )
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), parent=parent, ckpt_path=ckpt, store=store)
+
+
+def checkpoint_next_epoch(path: Path) -> int:
+    """The 0-based epoch a Lightning checkpoint continues with: its own epoch if it stopped mid-epoch,
+    the next one if that epoch's training batches were all done."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated/corrupt file is the user's to know about
+        raise FastposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    epoch = int(ckpt.get("epoch", 0))
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    return epoch + 1 if progress.get("is_last_batch") else epoch
+
+
+# --------------------------------------------------------------------------------------------- the run
+def _run(
+    config: RunConfig,
+    *,
+    note: str | None,
+    cwd: Path,
+    parent: Any = None,
+    ckpt_path: Path | None = None,
+    store: Any = None,
+) -> Outcome:
+    with StopSignals() as stop:
+        # Built before the run row exists: a weights file that does not fit is a user error, nothing written.
+        prepared, prepare_error = None, None
+        try:
+            prepared = _prepare(config)
+        except FastposeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - journaled as crashed below
+            prepare_error = exc
+
+        from fastpose.journal.db import journal_home
+        from fastpose.journal.git import capture_git
+        from fastpose.journal.store import JournalStore
+
+        store = store or JournalStore.open()
+        git = capture_git(cwd)
+        label, run_dir, dir_error = _make_run_dir(journal_home(), config.label())
+        run = store.start_run(
+            name=config.name,
+            label=label,
+            config=config.to_dict(),
+            run_dir=str(run_dir),
+            command=command_line(),
+            git=git,
+            versions=_versions(),
+            parent_id=parent.id if parent is not None else None,
+            checkpoint=str(ckpt_path) if ckpt_path else None,
+        )
+        print(f"run {run.id} {label} ({run_dir})", file=sys.stderr)
+        if note:
+            store.add_note(note, run_id=run.id)
+        if parent is not None:
+            store.add_note(describe_resume(store, parent, config, git, ckpt_path), run_id=run.id)
+
+        state: dict[str, Any] = {"epoch": None, "step": None}
+        journal = None
+        try:
+            if prepare_error is not None:
+                raise prepare_error
+            if dir_error is not None:
+                raise dir_error
+            os.environ[SPEC_ENV] = json.dumps(
+                {"config": config.to_dict(), "run_dir": str(run_dir), "ckpt_path": str(ckpt_path or "")}
+            )
+            trainer, journal = _fit(config, prepared, run_dir, ckpt_path, stop, run_store=(store, run.id), state=state)
+            store.finish(run.id, status="completed", epoch=state["epoch"], step=state["step"])
+            return _done(store, run, "completed", EXIT_CODES["completed"], run_dir)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if stop.received is None and not isinstance(exc, KeyboardInterrupt):
+                return _crashed(store, run, exc, state, run_dir)
+            signame = stop.received or "SIGINT"
+            saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            message = f"{signame} at epoch {state['epoch']}, step {state['step']}; " + (
+                "last.ckpt holds the last finished step" if saved else "no checkpoint written yet"
+            )
+            store.finish(run.id, status="interrupted", epoch=state["epoch"], step=state["step"], message=message)
+            return _done(store, run, "interrupted", EXIT_CODES[signame], run_dir, message)
+        except Exception as exc:  # noqa: BLE001 - every failure is journaled
+            from fastpose.training.module import DivergedError
+
+            if isinstance(exc, DivergedError):
+                message = f"non-finite loss: {exc}"
+                store.finish(run.id, status="diverged", epoch=exc.epoch, step=exc.step, message=message)
+                return _done(store, run, "diverged", EXIT_CODES["diverged"], run_dir, message)
+            return _crashed(store, run, exc, state, run_dir)
+        finally:
+            os.environ.pop(SPEC_ENV, None)
+            if journal is not None:
+                journal.stop_heartbeat()
+
+
+def _crashed(store: Any, run: Any, exc: BaseException, state: dict, run_dir: Path) -> Outcome:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    store.crash(run.id, type(exc).__name__, str(exc), tb, epoch=state["epoch"], step=state["step"])
+    sys.stderr.write(tb)
+    return _done(store, run, "crashed", EXIT_CODES["crashed"], run_dir, f"{type(exc).__name__}: {exc}")
+
+
+def _done(store: Any, run: Any, status: str, code: int, run_dir: Path, message: str = "") -> Outcome:
+    line = f"run {run.id} {run.label}: {status}"
+    try:
+        summaries = store.summaries(run.id)
+        if "val/rot_err_median" in summaries:
+            final, best = _final_best(summaries["val/rot_err_median"])
+            line += f"; val/rot_err_median final {final:.2f}, best {best:.2f}"
+    except Exception:  # noqa: BLE001 - the summary line is a courtesy
+        pass
+    print(line + (f" ({message})" if message and status != "crashed" else ""), file=sys.stderr)
+    return Outcome(status, code, run.id, run.label, run_dir, message)
+
+
+def _final_best(summary: Any) -> tuple[float, float]:
+    if isinstance(summary, (tuple, list)):
+        return float(summary[0]), float(summary[1])
+    return float(summary.final), float(summary.best)
+
+
+def _make_run_dir(home: Path, label: str) -> tuple[str, Path, OSError | None]:
+    """``<home>/runs/<label>``, created atomically; a label taken in the same minute gets ``-2``, ``-3``..."""
+    base = label
+    for n in range(1, 1000):
+        label = base if n == 1 else f"{base}-{n}"
+        run_dir = home / "runs" / label
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            return label, run_dir, None
+        except FileExistsError:
+            continue
+        except OSError as exc:  # journaled as the run's crash: the run row tells the user what happened
+            return label, run_dir, exc
+    raise FastposeError(f"too many runs labelled {base!r}")
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": pl.__version__}
+
+
+# --------------------------------------------------------------------------------------------- Lightning
+@dataclass
+class Prepared:
+    model: Any
+    datamodule: Any
+
+
+def _prepare(config: RunConfig) -> Prepared:
+    from fastpose.training.datamodule import PoseDataModule
+    from fastpose.training.module import build_model
+
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    datamodule = PoseDataModule(config)
+    datamodule.setup("fit")  # builds the datasets now: a bad data root is reported before the run starts
+    return Prepared(build_model(config), datamodule)
+
+
+def parse_devices(value: str) -> Any:
+    text = str(value).strip()
+    if "," in text:
+        return [int(part) for part in text.split(",") if part.strip()]
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def _limit(value: float) -> float | int:
+    """Lightning reads an int as a batch count and a float as a fraction: ``2.0`` means 2 batches, ``1.0`` all."""
+    if isinstance(value, int) or (value > 1 and float(value).is_integer()):
+        return int(value)
+    return float(value)
+
+
+def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl.Trainer:
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from fastpose.training.callbacks import InterruptCheckpoint, LastCheckpoint, PoseImages
+    from fastpose.training.module import MONITOR
+
+    t = config.train
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks = [
+        LastCheckpoint(ckpt_dir),
+        ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR, mode="min",
+            save_top_k=1, auto_insert_metric_name=False,
+        ),
+        InterruptCheckpoint(ckpt_dir / "last.ckpt"),
+        PoseImages(t.log_images),
+        LearningRateMonitor(logging_interval="epoch"),
+        *extra_callbacks,
+    ]
+    if t.save_every:
+        callbacks.append(ModelCheckpoint(
+            dirpath=ckpt_dir, filename="epoch{epoch:03d}", every_n_epochs=t.save_every,
+            save_top_k=-1, auto_insert_metric_name=False,
+        ))
+    if t.progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
+    return pl.Trainer(
+        default_root_dir=str(run_dir),
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=parse_devices(t.devices),
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        limit_train_batches=_limit(t.limit_train_batches),
+        limit_val_batches=_limit(t.limit_val_batches),
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=t.progress_bar,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic="warn",
+    )
+
+
+def _quiet_warnings() -> None:
+    import logging
+
+    # Lightning's start-up chatter (accelerators found, tips, "fit stopped: max_epochs reached"); warnings stay.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    # Expected on CPU with synthetic data, and on resume into a new run directory: noise, not news.
+    for pattern in (
+        ".*isinstance.treespec, LeafSpec.*",
+        ".*index_reduce.. is in beta.*",
+        ".*does not have many workers.*",
+        ".*The dirpath has changed from.*",
+        ".*is smaller than the logging interval.*",
+        ".*GPU available but not used.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _fit(
+    config: RunConfig,
+    prepared: Prepared,
+    run_dir: Path,
+    ckpt_path: Path | None,
+    stop: StopSignals,
+    *,
+    run_store: tuple[Any, int] | None,
+    state: dict[str, Any],
+) -> tuple[Any, Any]:
+    from fastpose.training.callbacks import JournalCallback
+    from fastpose.training.module import PoseModule
+
+    _quiet_warnings()
+    journal = None
+    extra = []
+    if run_store is not None:
+        journal = JournalCallback(run_store[0], run_store[1], heartbeat_s=HEARTBEAT_S)
+        extra.append(journal)
+    extra.append(_StateTracker(state))
+    trainer = build_trainer(config, run_dir, extra)
+    stop.trainer = trainer
+    try:
+        module = PoseModule(prepared.model, config)
+        trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    finally:
+        stop.trainer = None
+        if state["epoch"] is None:
+            state["epoch"] = trainer.current_epoch
+        state["step"] = trainer.global_step
+    return trainer, journal
+
+
+class _StateTracker(pl.Callback):
+    """Keeps the epoch in progress and the global step for the crash/interrupt record."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.state["epoch"], self.state["step"] = trainer.current_epoch, trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.state["epoch"], self.state["step"] = trainer.current_epoch, trainer.global_step
+
+
+# --------------------------------------------------------------------------------------------- DDP ranks
+def _child_spec() -> dict | None:
+    if launch_rank() == 0:
+        return None
+    raw = os.environ.get(SPEC_ENV)
+    return json.loads(raw) if raw else {}
+
+
+def _run_child(spec: dict) -> Outcome:
+    """A non-zero rank: train exactly what rank zero decided; never touch the journal."""
+    if not spec:
+        raise FastposeError(
+            f"rank {launch_rank()} started without {SPEC_ENV}; start multi-process runs through Lightning's "
+            "launcher (--strategy ddp) or set the spec from rank zero"
+        )
+    config = RunConfig.from_dict(spec["config"])
+    run_dir = Path(spec["run_dir"])
+    ckpt_path = Path(spec["ckpt_path"]) if spec.get("ckpt_path") else None
+    state: dict[str, Any] = {"epoch": None, "step": None}
+    with StopSignals() as stop:
+        try:
+            _fit(config, _prepare(config), run_dir, ckpt_path, stop, run_store=None, state=state)
+        except (KeyboardInterrupt, SystemExit):
+            return Outcome("interrupted", EXIT_CODES.get(stop.received or "SIGINT", 130), run_dir=run_dir)
+    return Outcome("completed", 0, run_dir=run_dir)
+
+
+# --------------------------------------------------------------------------------------------- resume note
+def describe_resume(store: Any, parent: Any, config: RunConfig, git: Any, ckpt_path: Path | None) -> str:
+    """The resumed run's note: where it continues from and what changed in code or config since the parent."""
+    from fastpose.compare import config_changes, parent_git
+
+    parts = [f"resumed from run {parent.id} ({parent.label}, {parent.status}) at {ckpt_path}"]
+    before = parent_git(store, parent)
+    code = []
+    if before is None or not getattr(git, "is_repo", False):
+        code.append("code: git state not comparable")
+    else:
+        if before.commit != git.commit:
+            code.append(f"code: commit {_short(before.commit)} -> {_short(git.commit)}")
+        if (before.diff or "") != (git.diff or ""):
+            code.append("code: uncommitted changes differ from the parent's")
+    parts.extend(code or ["code: unchanged"])
+    changes = config_changes(parent.config, config.to_dict())
+    parts.append("config: " + (", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes) if changes else "unchanged"))
+    return "; ".join(parts)
+
+
+def _short(sha: str | None) -> str:
+    return (sha or "none")[:10]
