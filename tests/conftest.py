@@ -26,18 +26,42 @@ def fastpose_exe() -> list[str]:
 
 # ---------------------------------------------------------------------------- journal (issue 2)
 
-JOURNAL_BACKENDS = ["sqlite"]  # a later issue adds "postgresql" (a throwaway server) here
+# The journal tests run on these backends. "postgresql" needs $FASTPOSE_TEST_PG_URL (.ci/start-postgres prints
+# one) and gives each test a fresh database on that server; a later issue makes it part of the default run.
+JOURNAL_BACKENDS = os.environ.get("FASTPOSE_JOURNAL_BACKENDS", "sqlite").split(",")
 
 
 @pytest.fixture(params=JOURNAL_BACKENDS)
-def journal_db_url(request: pytest.FixtureRequest, fp_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def journal_db_url(request: pytest.FixtureRequest, fp_home: Path, monkeypatch: pytest.MonkeyPatch):
     """URL of a fresh, empty journal database, also exported as $FASTPOSE_JOURNAL_URL for subprocesses."""
     if request.param == "sqlite":
         url = f"sqlite:///{fp_home / 'fastpose.db'}"
-    else:  # pragma: no cover - added with the PostgreSQL issue
-        raise NotImplementedError(request.param)
+        monkeypatch.setenv("FASTPOSE_JOURNAL_URL", url)
+        yield url
+        return
+    if request.param != "postgresql":
+        raise ValueError(f"unknown journal backend {request.param!r}")
+    base = os.environ.get("FASTPOSE_TEST_PG_URL")
+    if not base:
+        if os.environ.get("FASTPOSE_REQUIRE_PG"):
+            pytest.fail("FASTPOSE_REQUIRE_PG is set but FASTPOSE_TEST_PG_URL is not")
+        pytest.skip("no PostgreSQL server: set FASTPOSE_TEST_PG_URL (see .ci/start-postgres)")
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"fastpose_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
     monkeypatch.setenv("FASTPOSE_JOURNAL_URL", url)
-    return url
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture
@@ -62,3 +86,38 @@ def run_cli(fastpose_exe: list[str]):
         return proc
 
     return run
+
+
+# ---------------------------------------------------------------------------- training (issue 4)
+
+
+def make_git_repo(path: Path) -> str:
+    """A git repository at ``path`` with one commit; returns ``git rev-parse HEAD``."""
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-c", "user.name=fastpose tests", "-c", "user.email=tests@fastpose.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=path, check=True)
+    (path / "experiment.txt").write_text("the code a run is trained with\n")
+    subprocess.run([*git, "add", "experiment.txt"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "initial"], cwd=path, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> tuple[Path, str]:
+    """(path, HEAD sha) of a fresh temporary git repository with one commit."""
+    repo = tmp_path / "repo"
+    return repo, make_git_repo(repo)
+
+
+# ---------------------------------------------------------------- pose science (tests/test_pose_*.py)
+@pytest.fixture(scope="session")
+def synthetic_batch() -> dict:
+    """A collated batch of 8 synthetic 64x64 samples (seed 0), rendered once per session."""
+    import torch
+
+    from fastpose.pose.data.synthetic import SyntheticPoseDataset
+
+    ds = SyntheticPoseDataset(8, image_size=64, seed=0)
+    return torch.utils.data.default_collate([ds[i] for i in range(len(ds))])

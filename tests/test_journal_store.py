@@ -107,6 +107,8 @@ def test_list_runs_filters_and_order(journal_store: JournalStore) -> None:
 
 
 def test_sqlite_reader_agrees_with_store(journal_store: JournalStore) -> None:
+    if not journal_store._is_sqlite:
+        pytest.skip("the sqlite3 fast path exists for SQLite journals only")
     a = _start(journal_store, "A", git=GitState(is_repo=False, error="not a git repository"))
     journal_store.log_metrics(a.id, [MetricPoint("val/loss", 1.5, 0, 1)])
     journal_store.add_note("n", run_id=a.id)

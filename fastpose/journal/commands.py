@@ -64,21 +64,13 @@ def journal(
     if reader is None:
         from fastpose.journal.db import journal_url
 
-        if as_json:
-            print("[]")
-        else:
-            _console().print(f"[dim]The journal is empty ({journal_url()}); runs and notes will appear here.[/dim]")
+        print("[]" if as_json else f"The journal is empty ({journal_url()}); runs and notes will appear here.")
         return
-    from fastpose.journal.views import DailyLog, render_daily_log
+    from fastpose.journal.views import load_daily_log, render_daily_log
 
     try:
         reader.mark_lost()
-        runs = reader.list_runs(since=since_dt, status=status, name=name, limit=limit or None)
-        notes_from = since_dt
-        if limit and len(runs) == limit:  # truncated: day notes only for the days shown
-            notes_from = parse_since(f"{runs[-1].started_at.astimezone():%Y-%m-%d}")
-        day_notes = [] if status or name else reader.day_notes(since=notes_from)
-        log = DailyLog(reader, runs, day_notes)
+        log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None)
     finally:
         reader.close()
     if as_json:

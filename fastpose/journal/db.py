@@ -209,8 +209,10 @@ def ensure_schema(url: str) -> None:
     path = sqlite_path(url)
     if path is not None:
         if path.exists():
-            if sqlite_revision(path) == HEAD_REVISION:
+            current = sqlite_revision(path)
+            if current == HEAD_REVISION:
                 return
+            _check_known(current, where=str(path))  # refuse a newer journal before creating even a lock file
         elif not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path.with_name(path.name + ".lock")):

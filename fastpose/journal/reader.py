@@ -8,7 +8,6 @@ up-to-date SQLite journal never pays SQLAlchemy's import time. Both return the s
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 from datetime import datetime, timedelta, timezone
@@ -128,6 +127,8 @@ class JournalReader:
                 "SELECT v FROM (SELECT label AS v FROM runs ORDER BY id DESC LIMIT 2000) recent"
             )
         ]
+        import difflib
+
         close = difflib.get_close_matches(ref, candidates, n=5, cutoff=0.5)
         hint = f"; closest: {', '.join(close)}" if close else ("" if candidates else "; the journal has no runs")
         raise UnknownRunError(f"no run matches {ref!r}{hint}")

@@ -189,6 +189,24 @@ class DailyLog:
         return [run_to_json(r, summaries=self.summaries[r.id], notes=self.notes[r.id]) for r in self.runs]
 
 
+def load_daily_log(
+    reader: JournalReader,
+    since: datetime | None = None,
+    status: str | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+) -> DailyLog:
+    """The runs ``list_runs`` selects, plus the day notes of the days shown (none when filtering runs)."""
+    from fastpose.journal.reader import parse_since
+
+    runs = reader.list_runs(since=since, status=status, name=name, limit=limit)
+    notes_from = since
+    if limit and len(runs) == limit:  # truncated: day notes only from the oldest day shown
+        notes_from = parse_since(f"{runs[-1].started_at.astimezone():%Y-%m-%d}")
+    day_notes = [] if status or name else reader.day_notes(since=notes_from)
+    return DailyLog(reader, runs, day_notes)
+
+
 def render_daily_log(log: DailyLog, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text

@@ -4,15 +4,17 @@ Everything here is vectorised over images and instances (scatter/index ops); no 
 instances. The naive per-instance reference lives only in ``tests/bench/bench_pose.py``.
 
 Averaging. ``q`` and ``-q`` are the same rotation, so a plain mean of pixel quaternions lets them cancel.
-``aggregate_quaternions`` first takes, per instance and without gradient, Markley's average (the top
-eigenvector of ``sum q q^T``; Markley et al. 2007, "Averaging quaternions") as a reference, flips every
-pixel quaternion to the reference's hemisphere, and returns the normalised mean of the flipped unit
-quaternions. The mean carries the gradient (the eigenvector does not), so losses on it are smooth.
+``aggregate_quaternions`` picks signs without gradient: per instance, the quaternion component with the
+largest mean square (the largest diagonal entry of Markley's matrix ``sum q q^T``; Markley et al. 2007)
+is made positive, the pixels are averaged once, and every pixel is then flipped to the hemisphere of that
+first mean. It returns the normalised mean of the flipped unit quaternions, which carries the gradient.
+For concentrated pixel sets this equals Markley's eigenvector average (tested) at the cost of two
+scatter-adds of (P, 4) instead of a (P, 16) one and a batch of 4x4 eigen-decompositions.
 
 Predicted instances (evaluation). Pixels take the arg-max class of ``mask_logits``; an instance is a
 4-connected component of one predicted class with at least ``min_pixels`` pixels. Components are labelled
-by propagating the largest pixel id between same-class 4-neighbours with pointer jumping (vectorised over
-the batch; the loop runs over propagation steps, about log2 of the largest component's diameter). Two touching
+by a parallel union-find over same-class 4-neighbour edges of the whole batch at once (scatter-max
+hooking and pointer jumping; the loop runs over a handful of steps, not over instances). Two touching
 objects of the same class therefore merge into one instance, a limitation shared with any mask-only
 method. The instance's score is the mean soft-max probability of its class over its pixels, its
 quaternion the aggregate of its pixels' quaternions in its class's field.
@@ -40,22 +42,29 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
     qn = safe_normalize(q)
     count = torch.bincount(group, minlength=num_groups)
     with torch.no_grad():
-        outer = (qn.detach().unsqueeze(-1) * qn.detach().unsqueeze(-2)).reshape(-1, 16)
-        scatter = torch.zeros(num_groups, 16, dtype=q.dtype, device=q.device).index_add_(0, group, outer)
-        # eigh on a 4x4 symmetric matrix; a tiny ridge keeps empty groups well defined.
-        ref = torch.linalg.eigh(scatter.view(-1, 4, 4).double() + 1e-12 * torch.eye(4, device=q.device,
-                                dtype=torch.float64))[1][..., -1].to(q.dtype)
-        sign = torch.where((qn.detach() * ref[group]).sum(-1) < 0, -1.0, 1.0).to(q.dtype)
+        qd = qn.detach()
+        # Reference signs: the component with the largest mean square (the largest diagonal entry of
+        # Markley's matrix sum q q^T; at least 1/4 for a unit quaternion) is made positive ...
+        sq = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add_(0, group, qd * qd)
+        axis = sq.argmax(1)[group]
+        pivot = qd.gather(1, axis[:, None])[:, 0]
+        first = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add_(
+            0, group, torch.where(pivot[:, None] < 0, -qd, qd))
+        # ... then every pixel is flipped to the hemisphere of that first mean.
+        sign = torch.where((qd * first[group]).sum(-1) < 0, -1.0, 1.0).to(q.dtype)
     total = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add(0, group, qn * sign[:, None])
     return safe_normalize(total), count
 
 
-def class_field_pixels(quaternion: Tensor, b: Tensor, pix: Tensor, cls: Tensor) -> Tensor:
-    """Pixel quaternions (P, 4) from ``quaternion`` (B, 4C, H, W) at image ``b``, flat pixel ``pix``,
-    in the field of class ``cls`` (1..C)."""
+def class_field_pixels(quaternion: Tensor, flat_pixel: Tensor, cls: Tensor) -> Tensor:
+    """Pixel quaternions (P, 4) from ``quaternion`` (B, 4C, H, W) at flat pixel indices ``b * H * W + p``,
+    each in the field of its class ``cls`` (P,) in 1..C (0 is read as 1)."""
     B, C4, H, W = quaternion.shape
-    field = quaternion.view(B, C4 // 4, 4, H * W)
-    return field[b, (cls - 1).clamp_min(0), :, pix]
+    HW = H * W
+    b, pix = flat_pixel // HW, flat_pixel % HW
+    base = (b * C4 + 4 * (cls - 1).clamp_min(0)) * HW + pix  # channel 4(c-1) of image b at pixel pix
+    idx = base[:, None] + torch.arange(4, device=quaternion.device) * HW
+    return quaternion.reshape(-1)[idx]
 
 
 def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -67,12 +76,11 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     inst = batch["instance_mask"]
     B, H, W = inst.shape
     M = batch["inst_valid"].shape[1]
-    flat = inst.reshape(B, H * W)
-    b, pix = (flat > 0).nonzero(as_tuple=True)
-    slot = flat[b, pix] - 1
-    cls = batch["class_mask"].reshape(B, H * W)[b, pix]
-    q = class_field_pixels(out["quaternion"], b, pix, cls)
-    mean, count = aggregate_quaternions(q, b * M + slot, B * M)
+    flat = inst.reshape(-1)
+    f = (flat > 0).nonzero().squeeze(1)  # flat foreground pixels b * H * W + p
+    group = (f // (H * W)) * M + flat[f] - 1  # instance slot over the batch
+    q = class_field_pixels(out["quaternion"], f, batch["class_mask"].reshape(-1)[f])
+    mean, count = aggregate_quaternions(q, group, B * M)
     keep = (count > 0) & batch["inst_valid"].reshape(-1)
     return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep],
             "class_id": batch["inst_class"].reshape(-1)[keep], "count": count[keep]}
@@ -81,30 +89,45 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
 def connected_components(labels: Tensor, max_iter: int | None = None) -> Tensor:
     """4-connected components of equal non-zero labels in (B, H, W); returns (B, H, W) component ids.
 
-    Component ids are ``1 + the largest flat pixel index in the component`` (0 = background), unique per
-    image, not contiguous. Each step takes the maximum id over same-label 4-neighbours, then jumps to the
-    id held by the pixel that the current id names (pointer jumping), so the number of steps grows with the
-    logarithm of a component's diameter rather than the diameter. Vectorised over the batch.
+    Ids are ``1 +`` the largest foreground-pixel rank in the component (0 = background; ranks number the
+    non-zero pixels of the batch in flat order from 0): unique over the whole batch, not contiguous. Parallel union-find on the foreground pixels of the whole batch (in the
+    spirit of Shiloach and Vishkin 1982): every pixel points to a pixel of larger rank in its component;
+    each step hooks the tree of one end of every same-label edge under the larger root of the other end
+    (a scatter-max) and then halves path lengths (pointer jumping), so a few steps suffice.
     """
     B, H, W = labels.shape
-    fg = labels > 0
-    ids = torch.arange(1, H * W + 1, device=labels.device).view(1, H, W)
-    cur = torch.where(fg, ids, 0)
-    same_v = (labels[:, 1:, :] == labels[:, :-1, :]) & fg[:, 1:, :]  # pixel and the one below: same label
-    same_h = (labels[:, :, 1:] == labels[:, :, :-1]) & fg[:, :, 1:]
-    for _ in range(max_iter or H * W):
-        nxt = cur.clone()
-        nxt[:, :-1, :] = torch.maximum(nxt[:, :-1, :], cur[:, 1:, :] * same_v)
-        nxt[:, 1:, :] = torch.maximum(nxt[:, 1:, :], cur[:, :-1, :] * same_v)
-        nxt[:, :, :-1] = torch.maximum(nxt[:, :, :-1], cur[:, :, 1:] * same_h)
-        nxt[:, :, 1:] = torch.maximum(nxt[:, :, 1:], cur[:, :, :-1] * same_h)
-        flat = nxt.view(B, H * W)
-        jumped = flat.gather(1, (flat - 1).clamp_min(0)) * fg.view(B, H * W)
-        nxt = torch.maximum(flat, jumped).view(B, H, W)
-        if torch.equal(nxt, cur):
+    flat = labels.reshape(-1)
+    pos = (flat > 0).nonzero().squeeze(1)  # foreground positions in B*H*W, increasing
+    n = pos.numel()
+    out = torch.zeros(B * H * W, dtype=torch.long, device=labels.device)
+    if n == 0:
+        return out.view(B, H, W)
+    rank = torch.full((B * H * W,), -1, dtype=torch.long, device=labels.device)
+    own = torch.arange(n, device=labels.device)
+    rank[pos] = own
+    x, y = pos % W, (pos // W) % H
+    lab = flat.index_select(0, pos)
+    ends = []
+    for ok, step in ((x < W - 1, 1), (y < H - 1, W)):  # right and down neighbours with the same label
+        nb = torch.where(ok, pos + step, pos)
+        same = ok & (flat.index_select(0, nb) == lab)
+        ends.append(torch.where(same, rank.index_select(0, nb), own))  # no such edge: a self-loop (no-op)
+    a, b = torch.cat([own, own]), torch.cat(ends)
+    parent = own
+    for _ in range(max_iter or n):
+        pa, pb = parent.index_select(0, a), parent.index_select(0, b)
+        if not bool((pa != pb).any()):
             break
-        cur = nxt
-    return cur
+        # hook each end's root under the other end's root when that is larger (edges in one tree: no-op)
+        parent = parent.scatter_reduce(0, pa, pb, "amax").scatter_reduce(0, pb, pa, "amax")
+        parent = parent.index_select(0, parent.index_select(0, parent))  # pointer jumping
+    while True:  # flatten: every pixel points to its root
+        nxt = parent.index_select(0, parent)
+        if torch.equal(nxt, parent):
+            break
+        parent = nxt
+    out[pos] = parent + 1
+    return out.view(B, H, W)
 
 
 def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -> dict[str, Tensor]:
@@ -114,27 +137,29 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     logits = out["mask_logits"]
     B, C1, H, W = logits.shape
     min_pixels = max(4, H * W // 512) if min_pixels is None else min_pixels
-    prob = logits.detach().float().softmax(1)
-    conf, cls = prob.max(1)
-    comp = connected_components(cls).reshape(B, H * W)
-    b, pix = (comp > 0).nonzero(as_tuple=True)
-    key = b * (H * W + 1) + comp[b, pix]
-    uniq, inv, area = torch.unique(key, return_inverse=True, return_counts=True)
-    big = area >= min_pixels
-    new_id = torch.cumsum(big.long(), 0) - 1  # compact ids for the kept components
-    keep_pix = big[inv]
-    b, pix, inv = b[keep_pix], pix[keep_pix], new_id[inv[keep_pix]]
+    logits = logits.detach().float()
+    top, cls = logits.max(1)
+    cls = cls.reshape(-1)
+    comp = connected_components(cls.view(B, H, W)).reshape(-1)
+    f = (comp > 0).nonzero().squeeze(1)  # flat foreground pixels b * H * W + p
+    root = comp.index_select(0, f) - 1  # component ids are 1 + a foreground rank in 0..len(f)-1
+    big = torch.bincount(root, minlength=f.numel()) >= min_pixels
     K = int(big.sum())
-    pix_cls = cls.reshape(B, H * W)[b, pix]
-    q = class_field_pixels(out["quaternion"].detach(), b, pix, pix_cls)
-    quat, area_k = aggregate_quaternions(q.float(), inv, K)
-    score = torch.zeros(K, device=logits.device).index_add_(0, inv, conf.reshape(B, H * W)[b, pix]) \
-        / area_k.clamp_min(1)
-    image = uniq[big] // (H * W + 1)
-    class_id = torch.zeros(K, dtype=torch.long, device=logits.device)
-    class_id[inv] = pix_cls  # every pixel of a component has its class
-    instance_map = torch.zeros(B, H * W, dtype=torch.long, device=logits.device)
-    instance_map[b, pix] = inv + 1
+    # compact ids for the kept components; pixels of small ones go to a dropped extra group K
+    inv = torch.where(big, torch.cumsum(big.long(), 0) - 1, K).index_select(0, root)
+    pix_cls = cls.index_select(0, f)
+    q = class_field_pixels(out["quaternion"].detach(), f, pix_cls)
+    quat, area_k = aggregate_quaternions(q.float(), inv, K + 1)
+    # soft-max probability of the winning class, on the instance pixels only
+    chan = ((f // (H * W)) * C1 * H * W + f % (H * W))[:, None] + torch.arange(C1, device=f.device) * H * W
+    conf = 1.0 / torch.exp(logits.reshape(-1)[chan] - top.reshape(-1).index_select(0, f)[:, None]).sum(-1)
+    score = torch.zeros(K + 1, device=logits.device).index_add_(0, inv, conf) / area_k.clamp_min(1)
+    image = torch.zeros(K + 1, dtype=torch.long, device=logits.device)
+    class_id = torch.zeros(K + 1, dtype=torch.long, device=logits.device)
+    image[inv], class_id[inv] = f // (H * W), pix_cls  # all pixels of a component share image and class
+    instance_map = torch.zeros(B * H * W, dtype=torch.long, device=logits.device)
+    instance_map[f] = torch.where(inv < K, inv + 1, 0)
+    quat, area_k, score, image, class_id = quat[:K], area_k[:K], score[:K], image[:K], class_id[:K]
     return {"image": image, "class_id": class_id, "score": score, "quat": quat, "area": area_k,
             "instance_map": instance_map.view(B, H, W)}
 
@@ -152,11 +177,9 @@ def match_instances(pred_map: Tensor, pred_class: Tensor, gt_map: Tensor, gt_cla
     dev = gt_map.device
     if K == 0 or G == 0:
         return torch.full((G,), -1, dtype=torch.long, device=dev), torch.zeros(G, device=dev)
-    p, g = pred_map.reshape(-1), gt_map.reshape(-1)
-    area_p = torch.bincount(p, minlength=K + 1)[1:]
-    area_g = torch.bincount(g, minlength=G + 1)[1:]
-    both = (p > 0) & (g > 0)
-    inter = torch.bincount((p[both] - 1) * G + (g[both] - 1), minlength=K * G).view(K, G).float()
+    joint = torch.bincount(pred_map.reshape(-1) * (G + 1) + gt_map.reshape(-1), minlength=(K + 1) * (G + 1))
+    joint = joint.view(K + 1, G + 1).float()  # pixel counts per (prediction or none, truth or none)
+    area_p, area_g, inter = joint.sum(1)[1:], joint.sum(0)[1:], joint[1:, 1:]
     iou = inter / (area_p[:, None] + area_g[None, :] - inter).clamp_min(1)
     iou = torch.where((pred_class[:, None] == gt_class[None, :]) & (iou >= iou_threshold) & (inter > 0),
                       iou, torch.zeros_like(iou))

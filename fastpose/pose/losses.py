@@ -108,10 +108,10 @@ def _foreground_pixels(out: dict[str, Tensor], batch: dict[str, Tensor]) -> tupl
     """Pixel quaternions of the ground-truth class's field on ground-truth foreground, and their targets."""
     cm = batch["class_mask"]
     B, H, W = cm.shape
-    flat = cm.reshape(B, H * W)
-    b, pix = (flat > 0).nonzero(as_tuple=True)
-    pred = class_field_pixels(out["quaternion"], b, pix, flat[b, pix])
-    gt = batch["quaternion_map"].reshape(B, 4, H * W)[b, :, pix]
+    flat = cm.reshape(-1)
+    f = (flat > 0).nonzero().squeeze(1)
+    pred = class_field_pixels(out["quaternion"], f, flat[f])
+    gt = class_field_pixels(batch["quaternion_map"], f, torch.ones_like(f))
     return pred, gt
 
 

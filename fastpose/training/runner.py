@@ -199,14 +199,16 @@ def _run(
             checkpoint=str(ckpt_path) if ckpt_path else None,
         )
         print(f"run {run.id} {label} ({run_dir})", file=sys.stderr)
-        if note:
-            store.add_note(note, run_id=run.id)
-        if parent is not None:
-            store.add_note(describe_resume(store, parent, config, git, ckpt_path), run_id=run.id)
+
+        from fastpose.training.callbacks import JournalCallback
 
         state: dict[str, Any] = {"epoch": None, "step": None}
-        journal = None
+        journal = JournalCallback(store, run.id, heartbeat_s=HEARTBEAT_S)
         try:
+            if note:
+                store.add_note(note, run_id=run.id)
+            if parent is not None:
+                store.add_note(describe_resume(store, parent, config, git, ckpt_path), run_id=run.id)
             if prepare_error is not None:
                 raise prepare_error
             if dir_error is not None:
@@ -214,7 +216,7 @@ def _run(
             os.environ[SPEC_ENV] = json.dumps(
                 {"config": config.to_dict(), "run_dir": str(run_dir), "ckpt_path": str(ckpt_path or "")}
             )
-            trainer, journal = _fit(config, prepared, run_dir, ckpt_path, stop, run_store=(store, run.id), state=state)
+            _fit(config, prepared, run_dir, ckpt_path, stop, journal=journal, state=state)
             store.finish(run.id, status="completed", epoch=state["epoch"], step=state["step"])
             return _done(store, run, "completed", EXIT_CODES["completed"], run_dir)
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -237,8 +239,7 @@ def _run(
             return _crashed(store, run, exc, state, run_dir)
         finally:
             os.environ.pop(SPEC_ENV, None)
-            if journal is not None:
-                journal.stop_heartbeat()
+            journal.stop_heartbeat()
 
 
 def _crashed(store: Any, run: Any, exc: BaseException, state: dict, run_dir: Path) -> Outcome:
@@ -393,19 +394,14 @@ def _fit(
     ckpt_path: Path | None,
     stop: StopSignals,
     *,
-    run_store: tuple[Any, int] | None,
+    journal: Any,
     state: dict[str, Any],
-) -> tuple[Any, Any]:
-    from fastpose.training.callbacks import JournalCallback
+) -> pl.Trainer:
+    """Build the trainer and fit; ``journal`` is the JournalCallback on rank zero, None elsewhere."""
     from fastpose.training.module import PoseModule
 
     _quiet_warnings()
-    journal = None
-    extra = []
-    if run_store is not None:
-        journal = JournalCallback(run_store[0], run_store[1], heartbeat_s=HEARTBEAT_S)
-        extra.append(journal)
-    extra.append(_StateTracker(state))
+    extra = [_StateTracker(state)] + ([journal] if journal is not None else [])
     trainer = build_trainer(config, run_dir, extra)
     stop.trainer = trainer
     try:
@@ -416,7 +412,7 @@ def _fit(
         if state["epoch"] is None:
             state["epoch"] = trainer.current_epoch
         state["step"] = trainer.global_step
-    return trainer, journal
+    return trainer
 
 
 class _StateTracker(pl.Callback):
@@ -453,7 +449,7 @@ def _run_child(spec: dict) -> Outcome:
     state: dict[str, Any] = {"epoch": None, "step": None}
     with StopSignals() as stop:
         try:
-            _fit(config, _prepare(config), run_dir, ckpt_path, stop, run_store=None, state=state)
+            _fit(config, _prepare(config), run_dir, ckpt_path, stop, journal=None, state=state)
         except (KeyboardInterrupt, SystemExit):
             return Outcome("interrupted", EXIT_CODES.get(stop.received or "SIGINT", 130), run_dir=run_dir)
     return Outcome("completed", 0, run_dir=run_dir)

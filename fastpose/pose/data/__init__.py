@@ -1,0 +1,1 @@
+"""Datasets returning the batch dict of docs/ARCHITECTURE.md: ``synthetic`` (default) and ``nocs``."""

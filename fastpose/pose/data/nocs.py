@@ -171,26 +171,26 @@ class NOCSDataset(Dataset):
             t_ = torch.from_numpy(np.ascontiguousarray(a[sl])).float()
             t_ = t_.permute(2, 0, 1)[None] if t_.dim() == 3 else t_[None, None]
             if side != S:
-                t_ = F.interpolate(t_, size=(S, S), mode=mode, **({"antialias": True, "align_corners": False}
-                                                                    if mode == "bilinear" else {}))
+                extra = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
+                t_ = F.interpolate(t_, size=(S, S), mode=mode, **extra)
             return t_[0]
 
-        inst_t = resize(out_inst.astype(np.float32), "nearest")[0].round().long()
+        inst_t = resize(out_inst.astype(np.float32), "nearest-exact")[0].round().long()
         fg = inst_t > 0
         inst_valid_t = torch.from_numpy(inst_valid)
         present = torch.bincount(inst_t.reshape(-1), minlength=M + 1)[1:] > 0
         inst_valid_t &= present  # an instance that vanished in the resize is padded
         qt = torch.from_numpy(inst_quat).float() * inst_valid_t[:, None]
         qmap = torch.where(fg, qt[(inst_t - 1).clamp_min(0)].permute(2, 0, 1), torch.zeros(()))
-        nocs = resize(coord, "nearest") * fg
+        nocs = resize(coord, "nearest-exact") * fg
         keep = lambda a: torch.from_numpy(a).float() * inst_valid_t.view((-1,) + (1,) * (a.ndim - 1))  # noqa
         return {
             "image": normalize_image(resize(color, "bilinear").clamp(0, 1)),
-            "class_mask": resize(out_cls.astype(np.float32), "nearest")[0].round().long() * fg,
+            "class_mask": resize(out_cls.astype(np.float32), "nearest-exact")[0].round().long() * fg,
             "instance_mask": inst_t,
             "quaternion_map": qmap,
             "nocs": nocs,
-            "depth": resize(depth.astype(np.float32), "nearest")[0] * fg,
+            "depth": resize(depth.astype(np.float32), "nearest-exact")[0] * fg,
             "intrinsics": torch.from_numpy(K_out).float(),
             "inst_valid": inst_valid_t,
             "inst_class": torch.from_numpy(inst_class) * inst_valid_t,

@@ -9,8 +9,10 @@ surface, lid).
 
 Rendering: a pinhole camera (OpenCV frame: x right, y down, z forward) casts one ray per pixel centre;
 each primitive is intersected analytically in its own unit frame (slabs and a quadric), the nearest hit
-wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a random
-light plus ambient. The background is a colour gradient with low-frequency noise, stripes and grain.
+wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a light from the
+upper left (jittered) plus ambient. Each surface's albedo is blended (50%) with its object-frame normal read as a colour
+(for symmetric classes only the normal's y part), so the faces of one part differ: a painted-on
+orientation cue that makes rotation learnable from small images in CPU-minutes. The background is a colour gradient with low-frequency noise, stripes and grain.
 
 Ground truth follows ``docs/ARCHITECTURE.md``. Per instance: ``inst_rot`` maps object to camera
 coordinates, ``inst_trans`` is the object's bounding-box centre in the camera frame, ``inst_size`` its
@@ -42,6 +44,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INF = float("inf")
+_FACE_TINT = 0.5  # weight of the object-frame normal colour in each surface's albedo
 # Primitive kinds as (quadric axes, slab lower bounds, slab upper bounds) in the primitive's unit frame.
 _BOX = ((0, 0, 0), (-1, -1, -1), (1, 1, 1))
 _CYL = ((1, 0, 1), (-_INF, -1, -_INF), (_INF, 1, _INF))  # capped cylinder along y
@@ -275,7 +278,7 @@ class SyntheticPoseDataset(Dataset):
             cls = int(rng.integers(1, 7))
             parts = _build(cls, rng)
             lo, hi = parts.bbox()
-            target = rng.uniform(0.2, 0.28)  # bounding-box diagonal in metres
+            target = rng.uniform(0.22, 0.3)  # bounding-box diagonal in metres
             scale = target / np.linalg.norm(hi - lo)
             centre = (lo + hi) / 2
             R = _sample_rotation(rng, self.rotations)
@@ -287,7 +290,7 @@ class SyntheticPoseDataset(Dataset):
                 if all(((pix - c) ** 2).sum() > (0.3 * s) ** 2 for c in centres):
                     break
             centres.append(pix)
-            z = rng.uniform(0.5, 0.8)
+            z = rng.uniform(0.45, 0.75)
             t = np.array([(pix[0] - s / 2) / s * z, (pix[1] - s / 2) / s * z, z])
             objects.append(dict(cls=cls, parts=parts, scale=scale, centre=centre, R=R, t=t,
                                 size=(hi - lo) * scale))
@@ -369,12 +372,17 @@ class SyntheticPoseDataset(Dataset):
         n_cam = n_cam / n_cam.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
         # Shading.
-        light = torch.tensor([rng.uniform(-0.8, 0.8), rng.uniform(-0.9, 0.3), -1.0], dtype=torch.float32)
+        light = torch.tensor([rng.uniform(-0.6, -0.2), rng.uniform(-0.9, -0.5), -1.0], dtype=torch.float32)
         light = light / light.norm()
         ambient = float(rng.uniform(0.3, 0.45))
         albedo = torch.from_numpy(np.stack(cols)).float() * float(rng.uniform(0.85, 1.15))  # brightness jitter
         shade = ambient + (1 - ambient) * (n_cam @ light).clamp_min(0)
-        colour = (albedo[prim] * shade[:, None]).clamp(0, 1)
+        # Paint: blend each surface's albedo with its object-frame normal as a colour (only the y part for
+        # the symmetric classes, which keeps them symmetric), so faces of one part differ: orientation cue.
+        nrm_obj = (R_obj.transpose(1, 2) @ n_cam.T.unsqueeze(0))[own, :, torch.arange(F_)]
+        sym = torch.tensor([ob["cls"] in SYMMETRIC_CLASSES for ob in objects])[own, None]
+        tint = 0.5 + 0.5 * torch.where(sym, nrm_obj[:, 1:2].expand(-1, 3), nrm_obj)
+        colour = (((1 - _FACE_TINT) * albedo[prim] + _FACE_TINT * tint) * shade[:, None]).clamp(0, 1)
 
         # Background: gradient + low-frequency noise + stripes + grain.
         xx, yy = self._grid

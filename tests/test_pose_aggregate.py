@@ -1,0 +1,160 @@
+"""Aggregation, connected components, matching and evaluate_batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from fastpose.pose.aggregate import (
+    aggregate_quaternions,
+    connected_components,
+    evaluate_batch,
+    gt_instance_quaternions,
+    match_instances,
+    predicted_instances,
+)
+from fastpose.pose.metrics import rotation_error_deg
+from fastpose.pose.rotations import axis_angle_to_quat, quat_average_naive, quat_product, random_quat
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _perfect_output(batch: dict, num_classes: int = 6, noise: float = 0.0, seed: int = 0) -> dict:
+    logits = torch.nn.functional.one_hot(batch["class_mask"], num_classes + 1).permute(0, 3, 1, 2).float() * 10
+    q = batch["quaternion_map"].repeat(1, num_classes, 1, 1)
+    if noise:
+        q = q + noise * torch.randn(q.shape, generator=_gen(seed))
+    return {"mask_logits": logits, "quaternion": q}
+
+
+def test_half_pixels_negated_still_average_to_q() -> None:
+    g = _gen(0)
+    q = random_quat(5, g)
+    pix = q.repeat_interleave(200, 0)
+    small = axis_angle_to_quat(torch.randn(1000, 3, generator=g), torch.rand(1000, generator=g) * 0.02)
+    pix = quat_product(pix, small) * (torch.rand(1000, 1, generator=g) * 3 + 0.1)  # noisy and unnormalised
+    pix[::2] = -pix[::2]  # half the pixels say -q
+    group = torch.arange(5).repeat_interleave(200)
+    mean, count = aggregate_quaternions(pix, group, 5)
+    assert torch.equal(count, torch.full((5,), 200))
+    assert rotation_error_deg(mean, q).max() < 0.5
+    naive_mean = torch.zeros(5, 4).index_add_(0, group, pix)  # q and -q cancel in a plain mean
+    assert naive_mean.norm(dim=-1).max() < 0.5 * 200
+
+
+def test_aggregate_matches_markley_and_handles_empty_groups() -> None:
+    g = _gen(1)
+    pix = random_quat(60, g)
+    group = torch.randint(0, 4, (60,), generator=g)
+    mean, count = aggregate_quaternions(pix * torch.where(torch.rand(60, 1, generator=g) < 0.5, -1.0, 1.0),
+                                        group, 6)
+    assert torch.equal(count[4:], torch.zeros(2, dtype=torch.long))
+    assert torch.equal(mean[4:], torch.zeros(2, 4))
+    assert torch.allclose(mean.norm(dim=-1)[:4], torch.ones(4), atol=1e-5)
+    # tight clusters: sign-aligned mean == Markley's eigenvector average
+    centre = random_quat(4, g)
+    tight = quat_product(centre[group], axis_angle_to_quat(torch.randn(60, 3, generator=g), torch.full((60,), 0.05)))
+    mean, _ = aggregate_quaternions(tight, group, 4)
+    for k in range(4):
+        assert rotation_error_deg(mean[k:k + 1], quat_average_naive(tight[group == k])[None]) < 0.05
+
+
+def test_aggregate_gradient_flows_through_mean() -> None:
+    pix = random_quat(30, _gen(2)).requires_grad_()
+    mean, _ = aggregate_quaternions(pix, torch.zeros(30, dtype=torch.long), 1)
+    mean[0, 0].backward()
+    assert torch.isfinite(pix.grad).all() and pix.grad.abs().sum() > 0
+
+
+def test_connected_components_agree_with_scipy() -> None:
+    g = _gen(3)
+    labels = (torch.rand(4, 40, 40, generator=g) * 3).long()  # 0 background, classes 1, 2
+    labels = torch.nn.functional.max_pool2d(labels[:, None].float(), 3, 1, 1)[:, 0].long()  # blobs
+    labels[0, 5:30, 20] = 0  # a wall
+    comp = connected_components(labels)
+    for b in range(4):
+        ours = comp[b].numpy()
+        for c in (1, 2):
+            ref, n = ndimage.label(labels[b].numpy() == c)  # 4-connectivity
+            for k in range(1, n + 1):
+                ids = np.unique(ours[ref == k])
+                assert len(ids) == 1 and ids[0] > 0
+            assert len(np.unique(ours[labels[b].numpy() == c])) == n
+    assert (comp[labels == 0] == 0).all()
+
+
+def test_same_class_objects_apart_are_separate_instances() -> None:
+    logits = torch.full((1, 7, 16, 16), -10.0)
+    logits[0, 0] = 10
+    logits[0, 0, 2:6, 2:6], logits[0, 6, 2:6, 2:6] = -10, 10  # mug
+    logits[0, 0, 10:14, 9:15], logits[0, 6, 10:14, 9:15] = -10, 10  # another mug
+    q = torch.zeros(1, 24, 16, 16)
+    q[0, 23] = 1  # identity in the mug field
+    pred = predicted_instances({"mask_logits": logits, "quaternion": q}, min_pixels=4)
+    assert pred["class_id"].tolist() == [6, 6]
+    assert sorted(pred["area"].tolist()) == [16, 24]
+    assert torch.allclose(pred["score"], torch.ones(2), atol=1e-6)
+
+
+def test_matching_is_greedy_one_to_one_and_class_aware() -> None:
+    gt_map = torch.zeros(1, 10, 10, dtype=torch.long)
+    gt_map[0, :, :5], gt_map[0, :, 5:] = 1, 2
+    pred_map = torch.zeros(1, 10, 10, dtype=torch.long)
+    pred_map[0, :, :4] = 1  # IoU 0.8 with gt 1
+    pred_map[0, :, 4:6] = 2  # IoU 1/6 with gt 1 and with gt 2
+    pred_map[0, :, 6:] = 3  # IoU 0.8 with gt 2, but class mismatch
+    idx, iou = match_instances(pred_map, torch.tensor([1, 1, 2]), gt_map, torch.tensor([1, 1]), iou_threshold=0.1)
+    assert idx.tolist() == [0, 1] and torch.allclose(iou, torch.tensor([0.8, 1 / 6]))
+    idx, _ = match_instances(pred_map, torch.tensor([1, 1, 1]), gt_map, torch.tensor([1, 1]), iou_threshold=0.5)
+    assert idx.tolist() == [0, 2]
+    idx, _ = match_instances(pred_map, torch.tensor([1, 1, 1]), gt_map, torch.tensor([1, 1]), iou_threshold=0.9)
+    assert idx.tolist() == [-1, -1]
+
+
+def test_evaluate_batch_perfect_and_empty_predictions(synthetic_batch) -> None:
+    batch = synthetic_batch
+    ev = evaluate_batch(_perfect_output(batch, noise=0.05), batch)
+    n = int(batch["inst_valid"].sum())
+    assert set(ev) >= {"pred_quat", "gt_quat", "class_id", "score", "matched"}
+    assert ev["pred_quat"].shape == (n, 4) and ev["matched"].shape == (n,)
+    # every object is found, except where two objects of one class touch (they form one mask component)
+    gt_class, image = ev["class_id"], ev["image"]
+    same_class_pair = ((gt_class[:, None] == gt_class[None]) & (image[:, None] == image[None])).sum(1) > 1
+    assert ev["matched"][~same_class_pair].all() and ev["matched"].float().mean() > 0.9
+    assert torch.equal(ev["class_id"], batch["inst_class"][batch["inst_valid"]])
+    m = ev["matched"] & ~same_class_pair  # (a merged pair averages two rotations)
+    assert rotation_error_deg(ev["pred_quat"][m], ev["gt_quat"][m], gt_class[m]).max() < 3
+    # all background: every object is a miss, nothing crashes
+    bg = {"mask_logits": torch.zeros_like(_perfect_output(batch)["mask_logits"]),
+          "quaternion": torch.zeros(batch["image"].shape[0], 24, *batch["image"].shape[-2:])}
+    bg["mask_logits"][:, 0] = 5
+    ev = evaluate_batch(bg, batch)
+    assert not ev["matched"].any() and ev["score"].eq(0).all() and ev["pred_quat"].eq(0).all()
+
+
+def test_gt_instance_quaternions_uses_gt_class_field(synthetic_batch) -> None:
+    batch = synthetic_batch
+    out = _perfect_output(batch)
+    out["quaternion"] = torch.randn(out["quaternion"].shape, generator=_gen(4))
+    B, _, H, W = out["quaternion"].shape
+    cm = batch["class_mask"]
+    for c in range(1, 7):  # write the truth only into each pixel's own class field
+        sel = (cm == c)[:, None]
+        out["quaternion"][:, 4 * (c - 1):4 * c] = torch.where(sel, -batch["quaternion_map"], out["quaternion"][:, 4 * (c - 1):4 * c])
+    inst = gt_instance_quaternions(out, batch)
+    assert len(inst["pred"]) == int(batch["inst_valid"].sum())
+    assert rotation_error_deg(inst["pred"], inst["gt"]).max() < 1e-2
+
+
+@pytest.mark.parametrize("iou_threshold", [0.5])
+def test_evaluate_batch_with_a_noisy_mask(synthetic_batch, iou_threshold: float) -> None:
+    batch = synthetic_batch
+    out = _perfect_output(batch)
+    out["mask_logits"] = out["mask_logits"] + 8 * torch.randn(out["mask_logits"].shape, generator=_gen(5))
+    ev = evaluate_batch(out, batch, iou_threshold=iou_threshold)
+    assert ev["matched"].float().mean() < 1.0  # speckle breaks instances; still well-formed output
+    assert torch.isfinite(ev["pred_quat"]).all() and ((ev["score"] >= 0) & (ev["score"] <= 1)).all()

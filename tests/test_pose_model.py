@@ -1,0 +1,83 @@
+"""Backbones (torchvision names, weight loading, refusals) and FastPoseNet outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastpose.errors import FastposeError
+from fastpose.pose.backbones import BACKBONES, build_backbone
+from fastpose.pose.model import FastPoseNet
+
+# A few of torchvision's own parameter names and shapes, per architecture.
+TORCHVISION_KEYS = {
+    "resnet18": {"conv1.weight": (64, 3, 7, 7), "layer1.0.conv1.weight": (64, 64, 3, 3),
+                 "layer2.0.downsample.0.weight": (128, 64, 1, 1), "layer4.1.bn2.running_var": (512,),
+                 "fc.weight": (1000, 512)},
+    "resnet34": {"layer3.5.conv2.weight": (256, 256, 3, 3), "fc.bias": (1000,)},
+    "resnet50": {"layer1.0.conv3.weight": (256, 64, 1, 1), "layer1.0.downsample.1.num_batches_tracked": (),
+                 "fc.weight": (1000, 2048)},
+    "resnext50_32x4d": {"layer1.0.conv1.weight": (128, 64, 1, 1), "layer1.0.conv2.weight": (128, 4, 3, 3),
+                        "layer4.2.conv3.weight": (2048, 1024, 1, 1)},
+}
+TORCHVISION_COUNTS = {"resnet18": 122, "resnet34": 218, "resnet50": 320, "resnext50_32x4d": 320}
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_has_torchvision_names_and_shapes(name: str) -> None:
+    sd = build_backbone(name).state_dict()
+    assert len(sd) == TORCHVISION_COUNTS[name]  # entries in torchvision's state_dict, buffers included
+    for key, shape in TORCHVISION_KEYS[name].items():
+        assert tuple(sd[key].shape) == shape, key
+
+
+def test_weights_file_loads(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = build_backbone("resnet18")
+    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
+             for k, v in source.state_dict().items()}
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(state, path)
+    model = FastPoseNet("resnet18", weights=path)
+    assert torch.equal(model.encoder.state_dict()["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])
+    assert torch.equal(model.encoder.state_dict()["bn1.running_mean"], state["bn1.running_mean"])
+
+
+def test_wrong_architecture_file_is_refused_naming_keys(tmp_path: Path) -> None:
+    path = tmp_path / "resnet50.pth"
+    torch.save(build_backbone("resnet50").state_dict(), path)
+    with pytest.raises(FastposeError) as info:
+        build_backbone("resnet18", weights=path)
+    msg = str(info.value)
+    assert "\n" not in msg and "does not fit resnet18" in msg
+    assert "unexpected: layer1.0.conv3.weight" in msg  # first few named
+    assert "shape mismatch: layer1.0.conv1.weight (64, 64, 1, 1) != (64, 64, 3, 3)" in msg
+    assert "more)" in msg
+
+
+def test_partial_and_unreadable_files_are_refused(tmp_path: Path) -> None:
+    sd = build_backbone("resnet18").state_dict()
+    del sd["fc.weight"], sd["layer4.1.bn2.weight"]
+    torch.save(sd, tmp_path / "partial.pth")
+    with pytest.raises(FastposeError, match=r"2 missing: layer4\.1\.bn2\.weight, fc\.weight"):
+        build_backbone("resnet18", weights=tmp_path / "partial.pth")
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(FastposeError, match="cannot read weights file"):
+        build_backbone("resnet18", weights=tmp_path / "junk.pth")
+    with pytest.raises(FastposeError, match="does not exist"):
+        build_backbone("resnet18", weights=tmp_path / "nope.pth")
+    with pytest.raises(FastposeError, match="unknown backbone"):
+        build_backbone("vgg16")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnext50_32x4d"])
+def test_fastposenet_output_shapes(name: str) -> None:
+    model = FastPoseNet(name, num_classes=6, decoder_channels=32)
+    out = model(torch.randn(2, 3, 64, 64))
+    assert set(out) == {"mask_logits", "quaternion"}
+    assert out["mask_logits"].shape == (2, 7, 64, 64)
+    assert out["quaternion"].shape == (2, 24, 64, 64)
+    out = FastPoseNet("resnet18", num_classes=3)(torch.randn(1, 3, 96, 128))
+    assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)

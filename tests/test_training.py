@@ -1,0 +1,351 @@
+"""Real training runs through the real `fastpose` command: tiny data, CPU, real signals, a real journal.
+
+Faults come in through the one documented seam, ``$FASTPOSE_FAULT`` (fastpose/training/faults.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_git_repo
+
+# 16 images of 32x32, batches of 8: two steps per epoch, a second or so per epoch on this CPU.
+TINY = [
+    "--image-size", "32", "--train-size", "16", "--val-size", "8", "--batch-size", "8",
+    "--no-progress", "--log-images", "2",
+]
+TRAIN_TERMS = ("train/loss", "train/loss_mask", "train/loss_rot")
+VAL_ALWAYS = ("val/loss", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20", "val/miss_rate")
+
+pytestmark = pytest.mark.slow
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTPOSE_JOURNAL_URL", "FASTPOSE_FAULT", "FASTPOSE_HOME")}
+    env.update(FASTPOSE_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def fastpose(home: Path, *args: str, cwd: Path | None = None, timeout: float = 300, **extra: str):
+    return subprocess.run(
+        [sys.executable, "-m", "fastpose", *args], cwd=cwd, env=env_for(home, **extra),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def store_at(home: Path):
+    from fastpose.journal.store import JournalStore
+
+    return JournalStore.open(f"sqlite:///{home / 'fastpose.db'}")
+
+
+def epochs_of(store, run_id: int, name: str = "train/loss") -> list[int]:
+    return sorted(p.epoch for p in store.metric_history(run_id) if p.name == name)
+
+
+def start_background(home: Path, name: str, cwd: Path, epochs: int = 40, **extra: str) -> subprocess.Popen:
+    """A run slowed down by the fault seam (0.15 s per step) so a signal lands mid-training."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fastpose", "train", "--name", name, "--epochs", str(epochs), *TINY],
+        cwd=cwd, env=env_for(home, FASTPOSE_FAULT="sleep:0.15@step:0", **extra),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_for_epochs(home: Path, proc: subprocess.Popen, n: int, timeout: float = 120) -> None:
+    """Block until the running run has journaled ``n`` epochs (and its last.ckpt exists)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"run ended early ({proc.returncode}):\n{proc.stdout.read()}"
+        db = home / "fastpose.db"
+        if db.exists():
+            store = store_at(home)
+            try:
+                runs = store.list_runs()
+                if runs and len(epochs_of(store, runs[0].id)) >= n:
+                    ckpt = Path(runs[0].run_dir) / "checkpoints" / "last.ckpt"
+                    if ckpt.exists():
+                        return
+            finally:
+                store.close()
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"no {n} epochs journaled within {timeout}s")
+
+
+# ------------------------------------------------------------------------------------------ completed runs
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Two completed runs in a git repo, differing in learning rate and --save-every."""
+    root = tmp_path_factory.mktemp("two_runs")
+    home, repo = root / "home", root / "repo"
+    head = make_git_repo(repo)
+    a = fastpose(home, "train", "--name", "CMP_A", "--epochs", "2", "--lr", "1e-3", "--note", "baseline", *TINY, cwd=repo)
+    b = fastpose(home, "train", "--name", "CMP_B", "--epochs", "2", "--lr", "3e-3", "--save-every", "1", *TINY, cwd=repo)
+    assert a.returncode == 0, a.stderr
+    assert b.returncode == 0, b.stderr
+    return home, repo, head
+
+
+def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tensorboard(two_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastpose.config import RunConfig
+
+    home, repo, head = two_runs
+    store = store_at(home)
+    run = store.resolve("CMP_A")
+    assert run.status == "completed"
+    assert run.git_commit == head
+    assert run.git_dirty is False
+    assert run.command.startswith("fastpose train --name CMP_A")
+    assert run.pid and run.host and run.torch_version and run.lightning_version
+    expected = RunConfig().override({"name": "CMP_A", "train.epochs": 2, "train.lr": 1e-3, "data.image_size": 32,
+                                     "data.train_size": 16, "data.val_size": 8, "train.batch_size": 8,
+                                     "train.progress_bar": False, "train.log_images": 2})
+    assert run.config == expected.to_dict()
+    assert [n.text for n in store.notes(run.id)] == ["baseline"]
+
+    history = store.metric_history(run.id)
+    for name in TRAIN_TERMS + VAL_ALWAYS:
+        assert sorted(p.epoch for p in history if p.name == name) == [0, 1], name
+    assert set(store.summaries(run.id)) >= set(TRAIN_TERMS + VAL_ALWAYS)
+
+    run_dir = Path(run.run_dir)
+    assert run_dir == home / "runs" / run.label
+    ckpts = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    b = store.resolve("CMP_B")
+    assert {"epoch000.ckpt", "epoch001.ckpt", "last.ckpt"} <= {p.name for p in (Path(b.run_dir) / "checkpoints").iterdir()}
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/loss_rot", "val/loss", "val/miss_rate"} <= scalars
+    assert len(acc.Scalars("val/loss")) == 2
+    assert "val/poses" in acc.Tags()["images"]
+    image = acc.Images("val/poses")[-1]
+    assert image.width == 2 * 32 and image.height == 2 * 32  # 2 samples, [GT | predicted] each
+
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"] == run.config  # every checkpoint carries the whole config
+    assert ckpt["epoch"] == 1
+    store.close()
+
+
+def test_compare_two_real_runs(two_runs, tmp_path):
+    home, repo, head = two_runs
+    text = fastpose(home, "compare", "CMP_A", "CMP_B", COLUMNS="200")
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert "CMP_A" in out and "CMP_B" in out
+    assert "train.lr" in out and "train.save_every" in out
+    assert "train.epochs" not in out  # only keys that differ
+    assert "★" in out
+
+    as_json = fastpose(home, "compare", "CMP_A", "CMP_B", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [r["name"] for r in data["runs"]] == ["CMP_A", "CMP_B"]
+    assert all(r["git_commit"] == head for r in data["runs"])
+    assert set(data["config_diff"]) == {"name", "train.lr", "train.save_every"}
+    assert data["config_diff"]["train.lr"] == [1e-3, 3e-3]
+
+    store = store_at(home)
+    ids = [store.resolve("CMP_A").id, store.resolve("CMP_B").id]
+    for name in ("train/loss", "val/loss", "val/miss_rate", "val/degree_mAP_20"):
+        entry = data["metrics"][name]
+        finals = {i: store.summaries(i)[name][0] for i in ids}
+        pick = min if entry["direction"] == "min" else max
+        best = pick(finals.values())
+        if list(finals.values()).count(best) == 1:  # a tie has no single winner to check
+            assert entry["winner"] == next(i for i, v in finals.items() if v == best), name
+        assert entry["runs"][str(ids[0])]["final"] == pytest.approx(finals[ids[0]])
+    store.close()
+
+    png = tmp_path / "curves.png"
+    plotted = fastpose(home, "compare", "CMP_A", "CMP_B", "--plot", str(png))
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ failures
+def test_exception_in_the_loss_mid_epoch_is_journaled_as_crashed(fp_home, git_repo):
+    repo, _ = git_repo
+    # 32 images / batch 8 = 4 steps per epoch: step 3 is inside epoch 0.
+    proc = fastpose(fp_home, "train", "--name", "BOOM", "--epochs", "2", *TINY, "--train-size", "32",
+                    cwd=repo, FASTPOSE_FAULT="raise@step:3")
+    assert proc.returncode == 1
+    assert "InjectedFault" in proc.stderr
+    store = store_at(fp_home)
+    run = store.resolve("BOOM")
+    assert run.status == "crashed"
+    assert run.error_type == "InjectedFault"
+    assert "step 3" in run.error_message
+    assert "Traceback (most recent call last)" in run.traceback and "faults.py" in run.traceback
+    assert (run.epoch, run.step) == (0, 3)
+    store.close()
+
+
+def test_nan_loss_stops_the_run_as_diverged_naming_the_term(fp_home, git_repo):
+    repo, _ = git_repo
+    proc = fastpose(fp_home, "train", "--name", "NAN", "--epochs", "3", *TINY, cwd=repo,
+                    FASTPOSE_FAULT="nan:loss_rot@step:2")
+    assert proc.returncode == 3, proc.stderr
+    store = store_at(fp_home)
+    run = store.resolve("NAN")
+    assert run.status == "diverged"
+    assert "loss_rot is nan" in run.error_message and "epoch 1, step 2" in run.error_message
+    assert (run.epoch, run.step) == (1, 2)
+    assert epochs_of(store, run.id) == [0]  # epoch 1 never finished, nothing NaN was journaled
+    store.close()
+
+
+def test_an_error_before_the_run_starts_writes_nothing(fp_home, tmp_path):
+    proc = fastpose(fp_home, "train", "--name", "BAD", "--weights", str(tmp_path / "missing.pth"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --weights") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (fp_home / "fastpose.db").exists()
+
+
+def test_sigint_interrupts_with_a_checkpoint_and_resume_continues_the_epochs(fp_home, git_repo):
+    repo, _ = git_repo
+    proc = start_background(fp_home, "CTRLC", repo)
+    wait_for_epochs(fp_home, proc, 2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    store = store_at(fp_home)
+    parent = store.resolve("CTRLC")
+    assert parent.status == "interrupted", out
+    assert "SIGINT" in parent.error_message
+    last = Path(parent.run_dir) / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    done = epochs_of(store, parent.id)
+    store.close()
+
+    target = max(done) + 3
+    resumed = fastpose(fp_home, "resume", "CTRLC", "--epochs", str(target), cwd=repo)
+    assert resumed.returncode == 0, resumed.stderr
+    store = store_at(fp_home)
+    child = store.list_runs()[0]
+    assert child.parent_id == parent.id and child.status == "completed" and child.name == "CTRLC"
+    assert child.checkpoint == str(last)
+    more = epochs_of(store, child.id)
+    assert more[0] == max(done) + 1 and more[-1] == target - 1  # the history continues the parent's epochs
+    assert more == list(range(more[0], target))
+    note = " ".join(n.text for n in store.notes(child.id))
+    assert f"resumed from run {parent.id}" in note and "train.epochs 40 -> " + str(target) in note
+    assert "code: unchanged" in note
+    store.close()
+
+
+def test_heartbeat_while_running_and_sigterm_interrupts(fp_home, git_repo):
+    repo, _ = git_repo
+    proc = start_background(fp_home, "TERM", repo, FASTPOSE_HEARTBEAT_S="0.3")
+    wait_for_epochs(fp_home, proc, 1)
+    beats = []
+    for _ in range(2):
+        store = store_at(fp_home)
+        beats.append(store.resolve("TERM").heartbeat_at)
+        store.close()
+        time.sleep(1.0)
+    assert beats[1] > beats[0]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    store = store_at(fp_home)
+    run = store.resolve("TERM")
+    assert run.status == "interrupted" and "SIGTERM" in run.error_message
+    assert (Path(run.run_dir) / "checkpoints" / "last.ckpt").is_file()
+    store.close()
+
+
+def test_sigkill_shows_lost_and_resume_continues_from_last_checkpoint(fp_home, git_repo):
+    repo, _ = git_repo
+    proc = start_background(fp_home, "KILLED", repo)
+    wait_for_epochs(fp_home, proc, 2)
+    proc.kill()
+    proc.wait(timeout=30)
+    journal = fastpose(fp_home, "journal", "--json")
+    assert journal.returncode == 0, journal.stderr
+    assert json.loads(journal.stdout)[0]["status"] == "lost"
+
+    import torch
+
+    store = store_at(fp_home)
+    parent = store.resolve("KILLED")
+    ckpt = torch.load(Path(parent.run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    store.close()
+    # Changing the code between the runs shows in the resumed run's note.
+    (repo / "experiment.txt").write_text("changed after the kill\n")
+    resumed = fastpose(fp_home, "resume", "KILLED", "--epochs", str(ckpt["epoch"] + 3), "--name", "KILLED_CONT", cwd=repo)
+    assert resumed.returncode == 0, resumed.stderr
+    store = store_at(fp_home)
+    child = store.resolve("KILLED_CONT")
+    assert child.parent_id == parent.id and child.status == "completed"
+    assert epochs_of(store, child.id) == [ckpt["epoch"] + 1, ckpt["epoch"] + 2]
+    note = " ".join(n.text for n in store.notes(child.id))
+    assert "uncommitted changes differ" in note and "name 'KILLED' -> 'KILLED_CONT'" in note
+    assert child.git_dirty is True
+    store.close()
+
+
+def test_resume_without_checkpoint_is_one_line_and_writes_nothing(fp_home, tmp_path):
+    from fastpose.journal.store import JournalStore
+
+    store = JournalStore.open()
+    store.start_run(name="NOCKPT", label="26-11-28/10-00-NOCKPT-SYNTHETIC-resnet18-scratch", run_dir=str(tmp_path / "gone"))
+    before = store.counts()
+    store.close()
+    proc = fastpose(fp_home, "resume", "NOCKPT")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no checkpoint" in lines[0]
+    store = store_at(fp_home)
+    assert store.counts() == before
+    store.close()
+
+
+# ------------------------------------------------------------------------------------------ scale out
+def test_ddp_on_two_cpu_processes_journals_exactly_one_run(fp_home, git_repo):
+    repo, head = git_repo
+    proc = fastpose(fp_home, "train", "--name", "DDP", "--epochs", "2", *TINY,
+                    "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    store = store_at(fp_home)
+    runs = store.list_runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.status == "completed" and run.git_commit == head
+    assert epochs_of(store, run.id) == [0, 1]  # one value per epoch: reduced across the ranks, logged once
+    assert (Path(run.run_dir) / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((fp_home / "runs").rglob("events.out.tfevents*"))) == 1
+    store.close()
+
+
+# ------------------------------------------------------------------------------------------ the demo
+def test_demo_defaults_finish_with_a_useful_model(fp_home, tmp_path):
+    """`fastpose train --name DEMO` as the README's Quickstart runs it (defaults; < 3 min on 2 cores)."""
+    start = time.monotonic()
+    proc = fastpose(fp_home, "train", "--name", "DEMO", "--no-progress", cwd=tmp_path, timeout=600)
+    wall = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store = store_at(fp_home)
+    run = store.resolve("DEMO")
+    final, best = store.summaries(run.id)["val/rot_err_median"]
+    store.close()
+    print(f"DEMO: {wall:.0f} s wall, final val/rot_err_median {final:.1f} deg (best {best:.1f})")
+    assert run.status == "completed"
+    assert final < 60
