@@ -83,12 +83,16 @@ class Comparison:
         return out
 
     def winner(self, name: str, kind: str = "final") -> int | None:
-        """Index of the run with the best ``kind`` value (None if no run has a real value)."""
+        """Index of the run with the best ``kind`` value; None if no run has a real value or all are equal."""
+        values = self.values(name, kind)
+        real = [v for v in values if v is not None and math.isfinite(v)]
+        if not real or (len(self.runs) > 1 and len(real) == len(values) and len(set(real)) == 1):
+            return None
         best = None
-        for i, value in enumerate(self.values(name, kind)):
+        for i, value in enumerate(values):
             if value is None or not math.isfinite(value):
                 continue
-            if best is None or is_better(name, value, self.values(name, kind)[best]):
+            if best is None or is_better(name, value, values[best]):
                 best = i
         return best
 
@@ -181,17 +185,25 @@ def render(cmp: Comparison, console: Console) -> None:
 
     from fastpose.journal.views import STATUS_STYLE, fmt_duration, fmt_value, sparkline
 
-    runs = Table(title="runs", title_justify="left", show_lines=False)
-    for col in ("", "id", "label", "status", "epochs", "duration", "commit", "dirty", "code vs #1"):
-        runs.add_column(col)
+    runs = Table(title="runs", title_justify="left")
+    runs.add_column("")
+    runs.add_column("id · label", overflow="fold", min_width=16)
+    runs.add_column("status", no_wrap=True)
+    runs.add_column("epochs", overflow="fold")
+    runs.add_column("time", no_wrap=True)
+    runs.add_column("git (code vs #1)", overflow="fold")
     for i, (run, code) in enumerate(zip(cmp.runs, cmp.code()), 1):
         git = cmp.git[run.id]
-        commit = (run.git_commit or "")[:10] or ("no git" if git is None or not git.is_repo else "-")
+        commit = (run.git_commit or "")[:8] or ("no git" if git is None or not git.is_repo else "-")
+        if run.git_dirty:
+            commit += " dirty"
+        if i > 1:
+            commit += f" ({code})"
         epochs = cmp.epochs(run)
         span = f"{len(epochs)} ({epochs[0]}-{epochs[-1]})" if epochs else "0"
         runs.add_row(
-            f"#{i}", str(run.id), run.label, Text(run.status, style=STATUS_STYLE.get(run.status, "")),
-            span, fmt_duration(run.duration_s), commit, "yes" if run.git_dirty else "no", code,
+            f"#{i}", f"{run.id} · {run.label}", Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+            span, fmt_duration(run.duration_s), commit,
         )
     console.print(runs)
 

@@ -26,9 +26,68 @@ def fastpose_exe() -> list[str]:
 
 # ---------------------------------------------------------------------------- journal (issue 2)
 
-# The journal tests run on these backends. "postgresql" needs $FASTPOSE_TEST_PG_URL (.ci/start-postgres prints
-# one) and gives each test a fresh database on that server; a later issue makes it part of the default run.
-JOURNAL_BACKENDS = os.environ.get("FASTPOSE_JOURNAL_BACKENDS", "sqlite").split(",")
+# Every journal test runs on both backends (one parametrisation): SQLite, and PostgreSQL on the server named by
+# $FASTPOSE_TEST_PG_URL (.ci/run starts one with .ci/start-postgres), a fresh database per test. Without that
+# server the PostgreSQL cases skip with the reason, except under $FASTPOSE_REQUIRE_PG=1 (CI), where a missing or
+# unreachable server fails them. $FASTPOSE_JOURNAL_BACKENDS (e.g. "sqlite") narrows the list for a quick local run.
+def _journal_backends() -> list[str]:
+    explicit = os.environ.get("FASTPOSE_JOURNAL_BACKENDS")
+    if explicit:
+        return [b.strip() for b in explicit.split(",") if b.strip()]
+    return ["sqlite", "postgresql"]
+
+
+JOURNAL_BACKENDS = _journal_backends()
+_PG_UNREACHABLE: dict[str, str] = {}  # base URL -> why it could not be reached (asked once per session)
+
+
+def pg_admin_engine():  # noqa: ANN201 - sqlalchemy Engine on $FASTPOSE_TEST_PG_URL, or fail/skip
+    """An AUTOCOMMIT engine on the test server; fails (REQUIRE_PG=1) or skips when there is none."""
+    base = os.environ.get("FASTPOSE_TEST_PG_URL")
+    required = os.environ.get("FASTPOSE_REQUIRE_PG") == "1"
+    if not base:
+        if required:
+            pytest.fail("FASTPOSE_REQUIRE_PG=1 but FASTPOSE_TEST_PG_URL is not set (.ci/start-postgres prints it)")
+        pytest.skip("no PostgreSQL server: set FASTPOSE_TEST_PG_URL (see .ci/start-postgres)")
+    import sqlalchemy as sa
+
+    if base not in _PG_UNREACHABLE:
+        probe = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+        try:
+            with probe.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            _PG_UNREACHABLE[base] = ""
+        except Exception as exc:  # noqa: BLE001 - any reason the server cannot be used
+            _PG_UNREACHABLE[base] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        finally:
+            probe.dispose()
+    reason = _PG_UNREACHABLE[base]
+    if reason:
+        shown = sa.engine.make_url(base).render_as_string(hide_password=True)
+        if required:
+            pytest.fail(f"FASTPOSE_REQUIRE_PG=1 but PostgreSQL at {shown} is unreachable: {reason}")
+        pytest.skip(f"PostgreSQL at {shown} is unreachable: {reason}")
+    return sa.create_engine(base, isolation_level="AUTOCOMMIT")
+
+
+def fresh_pg_database(admin, prefix: str = "fastpose_t") -> str:  # noqa: ANN001
+    """Create an empty database on the test server; returns its URL (drop it with ``drop_pg_database``)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin, url: str) -> None:  # noqa: ANN001
+    import sqlalchemy as sa
+
+    name = sa.engine.make_url(url).database
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=JOURNAL_BACKENDS)
@@ -41,26 +100,13 @@ def journal_db_url(request: pytest.FixtureRequest, fp_home: Path, monkeypatch: p
         return
     if request.param != "postgresql":
         raise ValueError(f"unknown journal backend {request.param!r}")
-    base = os.environ.get("FASTPOSE_TEST_PG_URL")
-    if not base:
-        if os.environ.get("FASTPOSE_REQUIRE_PG"):
-            pytest.fail("FASTPOSE_REQUIRE_PG is set but FASTPOSE_TEST_PG_URL is not")
-        pytest.skip("no PostgreSQL server: set FASTPOSE_TEST_PG_URL (see .ci/start-postgres)")
-    import uuid
-
-    import sqlalchemy as sa
-
-    name = f"fastpose_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    admin = pg_admin_engine()
+    url = fresh_pg_database(admin)
     monkeypatch.setenv("FASTPOSE_JOURNAL_URL", url)
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(admin, url)
         admin.dispose()
 
 

@@ -60,6 +60,7 @@ def journal(
     if limit < 0:
         raise FastposeError(f"--limit must be >= 0, got {limit}")
 
+    replay_spools()
     reader = open_reader()
     if reader is None:
         from fastpose.journal.db import journal_url
@@ -86,6 +87,7 @@ def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label pr
     """Everything about one run: config, git state and diff stat, traceback, metric history."""
     from fastpose.journal.views import render_run
 
+    replay_spools()
     reader = _require_reader()
     try:
         reader.mark_lost()
@@ -107,6 +109,7 @@ def note(
         raise FastposeError("a note needs some text")
     from fastpose.journal.store import JournalStore
 
+    replay_spools()
     with JournalStore.open() as store:
         target = store.resolve(args[0]) if len(args) == 2 else None
         record = store.add_note(text, run_id=target.id if target else None)
@@ -125,6 +128,7 @@ def export(path: Annotated[Path, typer.Argument(help="Markdown file to write (re
 
     from fastpose.journal.reader import open_reader
 
+    replay_spools()
     reader = open_reader()
     if reader is None:
         log = DailyLog(None, [], [])
@@ -139,6 +143,26 @@ def export(path: Annotated[Path, typer.Argument(help="Markdown file to write (re
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {path}")
+
+
+def replay_spools() -> int:
+    """Replay the journal spools runs left under ``<home>/runs`` while the journal was unreachable.
+
+    Costs a directory scan when there are none (no SQLAlchemy import); an outage that persists is a warning
+    on stderr, and the listing goes on with what the journal holds.
+    """
+    from fastpose.journal.db import journal_home
+    from fastpose.journal.spool import find_spools
+
+    if not find_spools(journal_home()):
+        return 0
+    from fastpose.journal.spool import replay_spools as replay
+    from fastpose.journal.store import JournalStore
+
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    return replay(journal_home(), lambda: JournalStore.open(busy_timeout_s=2.0, write_attempts=2), warn)
 
 
 def _require_reader():  # noqa: ANN202 - JournalReader

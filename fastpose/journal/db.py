@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 # The newest revision in migrations/versions; a test checks it is Alembic's single head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 BUSY_TIMEOUT_MS = 10_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PG_LOCK_KEY = 0x6661_7374_706F  # "fastpo": one advisory lock id for fastpose migrations
@@ -88,9 +88,11 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_pragmas(conn: sqlite3.Connection, *, readonly: bool = False, foreign_keys: bool = True) -> None:
+def _sqlite_pragmas(
+    conn: sqlite3.Connection, *, readonly: bool = False, foreign_keys: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> None:
     cur = conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     if not readonly:
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
@@ -170,23 +172,29 @@ def backup_sqlite(path: Path) -> Path:
 # --------------------------------------------------------------------------------------- engines
 
 
-def create_engine(url: str) -> Engine:
-    """A SQLAlchemy engine with the journal's connection settings (no schema check; see ``open_engine``)."""
+def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """A SQLAlchemy engine with the journal's connection settings (no schema check; see ``open_engine``).
+
+    ``busy_timeout_ms``: how long a SQLite write waits for the lock (on a server: the connect timeout).
+    """
     import sqlalchemy as sa
     from sqlalchemy import event
 
     if sqlite_path(url) is None and not url.startswith("sqlite"):
+        connect_args = {}
+        if url.startswith("postgresql"):  # a server that does not answer must not hang a training run
+            connect_args["connect_timeout"] = max(1, round(busy_timeout_ms / 1000))
         try:
-            return sa.create_engine(url, pool_pre_ping=True)
+            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver: one line for the user
             raise JournalError(f"cannot use journal URL {_redact(url)}: {exc}") from None
 
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
         dbapi_conn.isolation_level = None  # let the "begin" hook below emit BEGIN itself
-        _sqlite_pragmas(dbapi_conn)
+        _sqlite_pragmas(dbapi_conn, busy_timeout_ms=busy_timeout_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
@@ -197,11 +205,11 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-def open_engine(url: str | None = None) -> Engine:
+def open_engine(url: str | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """Engine for the journal at ``url``, creating or upgrading its schema first (see module doc)."""
     url = url or journal_url()
     ensure_schema(url)
-    return create_engine(url)
+    return create_engine(url, busy_timeout_ms=busy_timeout_ms)
 
 
 def ensure_schema(url: str) -> None:

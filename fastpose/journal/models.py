@@ -149,3 +149,19 @@ class Note(Base):
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(When)
+
+
+class AppliedWrite(Base):
+    """A journal write already applied, by its id (revision 0003).
+
+    Writes made through ``fastpose.journal.spool.SpoolingJournal`` carry a unique id, recorded here in the same
+    transaction as the write; replaying a spool skips the ids already present, so each write lands exactly once
+    (even one that committed although its caller saw the connection fail).
+    """
+
+    __tablename__ = "applied_writes"
+
+    write_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # heartbeat | log_metrics | finish | crash | add_note
+    applied_at: Mapped[datetime] = mapped_column(When)

@@ -232,7 +232,7 @@ class JournalReader:
 
     def counts(self) -> dict[str, int]:
         """Rows per table (tests and ``journal show`` footers)."""
-        tables = ("runs", "git_states", "metrics", "metric_summaries", "notes")
+        tables = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes")
         return {t: self._fetch(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
 
 

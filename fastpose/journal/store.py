@@ -24,7 +24,7 @@ from fastpose.config import validate_name
 from fastpose.errors import FastposeError
 from fastpose.journal import db
 from fastpose.journal.metrics import direction, is_better
-from fastpose.journal.models import GitStateRow, Metric, MetricSummary, Note, Run
+from fastpose.journal.models import AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run
 from fastpose.journal.reader import (
     STATUSES,
     JournalReader,
@@ -38,9 +38,10 @@ __all__ = ["JournalStore", "GitState", "MetricPoint", "NoteRecord", "RunRecord",
 
 T = TypeVar("T")
 FINISH_STATUSES = ("completed", "interrupted", "diverged")
-_runs, _git, _metrics, _summaries, _notes = (
-    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note)
+_runs, _git, _metrics, _summaries, _notes, _applied = (
+    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite)
 )
+ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
 
 
 def _now() -> datetime:
@@ -50,16 +51,24 @@ def _now() -> datetime:
 class JournalStore(JournalReader):
     """The journal at one URL. ``JournalStore.open()`` creates or upgrades the schema first."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, *, write_attempts: int = 12) -> None:
         self.engine = engine
         self.url = url
+        self.write_attempts = write_attempts
         self._is_sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: str | None = None) -> JournalStore:
-        """The journal at ``url`` (default ``$FASTPOSE_JOURNAL_URL`` else ``<home>/fastpose.db``)."""
+    def open(
+        cls, url: str | None = None, *, busy_timeout_s: float | None = None, write_attempts: int = 12
+    ) -> JournalStore:
+        """The journal at ``url`` (default ``$FASTPOSE_JOURNAL_URL`` else ``<home>/fastpose.db``).
+
+        ``busy_timeout_s`` (SQLite: wait for the write lock; server: connect timeout) and ``write_attempts``
+        (tries while SQLite stays locked) bound how long one write can block: the spool uses short ones.
+        """
         url = url or db.journal_url()
-        return cls(db.open_engine(url), url)
+        timeout_ms = db.BUSY_TIMEOUT_MS if busy_timeout_s is None else max(1, int(busy_timeout_s * 1000))
+        return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -75,8 +84,9 @@ class JournalStore(JournalReader):
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
 
-    def _write(self, work: Callable[[Connection], T], attempts: int = 12) -> T:
+    def _write(self, work: Callable[[Connection], T], attempts: int | None = None) -> T:
         """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
+        attempts = attempts or self.write_attempts
         for attempt in range(attempts):
             try:
                 with self.engine.connect() as conn:
@@ -89,6 +99,32 @@ class JournalStore(JournalReader):
                     raise
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def _write_once(self, kind: str, run_id: int | None, write_id: str | None, work: Callable[[Connection], T]) -> T:
+        """``_write(work)``; with a ``write_id``, also record it in the same transaction, and skip the work
+        (returning ALREADY_APPLIED) when the journal already holds that id: a replayed write lands once."""
+        if write_id is None:
+            return self._write(work)
+        if not isinstance(write_id, str) or not 0 < len(write_id) <= 64:
+            raise FastposeError(f"invalid journal write id {write_id!r}")
+
+        def once(conn: Connection) -> Any:
+            if conn.execute(sa.select(_applied.c.write_id).where(_applied.c.write_id == write_id)).first():
+                return ALREADY_APPLIED
+            result = work(conn)  # first: it checks that the run exists
+            conn.execute(sa.insert(_applied).values(write_id=write_id, run_id=run_id, kind=kind, applied_at=_now()))
+            return result
+
+        try:
+            return self._write(once)
+        except sa.exc.IntegrityError:
+            if self.is_applied(write_id):  # another process replayed the same write at the same moment
+                return ALREADY_APPLIED  # type: ignore[return-value]
+            raise
+
+    def is_applied(self, write_id: str) -> bool:
+        """Has the write with this id (see ``fastpose.journal.spool``) been applied?"""
+        return bool(self._fetch("SELECT 1 AS x FROM applied_writes WHERE write_id = :w", {"w": write_id}))
 
     # ----------------------------------------------------------------- runs
     def start_run(
@@ -157,9 +193,16 @@ class JournalStore(JournalReader):
 
         return self.get_run(self._write(work))
 
-    def heartbeat(self, run_id: int, epoch: int | None = None, step: int | None = None) -> None:
-        """The run is alive (a run marked ``lost`` by mistake comes back to ``running``)."""
-        values: dict[str, Any] = {"heartbeat_at": _now()}
+    def heartbeat(
+        self, run_id: int, epoch: int | None = None, step: int | None = None, *,
+        at: datetime | None = None, write_id: str | None = None,
+    ) -> None:
+        """The run is alive (a run marked ``lost`` by mistake comes back to ``running``).
+
+        ``at``: when it was alive (default now; a replayed spool passes the original time). ``write_id``:
+        apply at most once (see ``_write_once``); every write method takes these two.
+        """
+        values: dict[str, Any] = {"heartbeat_at": at or _now()}
         if epoch is not None:
             values["epoch"] = epoch
         if step is not None:
@@ -174,9 +217,11 @@ class JournalStore(JournalReader):
                 .values(status="running", ended_at=None, error_message=None)
             )
 
-        self._write(work)
+        self._write_once("heartbeat", run_id, write_id, work)
 
-    def log_metrics(self, run_id: int, points: Iterable[MetricPoint]) -> None:
+    def log_metrics(
+        self, run_id: int, points: Iterable[MetricPoint], *, at: datetime | None = None, write_id: str | None = None
+    ) -> None:
         """Append ``points`` to the history and update final/best per metric, in one transaction."""
         points = list(points)
         for p in points:
@@ -184,7 +229,7 @@ class JournalStore(JournalReader):
                 raise FastposeError(f"invalid metric name {p.name!r}")
         if not points:
             return
-        now = _now()
+        now = at or _now()
         rows = [
             {
                 "run_id": run_id,
@@ -229,7 +274,7 @@ class JournalStore(JournalReader):
                     conn.execute(sa.insert(_summaries).values(**s))
             conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(heartbeat_at=now))
 
-        self._write(work)
+        self._write_once("log_metrics", run_id, write_id, work)
 
     def finish(
         self,
@@ -238,11 +283,15 @@ class JournalStore(JournalReader):
         epoch: int | None = None,
         step: int | None = None,
         message: str | None = None,
+        *,
+        at: datetime | None = None,
+        write_id: str | None = None,
     ) -> RunRecord:
         """End a run that stopped without crashing: completed, interrupted or diverged."""
         if status not in FINISH_STATUSES:
             raise FastposeError(f"finish status must be one of {', '.join(FINISH_STATUSES)}, got {status!r}")
-        return self._end(run_id, status=status, epoch=epoch, step=step, error_message=message)
+        return self._end(run_id, status=status, epoch=epoch, step=step, error_message=message,
+                         at=at, write_id=write_id, kind="finish")
 
     def crash(
         self,
@@ -252,15 +301,22 @@ class JournalStore(JournalReader):
         traceback: str,
         epoch: int | None = None,
         step: int | None = None,
+        *,
+        at: datetime | None = None,
+        write_id: str | None = None,
     ) -> RunRecord:
         """End a run with an exception: its type, message and full traceback are kept."""
         return self._end(
             run_id, status="crashed", epoch=epoch, step=step,
             error_type=exc_type, error_message=message, traceback=traceback,
+            at=at, write_id=write_id, kind="crash",
         )
 
-    def _end(self, run_id: int, *, status: str, epoch: int | None, step: int | None, **fields: Any) -> RunRecord:
-        now = _now()
+    def _end(
+        self, run_id: int, *, status: str, epoch: int | None, step: int | None,
+        at: datetime | None = None, write_id: str | None = None, kind: str = "finish", **fields: Any,
+    ) -> RunRecord:
+        now = at or _now()
         values = {"status": status, "ended_at": now, "heartbeat_at": now, **fields}
         if epoch is not None:
             values["epoch"] = epoch
@@ -271,7 +327,7 @@ class JournalStore(JournalReader):
             self._require(conn, run_id)
             conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(**values))
 
-        self._write(work)
+        self._write_once(kind, run_id, write_id, work)
         return self.get_run(run_id)
 
     def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
@@ -291,12 +347,14 @@ class JournalStore(JournalReader):
         return marked
 
     # ----------------------------------------------------------------- notes
-    def add_note(self, text: str, run_id: int | None = None) -> NoteRecord:
-        """A note on a run, or (``run_id=None``) on today."""
+    def add_note(
+        self, text: str, run_id: int | None = None, *, at: datetime | None = None, write_id: str | None = None
+    ) -> NoteRecord | None:
+        """A note on a run, or (``run_id=None``) on today. None only when ``write_id`` was already applied."""
         if not isinstance(text, str) or not text.strip():
             raise FastposeError("a note needs some text")
         text = text.strip()
-        now = _now()
+        now = at or _now()
 
         def work(conn: Connection) -> int:
             if run_id is not None:
@@ -305,7 +363,9 @@ class JournalStore(JournalReader):
                 sa.insert(_notes).values(run_id=run_id, text=text, created_at=now)
             ).inserted_primary_key[0]
 
-        note_id = self._write(work)
+        note_id = self._write_once("add_note", run_id, write_id, work)
+        if note_id is ALREADY_APPLIED:
+            return None
         return NoteRecord(id=note_id, text=text, created_at=now, run_id=run_id)
 
     # ----------------------------------------------------------------- helpers

@@ -11,7 +11,8 @@ first mean. It returns the normalised mean of the flipped unit quaternions, whic
 For concentrated pixel sets this equals Markley's eigenvector average (tested) at the cost of two
 scatter-adds of (P, 4) instead of a (P, 16) one and a batch of 4x4 eigen-decompositions.
 
-Predicted instances (evaluation). Pixels take the arg-max class of ``mask_logits``; an instance is a
+Predicted instances (evaluation). A pixel is foreground when the background probability is below 1/2
+(all classes together beat background), and then takes its most likely object class; an instance is a
 4-connected component of one predicted class with at least ``min_pixels`` pixels. Components are labelled
 by a parallel union-find over same-class 4-neighbour edges of the whole batch at once (scatter-max
 hooking and pointer jumping; the loop runs over a handful of steps, not over instances). Two touching
@@ -79,7 +80,7 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     flat = inst.reshape(-1)
     f = (flat > 0).nonzero().squeeze(1)  # flat foreground pixels b * H * W + p
     group = (f // (H * W)) * M + flat[f] - 1  # instance slot over the batch
-    q = class_field_pixels(out["quaternion"], f, batch["class_mask"].reshape(-1)[f])
+    q = class_field_pixels(out["quaternion"], f, batch["class_mask"].reshape(-1)[f]).float()  # fp32 under AMP
     mean, count = aggregate_quaternions(q, group, B * M)
     keep = (count > 0) & batch["inst_valid"].reshape(-1)
     return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep],
@@ -138,8 +139,8 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     B, C1, H, W = logits.shape
     min_pixels = max(4, H * W // 512) if min_pixels is None else min_pixels
     logits = logits.detach().float()
-    top, cls = logits.max(1)
-    cls = cls.reshape(-1)
+    top, cls = logits[:, 1:].max(1)  # best object class ...
+    cls = torch.where(logits[:, 0] < torch.logsumexp(logits[:, 1:], 1), cls + 1, 0).reshape(-1)  # ... if fg
     comp = connected_components(cls.view(B, H, W)).reshape(-1)
     f = (comp > 0).nonzero().squeeze(1)  # flat foreground pixels b * H * W + p
     root = comp.index_select(0, f) - 1  # component ids are 1 + a foreground rank in 0..len(f)-1

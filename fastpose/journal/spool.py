@@ -1,0 +1,389 @@
+"""Journal outage spool: training goes on when the journal cannot be written, and nothing is lost or doubled.
+
+``SpoolingJournal`` wraps a ``JournalStore`` for one run. Each write (heartbeat, log_metrics, finish, crash,
+add_note) gets a unique id and its time of call, and tries the journal; the id is recorded in the journal
+(table ``applied_writes``) in the same transaction as the write. When the journal cannot be reached (SQLite
+locked past the timeout, the PostgreSQL server down, connection refused) the write is appended as one JSON
+line to ``<run_dir>/journal-spool.jsonl`` and the call returns; training carries on. Later writes keep the
+order: while the spool is not empty they go to its end until a replay succeeds. ``flush()`` replays the spool
+in order (at the latest at run end, in ``finish``/``crash``/``close``); ``fastpose journal`` replays the spools
+it finds under ``<home>/runs`` (``replay_spools``). A replayed write whose id is already applied is skipped,
+so each lands exactly once, even one that committed although its caller saw the connection drop.
+
+The spool file is guarded by ``journal-spool.lock`` beside it (``flock``), so a training process appending
+and a ``fastpose journal`` replaying the same spool never interleave. A line the journal refuses for good
+(its run no longer exists) moves to ``journal-spool.rejected.jsonl`` with the reason, never silently away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from fastpose.errors import FastposeError
+from fastpose.journal.records import MetricPoint
+
+SPOOL_NAME = "journal-spool.jsonl"
+LOCK_NAME = "journal-spool.lock"
+REJECTED_NAME = "journal-spool.rejected.jsonl"
+KINDS = ("heartbeat", "log_metrics", "finish", "crash", "add_note")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Is ``exc`` the journal being unreachable for now (worth spooling), rather than a bad write?"""
+    import sqlalchemy as sa
+
+    from fastpose.journal.db import JournalError
+
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+                        sa.exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, JournalError) and "cannot open journal" in str(exc):  # server unreachable on (re)open
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class SpoolingJournal:
+    """The journal writes of one run, spooled to ``spool_path`` while the journal is unreachable.
+
+    ``store``: an open ``JournalStore``, or a zero-argument callable returning one (opened on first use).
+    ``retry_after_s``: after a failed write, later writes go straight to the spool for this long before the
+    journal is tried again (so an outage costs training one timeout, not one per write).
+    Reads (``get_run``, ``summaries``, ...) pass through to the store unchanged. Thread-safe (the heartbeat
+    thread and the training loop share it).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        spool_path: str | os.PathLike[str],
+        *,
+        retry_after_s: float = 30.0,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store if not callable(store) or hasattr(store, "log_metrics") else None
+        self._factory = None if self._store is not None else store
+        self.spool_path = Path(spool_path)
+        self.retry_after_s = retry_after_s
+        self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._lock = threading.RLock()
+        self._retry_at = 0.0  # monotonic time before which the journal is not tried again
+        self._outage = False
+        self.spooled = 0  # writes that went to the spool (a figure for tests and the run summary)
+        self.replayed = 0
+
+    @classmethod
+    def for_run(
+        cls, run_dir: str | os.PathLike[str], url: str | None = None, *, busy_timeout_s: float = 5.0,
+        write_attempts: int = 2, retry_after_s: float = 30.0,
+    ) -> SpoolingJournal:
+        """What training uses: the journal at ``url`` (default: as configured) with short timeouts, so an
+        outage blocks a training step for at most about ``busy_timeout_s * write_attempts`` once per
+        ``retry_after_s``; spool at ``<run_dir>/journal-spool.jsonl``."""
+        from fastpose.journal.store import JournalStore
+
+        def open_store() -> Any:
+            return JournalStore.open(url, busy_timeout_s=busy_timeout_s, write_attempts=write_attempts)
+
+        return cls(open_store, Path(run_dir) / SPOOL_NAME, retry_after_s=retry_after_s)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self._factory()
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:  # reads and anything else: the store's own
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
+    # ----------------------------------------------------------------- writes
+    def heartbeat(self, run_id: int, epoch: int | None = None, step: int | None = None) -> None:
+        self._submit("heartbeat", run_id, {"epoch": epoch, "step": step})
+
+    def log_metrics(self, run_id: int, points: Any) -> None:
+        now = _now()
+        pts = [_point_json(p, now) for p in points]
+        if pts:
+            self._submit("log_metrics", run_id, {"points": pts}, at=now)
+
+    def finish(self, run_id: int, status: str = "completed", epoch: int | None = None, step: int | None = None,
+               message: str | None = None) -> Any:
+        """End the run; replays the spool first. The RunRecord, or None while the journal is unreachable."""
+        from fastpose.journal.store import FINISH_STATUSES
+
+        if status not in FINISH_STATUSES:  # a bad call fails now, not at replay
+            raise FastposeError(f"finish status must be one of {', '.join(FINISH_STATUSES)}, got {status!r}")
+        return self._end("finish", run_id, {"status": status, "epoch": epoch, "step": step, "message": message})
+
+    def crash(self, run_id: int, exc_type: str, message: str, traceback: str, epoch: int | None = None,
+              step: int | None = None) -> Any:
+        """Like ``finish`` for a crash: type, message and traceback are kept (spooled if need be)."""
+        return self._end("crash", run_id, {"exc_type": exc_type, "message": message, "traceback": traceback,
+                                           "epoch": epoch, "step": step})
+
+    def add_note(self, text: str, run_id: int | None = None) -> Any:
+        """The NoteRecord, or None while the journal is unreachable (the note is spooled)."""
+        if not isinstance(text, str) or not text.strip():
+            raise FastposeError("a note needs some text")
+        return self._submit("add_note", run_id, {"text": text})
+
+    def flush(self) -> bool:
+        """Replay the spool now; True when it is empty afterwards (everything is in the journal)."""
+        with self._lock:
+            ok = self._replay()
+            if not ok:
+                self._retry_at = time.monotonic() + self.retry_after_s
+            return ok
+
+    def close(self) -> bool:
+        """Flush and close the store; say so if writes remain spooled (``fastpose journal`` replays them)."""
+        ok = self.flush()
+        if self._store is not None and self._factory is not None:  # a store we opened ourselves
+            self._store.close()
+            self._store = None
+        if not ok:
+            self._warn(f"warning: the journal is still unreachable; {self.spool_path} keeps the run's last "
+                       "writes and the next `fastpose journal` replays them")
+        return ok
+
+    # ----------------------------------------------------------------- machinery
+    def _end(self, kind: str, run_id: int, args: dict[str, Any]) -> Any:
+        with self._lock:
+            self._retry_at = 0.0  # run end: try the journal whatever the back-off says
+            result = self._submit(kind, run_id, args)
+            if result is None:
+                self._warn(f"warning: the journal is still unreachable; {self.spool_path} keeps the run's last "
+                           "writes and the next `fastpose journal` replays them")
+            return result
+
+    def _submit(self, kind: str, run_id: int | None, args: dict[str, Any], at: datetime | None = None) -> Any:
+        record = {"id": uuid.uuid4().hex, "kind": kind, "run_id": run_id,
+                  "at": (at or _now()).isoformat(), "args": args}
+        with self._lock:
+            if self.spool_path.exists():  # keep the order: the spool goes in first
+                if time.monotonic() < self._retry_at:
+                    return self._spool(record, reason=None)
+                if not self._replay():
+                    self._retry_at = time.monotonic() + self.retry_after_s
+                    return self._spool(record, reason=None)
+            try:
+                result = apply_write(self.store, record)
+            except Exception as exc:  # noqa: BLE001 - sorted just below
+                if not is_outage(exc):
+                    raise
+                return self._spool(record, reason=exc)
+            self._outage = False
+            return result
+
+    def _spool(self, record: dict[str, Any], reason: BaseException | None) -> None:
+        append_spool(self.spool_path, record)
+        self.spooled += 1
+        if reason is not None:
+            self._retry_at = time.monotonic() + self.retry_after_s
+            if not self._outage:
+                self._outage = True
+                first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+                self._warn(f"warning: journal unreachable ({type(reason).__name__}: {first[:200]}); "
+                           f"writes go to {self.spool_path} and are replayed later; training goes on")
+        return None
+
+    def _replay(self) -> bool:
+        if not self.spool_path.exists():
+            return True
+        try:
+            applied, _rejected, left = replay_spool(self.store, self.spool_path)
+        except Exception as exc:  # noqa: BLE001
+            if not is_outage(exc):
+                raise
+            return False
+        self.replayed += applied
+        if applied and not left:
+            self._warn(f"journal reachable again: {applied} spooled writes replayed from {self.spool_path}")
+        return left == 0
+
+
+# ----------------------------------------------------------------------------- spool files
+
+
+def apply_write(store: Any, record: dict[str, Any]) -> Any:
+    """Apply one spool record through ``store`` (exactly once: its id is recorded with it)."""
+    kind, run_id, args = record["kind"], record.get("run_id"), dict(record.get("args") or {})
+    at = datetime.fromisoformat(record["at"])
+    wid = record["id"]
+    if kind == "heartbeat":
+        return store.heartbeat(run_id, args.get("epoch"), args.get("step"), at=at, write_id=wid)
+    if kind == "log_metrics":
+        points = [MetricPoint(p[0], float(p[1]), p[2], p[3], datetime.fromisoformat(p[4])) for p in args["points"]]
+        return store.log_metrics(run_id, points, at=at, write_id=wid)
+    if kind == "finish":
+        return store.finish(run_id, args.get("status", "completed"), args.get("epoch"), args.get("step"),
+                            args.get("message"), at=at, write_id=wid)
+    if kind == "crash":
+        return store.crash(run_id, args["exc_type"], args["message"], args["traceback"], args.get("epoch"),
+                           args.get("step"), at=at, write_id=wid)
+    if kind == "add_note":
+        return store.add_note(args["text"], run_id, at=at, write_id=wid)
+    raise FastposeError(f"unknown spooled journal write {kind!r}")
+
+
+@contextmanager
+def _locked(spool_path: Path) -> Iterator[None]:
+    import fcntl
+
+    spool_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spool_path.with_name(LOCK_NAME), "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def append_spool(spool_path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a JSON line, on disk (fsync) before returning."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    with _locked(spool_path):
+        fd = os.open(spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_spool(spool_path: Path) -> list[dict[str, Any]]:
+    """The records of a spool, in order. A torn last line (the writer died mid-append) is left out."""
+    try:
+        data = spool_path.read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    lines = data.split(b"\n")
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            records.append(json.loads(raw))
+        except ValueError:
+            if i == len(lines) - 1:  # no newline after it: an append cut short
+                continue
+            raise FastposeError(f"{spool_path} line {i + 1} is not a journal write; move the file away") from None
+    return records
+
+
+def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
+    """Replay ``spool_path`` into ``store`` in order: ``(applied, rejected, left)``.
+
+    Stops at the first outage and keeps the unapplied rest (``left`` > 0); removes the file when all is in.
+    Writes already applied (same id) count as applied and are not written again.
+    """
+    from fastpose.journal.reader import UnknownRunError
+
+    with _locked(spool_path):
+        records = read_spool(spool_path)
+        if not records:
+            spool_path.unlink(missing_ok=True)
+            return 0, 0, 0
+        applied = rejected = 0
+        for i, record in enumerate(records):
+            try:
+                apply_write(store, record)
+            except Exception as exc:  # noqa: BLE001 - outage: keep the rest; refused for good: set aside
+                if is_outage(exc):
+                    _rewrite(spool_path, records[i:])
+                    return applied, rejected, len(records) - i
+                if not isinstance(exc, (UnknownRunError, FastposeError, KeyError, ValueError, TypeError)):
+                    raise
+                rejected += 1
+                with open(spool_path.with_name(REJECTED_NAME), "a", encoding="utf-8") as f:
+                    f.write(json.dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False) + "\n")
+                continue
+            applied += 1
+        spool_path.unlink()
+        return applied, rejected, 0
+
+
+def _rewrite(spool_path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace the spool by ``records`` atomically (under the lock)."""
+    tmp = spool_path.with_name(spool_path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, spool_path)
+
+
+def find_spools(home: Path) -> list[Path]:
+    """Spool files of the runs under ``home/runs`` (run directories are ``runs/<YY-MM-DD>/<HH-MM-...>``)."""
+    runs = home / "runs"
+    if not runs.is_dir():
+        return []
+    return sorted({*runs.glob(f"*/{SPOOL_NAME}"), *runs.glob(f"*/*/{SPOOL_NAME}")})
+
+
+def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str], None]) -> int:
+    """Replay every spool under ``home``: the number of writes applied. An outage leaves them for later."""
+    spools = find_spools(home)
+    if not spools:
+        return 0
+    total = 0
+    try:
+        store = open_store()
+    except Exception as exc:  # noqa: BLE001
+        if not is_outage(exc):
+            raise
+        warn(f"warning: journal unreachable; {len(spools)} run spool(s) not replayed yet ({spools[0]} ...)")
+        return 0
+    try:
+        for path in spools:
+            try:
+                applied, rejected, left = replay_spool(store, path)
+            except Exception as exc:  # noqa: BLE001
+                if not is_outage(exc):
+                    raise
+                applied, rejected, left = 0, 0, -1
+            total += applied
+            if applied or rejected:
+                warn(f"replayed {applied} journal writes from {path}"
+                     + (f"; {rejected} refused, kept in {path.with_name(REJECTED_NAME)}" if rejected else ""))
+            if left:
+                warn(f"warning: journal unreachable; {path} not fully replayed yet")
+                break
+    finally:
+        store.close()
+    return total
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _point_json(p: Any, now: datetime) -> list[Any]:
+    if not isinstance(p, MetricPoint):
+        p = MetricPoint(*p) if isinstance(p, (tuple, list)) else p
+    if not isinstance(p.name, str) or not p.name or len(p.name) > 200:
+        raise FastposeError(f"invalid metric name {p.name!r}")
+    value = float(p.value)  # NaN and inf round-trip through Python's json
+    return [p.name, value, p.epoch, p.step, (p.time or now).isoformat()]
+
+
+__all__ = [
+    "SpoolingJournal", "apply_write", "append_spool", "find_spools", "is_outage", "read_spool",
+    "replay_spool", "replay_spools", "SPOOL_NAME",
+]
