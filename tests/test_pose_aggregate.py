@@ -144,7 +144,8 @@ def test_gt_instance_quaternions_uses_gt_class_field(synthetic_batch) -> None:
     cm = batch["class_mask"]
     for c in range(1, 7):  # write the truth only into each pixel's own class field
         sel = (cm == c)[:, None]
-        out["quaternion"][:, 4 * (c - 1):4 * c] = torch.where(sel, -batch["quaternion_map"], out["quaternion"][:, 4 * (c - 1):4 * c])
+        field = out["quaternion"][:, 4 * (c - 1):4 * c]
+        out["quaternion"][:, 4 * (c - 1):4 * c] = torch.where(sel, -batch["quaternion_map"], field)
     inst = gt_instance_quaternions(out, batch)
     assert len(inst["pred"]) == int(batch["inst_valid"].sum())
     assert rotation_error_deg(inst["pred"], inst["gt"]).max() < 1e-2

@@ -48,7 +48,8 @@ def test_rotation_error_matches_scipy(case: str) -> None:
     elif case == "near_opposite":
         pred = _perturb(gt, torch.pi - torch.rand(2000, generator=g, dtype=torch.float64) * 1e-4, g)
     elif case == "unnormalised":
-        pred = random_quat(2000, g, dtype=torch.float64) * (torch.rand(2000, 1, generator=g, dtype=torch.float64) * 50 + 1e-3)
+        scale = torch.rand(2000, 1, generator=g, dtype=torch.float64) * 50 + 1e-3
+        pred = random_quat(2000, g, dtype=torch.float64) * scale
     else:
         pred = -_perturb(gt, torch.rand(2000, generator=g, dtype=torch.float64) * torch.pi, g)
     ours = rotation_error_deg(pred, gt)
@@ -107,7 +108,8 @@ def test_matrix_quaternion_round_trip_and_scipy(dtype: torch.dtype) -> None:
     q2 = rotmat_to_quat(R)
     assert torch.allclose(q2, canonical(q), atol=10 * tol)
     # 180-degree rotations (w = 0) survive the round trip too
-    half_turn = axis_angle_to_quat(torch.randn(50, 3, generator=_gen(6), dtype=dtype), torch.full((50,), np.pi, dtype=dtype))
+    half_turn = axis_angle_to_quat(torch.randn(50, 3, generator=_gen(6), dtype=dtype),
+                                   torch.full((50,), np.pi, dtype=dtype))
     assert rotation_error_deg(rotmat_to_quat(quat_to_rotmat(half_turn)), half_turn).max() < 1e-2
 
 

@@ -75,6 +75,31 @@ def migrations_dir() -> Path:
     raise JournalError(f"journal migrations not found next to {package} (broken install?)")
 
 
+def check_run_label(label: object) -> str:
+    """``label`` if it can name a run directory under ``<home>/runs``; else FastposeError (nothing written).
+
+    Labels are built from validated parts (``RunConfig.label()``); this is the journal's own guard that no
+    label (and so no run directory or spool) can leave the journal home: no absolute path, no ``.``/``..``
+    or empty component, no backslash or control character.
+    """
+    if not isinstance(label, str) or not label.strip() or len(label) > 255:
+        raise FastposeError(f"invalid run label {label!r}: 1-255 characters")
+    parts = label.split("/")
+    if (label.startswith("/") or "\\" in label or any(p in ("", ".", "..") for p in parts)
+            or any(ord(c) < 32 or ord(c) == 127 for c in label)):
+        raise FastposeError(f"invalid run label {label!r}: it names a directory under <home>/runs and must stay there")
+    return label
+
+
+def run_dir_for(home: Path, label: str) -> Path:
+    """``<home>/runs/<label>``, refused (FastposeError) if the label would place it anywhere else."""
+    runs = (Path(home) / "runs").absolute()
+    path = runs / check_run_label(label)
+    if not os.path.realpath(path).startswith(os.path.realpath(runs) + os.sep):
+        raise FastposeError(f"invalid run label {label!r}: {path} is outside {runs}")
+    return path
+
+
 # --------------------------------------------------------------------------------------- SQLite
 
 
@@ -101,13 +126,39 @@ def _sqlite_pragmas(
 
 
 def check_sqlite_file(path: Path) -> None:
-    """Refuse, without touching it, a file that is not a SQLite database."""
+    """Refuse, without touching it, a file that is not a SQLite database or is visibly cut short.
+
+    Reads the 100-byte header only: the magic string, the page size, and the page count (when the header
+    says it is valid) against the file's size, so a truncated journal is refused before any connection
+    could write to it. Damage inside the pages surfaces later, as ``damaged_journal`` errors.
+    """
     if path.is_dir():
         raise JournalError(f"journal path {path} is a directory, not a SQLite database file")
     with open(path, "rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
-    if head and head != _SQLITE_MAGIC:
+        head = f.read(100)
+        size = os.fstat(f.fileno()).st_size
+    if not head:
+        return  # empty: SQLite treats it as a new database
+    if head[: len(_SQLITE_MAGIC)] != _SQLITE_MAGIC[: len(head)] or (len(head) >= 16 and head[:16] != _SQLITE_MAGIC):
         raise JournalError(f"{path} is not a SQLite database; move it away or set $FASTPOSE_JOURNAL_URL")
+    if len(head) < 100:
+        raise damaged_journal(path, f"only {size} bytes, cut short inside the header")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise damaged_journal(path, f"invalid page size {page_size} in the header")
+    pages = int.from_bytes(head[28:32], "big")
+    header_size_valid = head[24:28] == head[92:96] and pages > 0
+    if header_size_valid and size < pages * page_size:
+        raise damaged_journal(path, f"truncated: {size} bytes where the header says {pages * page_size}")
+
+
+def damaged_journal(path: Path | str, why: object) -> JournalError:
+    """The one-line error for a journal file whose content is damaged (it is never modified)."""
+    return JournalError(
+        f"journal {path} is damaged ({why}); it was left untouched: restore a backup "
+        f"({Path(str(path)).name}.bak-*) or move it away to start a new journal"
+    )
 
 
 def sqlite_revision(path: Path) -> str | None:
@@ -126,8 +177,10 @@ def sqlite_revision(path: Path) -> str | None:
             rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.OperationalError as exc:
         raise JournalError(f"cannot read journal {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        raise damaged_journal(path, exc) from None
     if len(rows) > 1:
         raise JournalError(f"journal {path} has several schema revisions {rows}; it is not a fastpose journal")
     return rows[0][0] if rows else None
@@ -224,7 +277,12 @@ def ensure_schema(url: str) -> None:
         elif not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path.with_name(path.name + ".lock")):
-            _migrate_sqlite(url, path)
+            try:
+                _migrate_sqlite(url, path)
+            except Exception as exc:
+                if is_corruption(exc):
+                    raise damaged_journal(path, _first_line(exc)) from None
+                raise
         return
     if url.startswith("sqlite"):  # in-memory: nothing to back up or lock
         engine = _migration_engine(url)
@@ -338,6 +396,20 @@ def _upgrade(conn: Connection, current: str | None, where: str) -> None:
 
     _script_directory()  # single head
     command.upgrade(alembic_config(str(conn.engine.url), conn), "head")
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite saying the file is damaged (not locked, not a constraint)?"""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.DatabaseError) and not isinstance(
+        orig, (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError)
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
 
 
 def _redact(url: str) -> str:

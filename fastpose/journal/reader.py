@@ -245,9 +245,15 @@ class SqliteReader(JournalReader):
         self._conn = db.connect_sqlite(path)
 
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        cur = self._conn.execute(sql, params or {})
+        try:
+            cur = self._conn.execute(sql, params or {})
+            rows = cur.fetchall()
+        except Exception as exc:
+            if db.is_corruption(exc):
+                raise db.damaged_journal(self.path, db._first_line(exc)) from None
+            raise
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row)) for row in rows]
 
     def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
         if not self.lost_candidates(lost_after):

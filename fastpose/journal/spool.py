@@ -289,8 +289,6 @@ def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
     Stops at the first outage and keeps the unapplied rest (``left`` > 0); removes the file when all is in.
     Writes already applied (same id) count as applied and are not written again.
     """
-    from fastpose.journal.reader import UnknownRunError
-
     with _locked(spool_path):
         records = read_spool(spool_path)
         if not records:
@@ -304,8 +302,8 @@ def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
                 if is_outage(exc):
                     _rewrite(spool_path, records[i:])
                     return applied, rejected, len(records) - i
-                if not isinstance(exc, (UnknownRunError, FastposeError, KeyError, ValueError, TypeError)):
-                    raise
+                # The journal refuses this write for good (its run is gone, a constraint): keep it beside the
+                # spool with the reason rather than blocking every later write behind it.
                 rejected += 1
                 with open(spool_path.with_name(REJECTED_NAME), "a", encoding="utf-8") as f:
                     f.write(json.dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False) + "\n")
@@ -351,6 +349,9 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
         for path in spools:
             try:
                 applied, rejected, left = replay_spool(store, path)
+            except FastposeError as exc:  # an unreadable spool: say so, list the journal anyway
+                warn(f"warning: {exc}")
+                continue
             except Exception as exc:  # noqa: BLE001
                 if not is_outage(exc):
                     raise

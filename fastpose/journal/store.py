@@ -81,8 +81,17 @@ class JournalStore(JournalReader):
 
     # ----------------------------------------------------------------- executors
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
+        except sa.exc.DatabaseError as exc:
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: BaseException) -> BaseException:
+        """A damaged SQLite file becomes one clear JournalError; anything else is re-raised as it was."""
+        if self._is_sqlite and db.is_corruption(exc):
+            return db.damaged_journal(db.sqlite_path(self.url) or self.url, db._first_line(exc))
+        return exc
 
     def _write(self, work: Callable[[Connection], T], attempts: int | None = None) -> T:
         """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
@@ -97,6 +106,11 @@ class JournalStore(JournalReader):
                 message = str(exc.orig).lower()
                 if attempt == attempts - 1 or not ("locked" in message or "busy" in message):
                     raise
+            except sa.exc.DatabaseError as exc:
+                damaged = self._damaged(exc)
+                if damaged is exc:
+                    raise
+                raise damaged from None
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
@@ -142,8 +156,7 @@ class JournalStore(JournalReader):
     ) -> RunRecord:
         """Record a new run, status ``running``, with this process's pid/host/user/cwd/start time."""
         validate_name(name)
-        if not isinstance(label, str) or not label.strip() or len(label) > 255:
-            raise FastposeError(f"invalid run label {label!r}")
+        db.check_run_label(label)
         versions = versions or {}
         now = _now()
         pid = os.getpid()

@@ -29,7 +29,6 @@ instance without a match is a miss.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fastpose.pose.rotations import safe_normalize
@@ -83,7 +82,7 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     q = class_field_pixels(out["quaternion"], f, batch["class_mask"].reshape(-1)[f]).float()  # fp32 under AMP
     mean, count = aggregate_quaternions(q, group, B * M)
     keep = (count > 0) & batch["inst_valid"].reshape(-1)
-    return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep],
+    return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep].float(),
             "class_id": batch["inst_class"].reshape(-1)[keep], "count": count[keep]}
 
 
@@ -91,8 +90,9 @@ def connected_components(labels: Tensor, max_iter: int | None = None) -> Tensor:
     """4-connected components of equal non-zero labels in (B, H, W); returns (B, H, W) component ids.
 
     Ids are ``1 +`` the largest foreground-pixel rank in the component (0 = background; ranks number the
-    non-zero pixels of the batch in flat order from 0): unique over the whole batch, not contiguous. Parallel union-find on the foreground pixels of the whole batch (in the
-    spirit of Shiloach and Vishkin 1982): every pixel points to a pixel of larger rank in its component;
+    non-zero pixels of the batch in flat order from 0): unique over the whole batch, not contiguous.
+    Parallel union-find on the foreground pixels of the whole batch (in the spirit of Shiloach and
+    Vishkin 1982): every pixel points to a pixel of larger rank in its component;
     each step hooks the tree of one end of every same-label edge under the larger root of the other end
     (a scatter-max) and then halves path lengths (pointer jumping), so a few steps suffice.
     """

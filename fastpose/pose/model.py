@@ -10,7 +10,8 @@ quaternions are not normalised) and at the input resolution::
 
 Decoder: lateral 1x1 convolutions on the encoder's stride 4..32 maps, top-down nearest upsampling and
 sums (Lin et al. 2017), a 3x3 smoothing at stride 4, a 1x1 reduction to half the width, one more skip from the
-stride-2 stem and a 3x3 convolution at stride 2; both heads are 1x1 convolutions there, bilinearly upsampled to the input size.
+stride-2 stem and a 3x3 convolution at stride 2; both heads are 1x1 convolutions there, bilinearly
+upsampled to the input size.
 Kept light so a resnet18 at 64x64 trains in CPU-minutes.
 """
 

@@ -9,10 +9,11 @@ surface, lid).
 
 Rendering: a pinhole camera (OpenCV frame: x right, y down, z forward) casts one ray per pixel centre;
 each primitive is intersected analytically in its own unit frame (slabs and a quadric), the nearest hit
-wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a light from the
-upper left (jittered) plus ambient. Each surface's albedo is blended (50%) with its object-frame normal read as a colour
-(for symmetric classes only the normal's y part), so the faces of one part differ: a painted-on
-orientation cue that makes rotation learnable from small images in CPU-minutes. The background is a colour gradient with low-frequency noise, stripes and grain.
+wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a light
+from the upper left (jittered) plus ambient. Each surface's albedo is blended (50%) with its object-frame
+normal read as a colour (for symmetric classes only the normal's y part), so the faces of one part
+differ: a painted-on orientation cue that helps a small network read rotation from small images. The
+background is a colour gradient with low-frequency noise, stripes and grain.
 
 Ground truth follows ``docs/ARCHITECTURE.md``. Per instance: ``inst_rot`` maps object to camera
 coordinates, ``inst_trans`` is the object's bounding-box centre in the camera frame, ``inst_size`` its
@@ -90,7 +91,7 @@ class _Parts:
 
     def add(self, kind, centre, half, colour, rot=None) -> None:
         self.rows.append((kind, np.asarray(centre, float), np.asarray(half, float), np.asarray(colour, float),
-                          np.eye(3) if rot is None else rot))
+                          _EYE if rot is None else rot))
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounds (lo, hi) of the primitives' (rotated) bounding boxes, in the object frame."""
@@ -102,6 +103,7 @@ class _Parts:
         return pts.reshape(-1, 3).min(0), pts.reshape(-1, 3).max(0)
 
 
+_EYE = np.eye(3)
 _CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
 
 
