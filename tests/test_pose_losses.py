@@ -145,7 +145,7 @@ def test_nothing_to_compare_gives_attached_zero(name: str) -> None:
     q = torch.randn(2, 24, 8, 8, requires_grad=True)
     logits = torch.randn(2, 7, 8, 8, requires_grad=True)
     terms = build_loss(name)(out := {"mask_logits": logits, "quaternion": q}, batch)
-    assert float(terms["loss_rot"]) == 0.0 and terms["loss_rot"].requires_grad
+    assert terms["loss_rot"].item() == 0.0 and terms["loss_rot"].requires_grad
     terms["loss"].backward()  # no exception, and the mask term still trains
     assert logits.grad.abs().sum() > 0 and torch.equal(q.grad, torch.zeros_like(q))
     assert set(out) == {"mask_logits", "quaternion"}

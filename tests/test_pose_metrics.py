@@ -70,6 +70,7 @@ def test_merge_state_like_ddp_equals_single_process() -> None:
         assert torch.allclose(ap_a.compute()[k], v, equal_nan=True), k
 
 
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
 def test_rotation_accuracy_known_values() -> None:
     r = RotationAccuracy()
     r.update(_ev([1.0, 3.0, 50.0], [1, 1, 1], [3, 3, 6], [True, True, True]))
@@ -130,6 +131,7 @@ def test_symmetric_classes_in_metrics() -> None:
     assert out["degree_AP_5_bottle"] == 1 and out["degree_AP_5_can"] == 1 and out["degree_AP_20_mug"] == 0
 
 
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
 def test_metrics_empty_compute_is_defined() -> None:
     out = DegreeErrorMeanAP().compute()
     assert out["degree_mAP_5"] == 0 and out["miss_rate"] == 0

@@ -283,3 +283,38 @@ def test_postgresql_stopped_mid_run_and_restarted(private_pg: PrivateServer, tmp
         _check_exactly_once(store, run.id, epochs=4)
         assert store.get_run(run.id).epoch == 3
         assert store.counts()["applied_writes"] == 4 * 3 + 1
+
+
+FLOCKER = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the writers' queue (db.sqlite_write_turn), held until stdin closes
+    print("locked", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_writer_queue_held_past_the_timeout(fp_home: Path) -> None:
+    """A writer stuck in the queue times out like a locked database (and spools); the queue recovers."""
+    url = f"sqlite:///{fp_home / 'fastpose.db'}"
+    with JournalStore.open(url) as store:
+        run = store.start_run(name="QUEUE", label=LABEL.format("QUEUE"))
+    journal = SpoolingJournal(JournalStore.open(url, busy_timeout_s=0.3, write_attempts=1),
+                              fp_home / "runs" / run.label / SPOOL_NAME, retry_after_s=0.0, warn=lambda _: None)
+    holder = subprocess.Popen([sys.executable, "-c", FLOCKER, str(fp_home / "fastpose.db.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        t0 = time.perf_counter()
+        _epoch(journal, run.id, 0)
+        assert time.perf_counter() - t0 < 5 and journal.spooled == 3
+    finally:
+        _release(holder)
+    t0 = time.perf_counter()
+    _epoch(journal, run.id, 1)  # the abandoned waits let go of the queue: the spool and this epoch go in
+    assert time.perf_counter() - t0 < 5 and journal.replayed == 3
+    with JournalStore.open(url) as store:
+        _check_exactly_once(store, run.id, epochs=2)
+    journal.store.close()

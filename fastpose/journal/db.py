@@ -200,6 +200,58 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+@contextmanager
+def sqlite_write_turn(path: Path, timeout_s: float) -> Iterator[None]:
+    """Wait for this process's turn to write the SQLite journal at ``path``: an exclusive ``flock`` on
+    ``<name>.lock`` (the migration lock file), held for one write transaction.
+
+    SQLite's own busy handler polls, up to 100 ms apart, so a writer that has waited long keeps losing the
+    lock to newcomers: with 16 writers on 2 cores single epoch writes took up to 9 s. Waiters on a flock sleep
+    in the kernel and are woken the moment it is free: the same load then stays under 1 s. The SQLite lock
+    is still what guarantees correctness; this only orders the writers that go through the store. Raises
+    ``sqlalchemy.exc.OperationalError`` ("database is locked") after ``timeout_s``, like SQLite would.
+    """
+    import fcntl
+    import threading
+
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # Block in a helper thread so the wait can time out; if it does, the helper lets go as soon as it
+        # gets the lock (and closes the descriptor), so nothing stays locked.
+        state = {"acquired": False, "abandoned": False}
+        guard = threading.Lock()
+        got = threading.Event()
+
+        def wait_for_lock() -> None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with guard:
+                if state["abandoned"]:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+                    return
+                state["acquired"] = True
+            got.set()
+
+        threading.Thread(target=wait_for_lock, name="fastpose-journal-lock", daemon=True).start()
+        got.wait(timeout_s)
+        with guard:
+            if not state["acquired"]:
+                state["abandoned"] = True
+                import sqlalchemy as sa
+
+                raise sa.exc.OperationalError(
+                    "BEGIN IMMEDIATE", None,
+                    sqlite3.OperationalError(f"database is locked (another writer held it for {timeout_s:g} s)"),
+                ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def backup_sqlite(path: Path) -> Path:
     """Copy the journal (a consistent snapshot, WAL included) to ``<name>.bak-<timestamp>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

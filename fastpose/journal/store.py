@@ -7,6 +7,7 @@ records, never ORM objects. Contract: docs/ARCHITECTURE.md, "Journal store".
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import math
 import os
@@ -51,11 +52,15 @@ def _now() -> datetime:
 class JournalStore(JournalReader):
     """The journal at one URL. ``JournalStore.open()`` creates or upgrades the schema first."""
 
-    def __init__(self, engine: Engine, url: str, *, write_attempts: int = 12) -> None:
+    def __init__(
+        self, engine: Engine, url: str, *, write_attempts: int = 12, busy_timeout_s: float = db.BUSY_TIMEOUT_MS / 1000
+    ) -> None:
         self.engine = engine
         self.url = url
         self.write_attempts = write_attempts
+        self.busy_timeout_s = busy_timeout_s
         self._is_sqlite = engine.dialect.name == "sqlite"
+        self._sqlite_file = db.sqlite_path(url) if self._is_sqlite else None
 
     @classmethod
     def open(
@@ -68,7 +73,8 @@ class JournalStore(JournalReader):
         """
         url = url or db.journal_url()
         timeout_ms = db.BUSY_TIMEOUT_MS if busy_timeout_s is None else max(1, int(busy_timeout_s * 1000))
-        return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts)
+        return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts,
+                   busy_timeout_s=timeout_ms / 1000)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -98,7 +104,7 @@ class JournalStore(JournalReader):
         attempts = attempts or self.write_attempts
         for attempt in range(attempts):
             try:
-                with self.engine.connect() as conn:
+                with self._write_turn(), self.engine.connect() as conn:
                     conn.execution_options(write=True)
                     with conn.begin():
                         return work(conn)
@@ -113,6 +119,12 @@ class JournalStore(JournalReader):
                 raise damaged from None
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def _write_turn(self):  # noqa: ANN202 - a context manager
+        """SQLite: queue behind the other writers (``db.sqlite_write_turn``); servers need no such thing."""
+        if self._sqlite_file is None:
+            return contextlib.nullcontext()
+        return db.sqlite_write_turn(self._sqlite_file, self.busy_timeout_s)
 
     def _write_once(self, kind: str, run_id: int | None, write_id: str | None, work: Callable[[Connection], T]) -> T:
         """``_write(work)``; with a ``write_id``, also record it in the same transaction, and skip the work

@@ -46,11 +46,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INF = float("inf")
 _FACE_TINT = 0.5  # weight of the object-frame normal colour in each surface's albedo
-# Primitive kinds as (quadric axes, slab lower bounds, slab upper bounds) in the primitive's unit frame.
-_BOX = ((0, 0, 0), (-1, -1, -1), (1, 1, 1))
-_CYL = ((1, 0, 1), (-_INF, -1, -_INF), (_INF, 1, _INF))  # capped cylinder along y
-_ELL = ((1, 1, 1), (-_INF, -_INF, -_INF), (_INF, _INF, _INF))
-_HALF_ELL = ((1, 1, 1), (-_INF, -1, -_INF), (_INF, 0, _INF))  # lower half (y <= 0) of an ellipsoid
+# Primitive kinds: rows of _KINDS = (quadric axes, slab lower bounds, slab upper bounds) in the
+# primitive's unit frame.
+_BOX, _CYL, _ELL, _HALF_ELL = 0, 1, 2, 3
+_KINDS = np.array([
+    ((0, 0, 0), (-1, -1, -1), (1, 1, 1)),  # box
+    ((1, 0, 1), (-_INF, -1, -_INF), (_INF, 1, _INF)),  # capped cylinder along y
+    ((1, 1, 1), (-_INF, -_INF, -_INF), (_INF, _INF, _INF)),  # ellipsoid
+    ((1, 1, 1), (-_INF, -1, -_INF), (_INF, 0, _INF)),  # lower half (y <= 0) of an ellipsoid
+], dtype=np.float64)
 
 
 def normalize_image(rgb: Tensor) -> Tensor:
@@ -84,22 +88,33 @@ def _ry(a: float) -> np.ndarray:
 
 
 class _Parts:
-    """Collects the primitives of one object in its own frame (y up, metres)."""
+    """Collects the primitives of one object in its own frame (y up, metres); ``arrays()`` stacks them."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple] = []
+        self.kinds: list[int] = []
+        self.centres: list = []
+        self.halves: list = []
+        self.colours: list = []
+        self.rots: list = []
 
     def add(self, kind, centre, half, colour, rot=None) -> None:
-        self.rows.append((kind, np.asarray(centre, float), np.asarray(half, float), np.asarray(colour, float),
-                          _EYE if rot is None else rot))
+        self.kinds.append(kind)
+        self.centres.append(centre)
+        self.halves.append(half)
+        self.colours.append(colour)
+        self.rots.append(_EYE if rot is None else rot)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(kinds (k,), centres (k,3), half-extents (k,3), colours (k,3), rotations (k,3,3))."""
+        return (np.array(self.kinds), np.array(self.centres, float), np.array(self.halves, float),
+                np.array(self.colours, float), np.array(self.rots, float))
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounds (lo, hi) of the primitives' (rotated) bounding boxes, in the object frame."""
-        half = np.stack([r[2] for r in self.rows])[:, None, :] * _CORNERS  # (k,8,3)
-        half[:, :, 1] = np.where(np.array([r[0] is _HALF_ELL for r in self.rows])[:, None],
-                                 np.minimum(half[:, :, 1], 0.0), half[:, :, 1])
-        rot = np.stack([r[4] for r in self.rows])
-        pts = np.einsum("kij,kcj->kci", rot, half) + np.stack([r[1] for r in self.rows])[:, None, :]
+        kinds, centres, halves, _, rots = self.arrays()
+        half = halves[:, None, :] * _CORNERS  # (k,8,3)
+        half[:, :, 1] = np.where((kinds == _HALF_ELL)[:, None], np.minimum(half[:, :, 1], 0.0), half[:, :, 1])
+        pts = np.einsum("kij,kcj->kci", rots, half) + centres[:, None, :]
         return pts.reshape(-1, 3).min(0), pts.reshape(-1, 3).max(0)
 
 
@@ -304,21 +319,20 @@ class SyntheticPoseDataset(Dataset):
         objects = self._scene(rng)
         n_obj = len(objects)
         # Stack every primitive of every object, in camera coordinates, with its half-extents.
-        rots, cens, halfs, quads, los, his, cols, owner = [], [], [], [], [], [], [], []
+        kinds, rots, cens, halfs, cols, owner = [], [], [], [], [], []
         for k, ob in enumerate(objects):
-            rows = ob["parts"].rows
-            rl = np.stack([r[4] for r in rows])
-            rots.append(ob["R"] @ rl)
-            cens.append((np.stack([r[1] for r in rows]) - ob["centre"]) * ob["scale"] @ ob["R"].T + ob["t"])
-            halfs.append(np.stack([r[2] for r in rows]) * ob["scale"])
-            for kind, _, _, colour, _ in rows:
-                quads.append(kind[0]), los.append(kind[1]), his.append(kind[2]), cols.append(colour)
-            owner += [k] * len(rows)
+            kind, centre, half, colour, rot = ob["parts"].arrays()
+            kinds.append(kind)
+            rots.append(ob["R"] @ rot)
+            cens.append((centre - ob["centre"]) * ob["scale"] @ ob["R"].T + ob["t"])
+            halfs.append(half * ob["scale"])
+            cols.append(colour)
+            owner += [k] * len(kind)
         Rp = torch.from_numpy(np.concatenate(rots)).float()  # (P,3,3) primitive -> camera
         cp = torch.from_numpy(np.concatenate(cens)).float()  # (P,3)
         ap = torch.from_numpy(np.concatenate(halfs)).float()  # (P,3)
-        mq = torch.tensor(quads, dtype=torch.float32)
-        lo, hi = torch.tensor(los, dtype=torch.float32), torch.tensor(his, dtype=torch.float32)
+        table = torch.from_numpy(_KINDS[np.concatenate(kinds)]).float()  # (P, 3, 3)
+        mq, lo, hi = table[:, 0], table[:, 1], table[:, 2]
         owner_t = torch.tensor(owner)
         R_np = np.stack([ob["R"] for ob in objects])
         obj_t = torch.from_numpy(np.stack([ob["t"] for ob in objects])).float()  # (n,3)
@@ -377,7 +391,7 @@ class SyntheticPoseDataset(Dataset):
         light = torch.tensor([rng.uniform(-0.6, -0.2), rng.uniform(-0.9, -0.5), -1.0], dtype=torch.float32)
         light = light / light.norm()
         ambient = float(rng.uniform(0.3, 0.45))
-        albedo = torch.from_numpy(np.stack(cols)).float() * float(rng.uniform(0.85, 1.15))  # brightness jitter
+        albedo = torch.from_numpy(np.concatenate(cols)).float() * float(rng.uniform(0.85, 1.15))  # brightness jitter
         shade = ambient + (1 - ambient) * (n_cam @ light).clamp_min(0)
         # Paint: blend each surface's albedo with its object-frame normal as a colour (only the y part for
         # the symmetric classes, which keeps them symmetric), so faces of one part differ: orientation cue.
