@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from fastpose.journal import db
 from fastpose.journal.spool import SPOOL_NAME, SpoolingJournal, append_spool, read_spool, replay_spool
 from fastpose.journal.store import JournalStore, MetricPoint
 

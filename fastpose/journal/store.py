@@ -1,8 +1,11 @@
 """JournalStore: what training calls to write a run into the journal, and every read (see reader.py).
 
 Each write is one short transaction (``BEGIN IMMEDIATE`` on SQLite), retried with backoff when the
-database is locked, so several runs writing at once neither fail nor lose rows. Callers get frozen
-records, never ORM objects. Contract: docs/ARCHITECTURE.md, "Journal store".
+database is locked, so several runs writing at once neither fail nor lose rows. On SQLite the writers
+also queue on a ``flock`` (``db.sqlite_write_turn``) so none waits far longer than the others. Every write
+method takes ``at=`` (when it happened) and ``write_id=`` (apply at most once, recorded in ``applied_writes``):
+what the outage spool (``fastpose.journal.spool``) replays with. Callers get frozen records, never ORM
+objects. Contract: docs/ARCHITECTURE.md, "Journal store".
 """
 
 from __future__ import annotations
