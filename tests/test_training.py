@@ -222,7 +222,7 @@ def test_an_error_before_the_run_starts_writes_nothing(fp_home, tmp_path):
 def test_sigint_interrupts_with_a_checkpoint_and_resume_continues_the_epochs(fp_home, git_repo):
     repo, _ = git_repo
     proc = start_background(fp_home, "CTRLC", repo)
-    wait_for_epochs(fp_home, proc, 2)
+    wait_for_epochs(fp_home, proc, 1)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
@@ -275,7 +275,7 @@ def test_heartbeat_while_running_and_sigterm_interrupts(fp_home, git_repo):
 def test_sigkill_shows_lost_and_resume_continues_from_last_checkpoint(fp_home, git_repo):
     repo, _ = git_repo
     proc = start_background(fp_home, "KILLED", repo)
-    wait_for_epochs(fp_home, proc, 2)
+    wait_for_epochs(fp_home, proc, 1)
     proc.kill()
     proc.wait(timeout=30)
     journal = fastpose(fp_home, "journal", "--json")

@@ -140,3 +140,46 @@ def test_predicted_rotations_follow_evaluate_batch_order():
     assert rot.shape == (2, 3, 3, 3)
     assert torch.allclose(rot[0, 2], torch.diag(torch.tensor([-1.0, -1.0, 1.0])), atol=1e-6)
     assert matched.tolist() == [[True, False, True], [False, False, False]]
+
+
+# ------------------------------------------------------------------------------------------ journal seam
+def test_a_failing_journal_never_stops_training(capsys):
+    from fastpose.training.callbacks import JournalCallback
+
+    class Down:
+        def heartbeat(self, *a, **k):
+            raise OSError("database is locked")
+
+        log_metrics = heartbeat
+
+    cb = JournalCallback(Down(), run_id=1, heartbeat_s=0.01)
+    cb.start_heartbeat()
+    import time
+
+    time.sleep(0.1)
+    cb._write("metrics", cb.store.log_metrics, 1, [])
+    cb._write("metrics", cb.store.log_metrics, 1, [])
+    cb.stop_heartbeat()
+    err = capsys.readouterr().err
+    assert err.count("journal heartbeat failed") == 1 and err.count("journal metrics failed") == 1
+    assert "training goes on" in err
+
+
+def test_resume_note_names_code_and_config_changes():
+    from fastpose.journal.records import GitState
+    from fastpose.training.runner import describe_resume
+
+    class Parent:
+        id, label, status = 7, "26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch", "interrupted"
+        config = RunConfig().override({"name": "Q"}).to_dict()
+
+    class Reader:
+        def git_state(self, run_id):
+            return GitState(is_repo=True, commit="a" * 40, diff="")
+
+    now = GitState(is_repo=True, commit="b" * 40, diff="+x")
+    config = RunConfig().override({"name": "Q2", "train.epochs": 9})
+    note = describe_resume(Reader(), Parent(), config, now, "/r/last.ckpt")
+    assert note.startswith("resumed from run 7 (26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch, interrupted)")
+    assert "code: commit aaaaaaaaaa -> bbbbbbbbbb" in note and "uncommitted changes differ" in note
+    assert "name 'Q' -> 'Q2'" in note and f"train.epochs {RunConfig().train.epochs} -> 9" in note

@@ -8,17 +8,26 @@ quaternions are not normalised) and at the input resolution::
     out["mask_logits"]   # (B, C + 1, H, W): background + C classes
     out["quaternion"]    # (B, 4 * C, H, W): channels 4c..4c+3 are (x, y, z, w) for class c + 1
 
-Decoder: lateral 1x1 convolutions on the encoder's stride 4..32 maps, top-down nearest upsampling and
-sums (Lin et al. 2017), a 3x3 smoothing at stride 4, a 1x1 reduction to half the width, one more skip from the
-stride-2 stem and a 3x3 convolution at stride 2; both heads are 1x1 convolutions there, bilinearly
-upsampled to the input size.
-Kept light so a resnet18 at 64x64 trains in CPU-minutes.
+Decoder: lateral 1x1 convolutions on the encoder's stride 4..16 maps (``deepest_stride=32`` adds the
+stride-32 stage), top-down nearest upsampling and sums (Lin et al. 2017), a 3x3 smoothing at stride 4, a
+1x1 reduction to half the width, one more skip from the stride-2 stem and a 3x3 convolution at stride 2;
+both heads are 1x1 convolutions there, bilinearly upsampled to the input size.
+
+Kept light so a resnet18 at 64x64 trains in CPU-minutes:
+- By default the encoder stops at stride 16. At 64x64 the stride-16 map (4x4) already sees the whole
+  image, while ``layer4`` holds 75% of a resnet18's weights (the optimizer's cost) and a quarter of its
+  convolution work on a 2x2 map. Its parameters keep their torchvision names (ImageNet files load as
+  before) but are frozen, so optimizers that take ``requires_grad`` parameters skip them and DDP sees no
+  unused trainable parameter. Pass ``deepest_stride=32`` for large images.
+- The network runs in channels-last memory format (faster convolutions and BatchNorm with oneDNN on
+  CPU); the outputs are ordinary contiguous tensors.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,12 +41,17 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
 
 class FastPoseNet(nn.Module):
     def __init__(self, backbone: str = "resnet18", num_classes: int = 6, weights: str | Path | None = None,
-                 decoder_channels: int = 64) -> None:
+                 decoder_channels: int = 64, *, deepest_stride: int = 16) -> None:
         super().__init__()
+        if deepest_stride not in (16, 32):
+            raise ValueError(f"deepest_stride must be 16 or 32, not {deepest_stride!r}")
         self.num_classes = num_classes
         self.encoder = build_backbone(backbone, weights)
+        self.levels = 4 if deepest_stride == 32 else 3  # encoder stages after the stem that are used
+        if self.levels < 4:
+            self.encoder.layer4.requires_grad_(False)
         ch, d = self.encoder.channels, decoder_channels
-        self.lateral = nn.ModuleList([nn.Conv2d(c, d, 1) for c in ch[1:]])  # strides 4, 8, 16, 32
+        self.lateral = nn.ModuleList([nn.Conv2d(c, d, 1) for c in ch[1:1 + self.levels]])  # strides 4..16|32
         self.smooth = _conv_bn_relu(d, d)
         h = max(d // 2, 8)  # the stride-2 level is the expensive one: half the width
         self.reduce = nn.Conv2d(d, h, 1)
@@ -45,17 +59,29 @@ class FastPoseNet(nn.Module):
         self.fuse = _conv_bn_relu(h, h)
         self.mask_head = nn.Conv2d(h, num_classes + 1, 1)
         self.quat_head = nn.Conv2d(h, 4 * num_classes, 1)
+        self.to(memory_format=torch.channels_last)
+
+    def features(self, image: Tensor) -> list[Tensor]:
+        """The encoder maps used: stride 2 (stem), then strides 4, 8, 16 (and 32)."""
+        e = self.encoder
+        x = e.relu(e.bn1(e.conv1(image)))
+        maps = [x]
+        x = e.maxpool(x)
+        for layer in (e.layer1, e.layer2, e.layer3, e.layer4)[:self.levels]:
+            x = layer(x)
+            maps.append(x)
+        return maps
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         h, w = image.shape[-2:]
-        c1, *cs = self.encoder.features(image)
+        c1, *cs = self.features(image.contiguous(memory_format=torch.channels_last))
         p = self.lateral[-1](cs[-1])
         for lat, c in zip(reversed(self.lateral[:-1]), reversed(cs[:-1])):
             p = lat(c) + F.interpolate(p, size=c.shape[-2:], mode="nearest")
         p = self.reduce(self.smooth(p))
         p = self.fuse(self.stem_lateral(c1) + F.interpolate(p, size=c1.shape[-2:], mode="nearest"))
 
-        def up(x: Tensor) -> Tensor:
-            return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        def up(x: Tensor) -> Tensor:  # back to the ordinary layout at stride 2, where it is cheap
+            return F.interpolate(x.contiguous(), size=(h, w), mode="bilinear", align_corners=False)
 
         return {"mask_logits": up(self.mask_head(p)), "quaternion": up(self.quat_head(p))}
