@@ -159,3 +159,54 @@ def test_evaluate_batch_with_a_noisy_mask(synthetic_batch, iou_threshold: float)
     ev = evaluate_batch(out, batch, iou_threshold=iou_threshold)
     assert ev["matched"].float().mean() < 1.0  # speckle breaks instances; still well-formed output
     assert torch.isfinite(ev["pred_quat"]).all() and ((ev["score"] >= 0) & (ev["score"] <= 1)).all()
+
+
+def _components_reference(labels: torch.Tensor) -> torch.Tensor:
+    """scipy's 4-connected labelling per image and class, with the documented ids: 1 + the largest
+    foreground rank (flat order over the batch) in the component."""
+    flat = labels.reshape(-1)
+    rank = torch.full_like(flat, -1)
+    rank[flat > 0] = torch.arange(int((flat > 0).sum()))
+    rank = rank.view(labels.shape)
+    out = torch.zeros_like(labels)
+    for b in range(labels.shape[0]):
+        for c in labels[b].unique().tolist():
+            if c == 0:
+                continue
+            ref, n = ndimage.label(labels[b].numpy() == c)
+            for k in range(1, n + 1):
+                m = torch.from_numpy(ref == k)
+                out[b][m] = int(rank[b][m].max()) + 1
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_connected_components_ids_match_reference_across_rows_and_images(seed: int) -> None:
+    g = _gen(seed)
+    labels = (torch.rand(3, 12, 9, generator=g) * 4).long()  # speckle: many runs, classes touching
+    labels = torch.where(torch.rand(3, 12, 9, generator=g) < 0.3, 0, labels)
+    labels[0, -1, :], labels[1, 0, :] = 2, 2  # a run on the last row of one image and the first of the next
+    labels[1, 3, -1], labels[1, 4, 0] = 3, 3  # row ends: flat neighbours, not image neighbours
+    assert torch.equal(connected_components(labels), _components_reference(labels))
+    assert connected_components(torch.zeros(2, 4, 4, dtype=torch.long)).eq(0).all()
+
+
+def test_predicted_instances_do_not_depend_on_memory_layout(synthetic_batch) -> None:
+    out = _perfect_output(synthetic_batch, noise=0.1)
+    out["mask_logits"] = out["mask_logits"] + 4 * torch.randn(out["mask_logits"].shape, generator=_gen(6))
+    contiguous = {k: v.contiguous() for k, v in out.items()}
+    channels_last = {k: v.contiguous(memory_format=torch.channels_last) for k, v in out.items()}
+    ref = predicted_instances(contiguous)
+    assert len(ref["class_id"]) > 0
+    for other in (channels_last, {k: v[:, :, ::1, :] for k, v in channels_last.items()}):
+        got = predicted_instances(other)
+        for key in ref:
+            assert torch.equal(ref[key], got[key]), key
+    # foreground and class follow the soft-max: background probability below 1/2, then the best class
+    prob = out["mask_logits"].softmax(1)
+    fg = prob[:, 0] < 0.5
+    assert torch.equal(ref["instance_map"] > 0, fg & (ref["instance_map"] > 0))
+    kept = ref["instance_map"] > 0
+    cls_map = torch.zeros_like(ref["instance_map"])
+    cls_map[kept] = ref["class_id"][ref["instance_map"][kept] - 1]
+    assert torch.equal(cls_map[kept], prob[:, 1:].argmax(1)[kept] + 1)

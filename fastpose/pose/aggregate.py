@@ -44,29 +44,47 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
     count = torch.bincount(group, minlength=num_groups)
     ones = torch.ones(4, dtype=q.dtype, device=q.device)  # sums over the last dimension of 4 as mat-vecs:
     qn = q * ((q * q) @ ones).clamp_min(_NORM_EPS ** 2).rsqrt()[:, None]  # faster than small reductions
+    slot = (group[:, None] * 4 + torch.arange(4, device=q.device)).reshape(-1)  # flat (group, component)
+
+    def group_sum(v: Tensor, inplace: bool = True) -> Tensor:  # (P, 4) -> (num_groups, 4)
+        z = torch.zeros(num_groups * 4, dtype=q.dtype, device=q.device)
+        return (z.index_add_ if inplace else z.index_add)(0, slot, v.reshape(-1)).view(num_groups, 4)
+
     with torch.no_grad():
         qd = qn.detach()
         # Reference signs: the component with the largest mean square (the largest diagonal entry of
         # Markley's matrix sum q q^T; at least 1/4 for a unit quaternion) is made positive ...
-        sq = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add_(0, group, qd * qd)
-        pivot = qd.gather(1, sq.argmax(1).index_select(0, group)[:, None])
-        first = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add_(
-            0, group, qd * torch.where(pivot < 0, -1.0, 1.0).to(q.dtype))
+        axis = group_sum(qd * qd).argmax(1).index_select(0, group)
+        pivot = qd.reshape(-1).index_select(0, torch.arange(0, 4 * len(q), 4, device=q.device) + axis)
+        first = group_sum(qd * torch.where(pivot < 0, -1.0, 1.0).to(q.dtype)[:, None])
         # ... then every pixel is flipped to the hemisphere of that first mean.
         sign = torch.where((qd * first.index_select(0, group)) @ ones < 0, -1.0, 1.0).to(q.dtype)
-    total = torch.zeros(num_groups, 4, dtype=q.dtype, device=q.device).index_add(0, group, qn * sign[:, None])
-    return safe_normalize(total), count
+    return safe_normalize(group_sum(qn * sign[:, None], inplace=False)), count
+
+
+def _pixel_elements(t: Tensor, flat_pixel: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Where pixels lie in memory in a (B, K, H, W) tensor, without copying an NCHW or channels-last one.
+
+    Returns ``(elements, offset, channel_stride)``: a 1-D view of ``t``'s elements in memory order, the
+    position in it of channel 0 at each flat pixel ``b * H * W + p`` (P,), and the step between channels.
+    """
+    B, K, H, W = t.shape
+    if not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
+        t = t.contiguous()
+    sb, sk, sh, sw = t.stride()
+    b, pix = flat_pixel // (H * W), flat_pixel % (H * W)
+    if (sh, sw) == (W, 1):  # NCHW
+        return t.reshape(-1), b * sb + pix, sk
+    return t.as_strided((t.numel(),), (1,)), b * sb + pix * sw, sk  # channels-last: sh == W * sw
 
 
 def class_field_pixels(quaternion: Tensor, flat_pixel: Tensor, cls: Tensor) -> Tensor:
     """Pixel quaternions (P, 4) from ``quaternion`` (B, 4C, H, W) at flat pixel indices ``b * H * W + p``,
     each in the field of its class ``cls`` (P,) in 1..C (0 is read as 1)."""
-    B, C4, H, W = quaternion.shape
-    HW = H * W
-    b, pix = flat_pixel // HW, flat_pixel % HW
-    base = (b * C4 + 4 * (cls - 1).clamp_min(0)) * HW + pix  # channel 4(c-1) of image b at pixel pix
-    idx = base[:, None] + torch.arange(4, device=quaternion.device) * HW
-    return quaternion.reshape(-1).index_select(0, idx.reshape(-1)).view(-1, 4)
+    elements, offset, sk = _pixel_elements(quaternion, flat_pixel)
+    base = offset + 4 * sk * (cls - 1).clamp_min(0)  # channel 4(c-1) of the pixel
+    idx = base[:, None] + torch.arange(0, 4 * sk, sk, device=quaternion.device)
+    return elements.index_select(0, idx.reshape(-1)).view(-1, 4)
 
 
 def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -93,48 +111,57 @@ def connected_components(labels: Tensor, max_iter: int | None = None) -> Tensor:
 
     Ids are ``1 +`` the largest foreground-pixel rank in the component (0 = background; ranks number the
     non-zero pixels of the batch in flat order from 0): unique over the whole batch, not contiguous.
-    Parallel union-find on the foreground pixels of the whole batch (in the spirit of Shiloach and
-    Vishkin 1982): every pixel points to a pixel of larger rank in its component;
-    each step hooks the tree of one end of every same-label edge under the larger root of the other end
-    (a scatter-max) and then halves path lengths (pointer jumping), so a few steps suffice.
+    Pixels are first grouped into runs (maximal horizontal segments of one label, found by a cumulative
+    sum); a parallel union-find then joins runs (in the spirit of Shiloach and Vishkin 1982) over the
+    vertical same-label contacts of two runs, keeping only the contacts where either pixel starts its run
+    (the others repeat an edge). Every run points to a larger run of its component; each step hooks the
+    parents of both ends of every edge under the larger of the two (a scatter-max) and then halves path
+    lengths (pointer jumping), so a few steps over a few thousand runs suffice.
     """
     B, H, W = labels.shape
     flat = labels.reshape(-1)
     pos = (flat > 0).nonzero().squeeze(1)  # foreground positions in B*H*W, increasing
-    n = pos.numel()
     out = torch.zeros(B * H * W, dtype=torch.long, device=labels.device)
-    if n == 0:
-        return out.view(B, H, W)
-    rank = torch.full((B * H * W,), -1, dtype=torch.long, device=labels.device)
-    own = torch.arange(n, device=labels.device)
-    rank[pos] = own
-    x, y = pos % W, (pos // W) % H
+    out[pos] = _component_ids(flat, pos, H, W, max_iter)
+    return out.view(B, H, W)
+
+
+def _component_ids(flat: Tensor, pos: Tensor, H: int, W: int, max_iter: int | None = None) -> Tensor:
+    """``connected_components`` on the flat label map ``flat`` (B*H*W,) given its foreground positions
+    ``pos`` (n,) in increasing order; returns the component id of each of them (n,)."""
+    if pos.numel() == 0:
+        return pos.clone()
+    BHW = flat.numel()
     lab = flat.index_select(0, pos)
-    a, b = [], []
-    for ok, step in ((x < W - 1, 1), (y < H - 1, W)):  # right and down neighbours with the same label
-        nb = torch.where(ok, pos + step, pos)
-        same = (ok & (flat.index_select(0, nb) == lab)).nonzero().squeeze(1)
-        a.append(same)
-        b.append(rank.index_select(0, nb.index_select(0, same)))
-    a, b = torch.cat(a), torch.cat(b)
+    x = pos % W
+    start = (x == 0) | (flat.index_select(0, (pos - 1).clamp_min(0)) != lab)  # first pixel of its run
+    run = torch.cumsum(start, 0) - 1  # run id per foreground pixel, increasing with the rank
+    last = torch.cat([start[1:], start.new_ones(1)]).nonzero().squeeze(1)  # rank of each run's last pixel
+    first_pos = pos[start]  # flat position of each run's first pixel
+    run_map = torch.full((BHW + W,), -1, dtype=torch.long, device=pos.device)  # padded below
+    run_map[pos] = run
+    below = pos + W
+    below_run = run_map.index_select(0, below)
+    edge = (below_run >= 0) & ((pos // W) % H < H - 1)  # a foreground pixel below, same image
+    edge &= flat.index_select(0, below.clamp_max(BHW - 1)) == lab  # ... of the same label
+    edge &= start | (first_pos.index_select(0, below_run.clamp_min(0)) == below)  # ... at a run start
+    e = edge.nonzero().squeeze(1)
+    a, b = run.index_select(0, e), below_run.index_select(0, e)
     ab, ba = torch.cat([a, b]), torch.cat([b, a])
-    parent = own
-    for _ in range(max_iter or n):
+    parent = torch.arange(len(first_pos), device=pos.device)
+    for _ in range(max_iter or len(first_pos)):
         pab = parent.index_select(0, ab)
-        pa, pb = pab[:len(a)], pab[len(a):]
-        if not bool((pa != pb).any()):
+        if not bool((pab[:len(a)] != pab[len(a):]).any()):
             break
-        # hook each end's parent under the other end's parent when that is larger (one scatter-max both
-        # ways; parents only ever grow and stay in the component)
+        # hook both ends' parents under the larger of the two (parents only grow, within the component)
         parent = parent.scatter_reduce(0, pab, parent.index_select(0, ba), "amax")
         parent = parent.index_select(0, parent.index_select(0, parent))  # pointer jumping
-    while True:  # flatten: every pixel points to its root
+    while True:  # flatten: every run points to its root, the component's last run
         nxt = parent.index_select(0, parent)
         if torch.equal(nxt, parent):
             break
         parent = nxt
-    out[pos] = parent + 1
-    return out.view(B, H, W)
+    return last.index_select(0, parent.index_select(0, run)) + 1
 
 
 def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -> dict[str, Tensor]:
@@ -153,8 +180,9 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     for c in range(2, C1):
         top = torch.maximum(top, logits[:, c])
     f = (logits[:, 0] < top + (math.log(C1 - 1) + 1e-3)).reshape(-1).nonzero().squeeze(1)
-    chan = torch.arange(C1, device=f.device)[:, None] * HW + ((f // HW) * C1 * HW + f % HW)
-    x = logits.reshape(-1).index_select(0, chan.reshape(-1)).view(C1, -1)  # (1 + C, candidates)
+    elements, offset, sk = _pixel_elements(logits, f)
+    chan = torch.arange(0, C1 * sk, sk, device=f.device)[:, None] + offset
+    x = elements.index_select(0, chan.reshape(-1)).view(C1, -1)  # (1 + C, candidates)
     best, pix_cls = x[1:].max(0)  # channel-first: reductions over the leading dimension are fast
     e0, s = (x[0] - best).exp(), (x[1:] - best).exp().sum(0)  # soft-max numerators over exp(best)
     fg = (e0 < s).nonzero().squeeze(1)  # background probability e0 / (e0 + s) below 1/2
@@ -163,8 +191,7 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     pix_cls += 1
     cls = torch.zeros(B * HW, dtype=torch.long, device=f.device)
     cls[f] = pix_cls
-    comp = connected_components(cls.view(B, H, W)).reshape(-1)
-    root = comp.index_select(0, f) - 1  # component ids are 1 + a foreground rank in 0..len(f)-1
+    root = _component_ids(cls, f, H, W) - 1  # component ids are 1 + a foreground rank in 0..len(f)-1
     big = torch.bincount(root, minlength=f.numel()) >= min_pixels
     K = int(big.sum())
     # compact ids for the kept components; pixels of small ones go to a dropped extra group K
@@ -233,8 +260,9 @@ def evaluate_batch(out: dict[str, Tensor], batch: dict[str, Tensor], iou_thresho
         valid = batch["inst_valid"].reshape(-1)
         # Global ground-truth ids over the batch: 1 + (b * M + slot), remapped to the valid ones.
         remap = torch.cumsum(valid.long(), 0) * valid  # 1-based id of each valid slot, 0 otherwise
-        slot_global = torch.where(inst > 0, torch.arange(B, device=inst.device).view(B, 1, 1) * M + inst - 1, 0)
-        gt_map = torch.where(inst > 0, remap[slot_global], 0)
+        table = torch.cat([remap.new_zeros(1), remap])  # entry 1 + b * M + slot; entry 0: background
+        offset = torch.arange(0, B * M, M, device=inst.device).view(B, 1, 1)
+        gt_map = table.index_select(0, (inst + offset * (inst > 0)).reshape(-1)).view(B, H, W)
         gt_class = batch["inst_class"].reshape(-1)[valid]
         pred_index, iou = match_instances(pred["instance_map"], pred["class_id"], gt_map, gt_class, iou_threshold)
         matched = pred_index >= 0
