@@ -81,3 +81,30 @@ def test_fastposenet_output_shapes(name: str) -> None:
     assert out["quaternion"].shape == (2, 24, 64, 64)
     out = FastPoseNet("resnet18", num_classes=3)(torch.randn(1, 3, 96, 128))
     assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)
+
+
+def test_fastposenet_default_stops_at_stride_16_and_freezes_layer4() -> None:
+    torch.manual_seed(0)
+    model = FastPoseNet("resnet18", decoder_channels=16)
+    # every torchvision encoder entry is still there, so ImageNet files load as before
+    assert {k[len("encoder."):] for k in model.state_dict() if k.startswith("encoder.")} == \
+        set(build_backbone("resnet18").state_dict())
+    out = model(torch.randn(2, 3, 64, 64))
+    assert all(v.is_contiguous() for v in out.values())
+    (out["mask_logits"].mean() + out["quaternion"].mean()).backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("encoder.layer4.", "encoder.fc.")):
+            assert p.grad is None, name
+            if name.startswith("encoder.layer4."):
+                assert not p.requires_grad, name
+        else:
+            assert p.grad is not None, name
+    deep = FastPoseNet("resnet18", decoder_channels=16, deepest_stride=32)
+    assert all(p.requires_grad for p in deep.encoder.layer4.parameters())
+    assert len(deep.lateral) == 4 and len(model.lateral) == 3
+    out = deep(torch.randn(1, 3, 64, 96))
+    assert out["mask_logits"].shape == (1, 7, 64, 96)
+    out["quaternion"].sum().backward()
+    assert deep.encoder.layer4[1].conv2.weight.grad is not None
+    with pytest.raises(ValueError, match="deepest_stride"):
+        FastPoseNet("resnet18", deepest_stride=8)

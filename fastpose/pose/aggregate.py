@@ -14,9 +14,11 @@ scatter-adds of (P, 4) instead of a (P, 16) one and a batch of 4x4 eigen-decompo
 Predicted instances (evaluation). A pixel is foreground when the background probability is below 1/2
 (all classes together beat background), and then takes its most likely object class; an instance is a
 4-connected component of one predicted class with at least ``min_pixels`` pixels. Components are labelled
-by a parallel union-find over same-class 4-neighbour edges of the whole batch at once (scatter-max
-hooking and pointer jumping; the loop runs over a handful of steps, not over instances). Two touching
-objects of the same class therefore merge into one instance, a limitation shared with any mask-only
+for the whole batch at once: pixels are grouped into horizontal runs, then a parallel union-find joins runs
+over their vertical same-class contacts (scatter-max hooking and pointer jumping; the loop runs over a
+handful of steps, not over instances). Only pixels that may be foreground (``l_0 < max_c l_c + log C``, a
+bound on the log-sum-exp) reach the soft-max, laid out channel-first so that its reductions are cheap.
+Two touching objects of the same class merge into one instance, a limitation shared with any mask-only
 method. The instance's score is the mean soft-max probability of its class over its pixels, its
 quaternion the aggregate of its pixels' quaternions in its class's field.
 

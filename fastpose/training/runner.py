@@ -200,8 +200,11 @@ def _run(
         )
         print(f"run {run.id} {label} ({run_dir})", file=sys.stderr)
 
+        from fastpose.journal.spool import SpoolingJournal
         from fastpose.training.callbacks import JournalCallback
 
+        # Every write after the run row goes through the spool: a journal outage never stops training.
+        store = SpoolingJournal.for_run(run_dir, store.url)
         state: dict[str, Any] = {"epoch": None, "step": None}
         journal = JournalCallback(store, run.id, heartbeat_s=HEARTBEAT_S)
         try:
@@ -240,6 +243,7 @@ def _run(
         finally:
             os.environ.pop(SPEC_ENV, None)
             journal.stop_heartbeat()
+            store.close()
 
 
 def _crashed(store: Any, run: Any, exc: BaseException, state: dict, run_dir: Path) -> Outcome:
@@ -270,10 +274,12 @@ def _final_best(summary: Any) -> tuple[float, float]:
 
 def _make_run_dir(home: Path, label: str) -> tuple[str, Path, OSError | None]:
     """``<home>/runs/<label>``, created atomically; a label taken in the same minute gets ``-2``, ``-3``..."""
+    from fastpose.journal.db import run_dir_for
+
     base = label
     for n in range(1, 1000):
         label = base if n == 1 else f"{base}-{n}"
-        run_dir = home / "runs" / label
+        run_dir = run_dir_for(home, label)  # refuses a label that would leave <home>/runs
         try:
             run_dir.mkdir(parents=True, exist_ok=False)
             return label, run_dir, None

@@ -2,6 +2,7 @@
 
     python tests/bench/bench_pose.py            # one thread, as in the README's figures
     python tests/bench/bench_pose.py --images 1000 --threads 2
+    python tests/bench/bench_pose.py --train-step --threads 2   # also FastPoseNet training-step time
 
 Targets (issue 3): at least 500 rendered 64x64 images per second; the vectorised aggregation + matching
 at least 10x faster than a per-instance Python loop on a batch of 32 images with 3 objects each.
@@ -139,12 +140,49 @@ def bench_aggregation(repeats: int) -> tuple[float, float, bool]:
     return statistics.median(t_vec), statistics.median(t_naive), agree
 
 
+def bench_train_step(repeats: int, batch_size: int = 32, size: int = 64) -> dict[str, float]:
+    """Median wall-clock seconds of one AdamW training step (forward, QLoss, backward, step) of the default
+    FastPoseNet (resnet18, encoder to stride 16) and of the one that also uses ``layer4`` (stride 32),
+    interleaved round by round so that both see the same load."""
+    from fastpose.pose.losses import build_loss
+    from fastpose.pose.model import FastPoseNet
+
+    ds = SyntheticPoseDataset(batch_size, image_size=size, seed=0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(batch_size)])
+    loss_fn = build_loss("qloss")
+    setups = {}
+    for name, stride in (("default (stride 16)", 16), ("with layer4 (stride 32)", 32)):
+        torch.manual_seed(0)
+        model = FastPoseNet("resnet18", deepest_stride=stride)
+        model.encoder.fc.requires_grad_(False)  # as the training module does
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=1e-4)
+        setups[name] = (model, opt)
+
+    def step(name: str) -> float:
+        model, opt = setups[name]
+        start = time.perf_counter()
+        loss = loss_fn(model(batch["image"]), batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for name in setups:  # warm up
+        step(name)
+    for _ in range(repeats):
+        for name in setups:
+            times[name].append(step(name))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=500, help="images rendered for the rendering figure")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-step", action="store_true", help="also time FastPoseNet training steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     np.random.seed(0)
@@ -155,6 +193,9 @@ def main() -> None:
     print(f"aggregation + matching, 32 images x 3 objects (CPU time): vectorised {t_vec * 1e3:.1f} ms, "
           f"naive loop {t_naive * 1e3:.1f} ms, speed-up {t_naive / t_vec:.1f}x (target >= 10x); "
           f"results agree: {agree}")
+    if args.train_step:
+        for name, sec in bench_train_step(args.repeats).items():
+            print(f"training step, resnet18 64x64 batch 32, {args.threads} thread(s), {name}: {sec * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def plain_loop(config: RunConfig) -> float:
             terms["loss"].backward()
             opt.step()
             sched.step()
-            float(terms["loss"])  # the finiteness check both sides do
+            float(terms["loss"].detach())  # the finiteness check both sides do
         model.eval()
         with torch.no_grad():
             for batch in val:
