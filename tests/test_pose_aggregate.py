@@ -210,3 +210,17 @@ def test_predicted_instances_do_not_depend_on_memory_layout(synthetic_batch) -> 
     cls_map = torch.zeros_like(ref["instance_map"])
     cls_map[kept] = ref["class_id"][ref["instance_map"][kept] - 1]
     assert torch.equal(cls_map[kept], prob[:, 1:].argmax(1)[kept] + 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_aggregate_same_with_and_without_gradient(dtype: torch.dtype) -> None:
+    g = _gen(7)
+    pix = torch.randn(300, 4, generator=g, dtype=dtype)
+    group = torch.randint(0, 9, (300,), generator=g)
+    plain, count = aggregate_quaternions(pix, group, 10)
+    live = pix.clone().requires_grad_(True)
+    with_grad, count_g = aggregate_quaternions(live, group, 10)
+    assert plain.dtype == dtype and torch.equal(count, count_g) and int(count[9]) == 0
+    torch.testing.assert_close(plain, with_grad.detach())
+    with_grad.sum().backward()
+    assert torch.isfinite(live.grad).all()

@@ -48,9 +48,11 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
     qn = q * ((q * q) @ ones).clamp_min(_NORM_EPS ** 2).rsqrt()[:, None]  # faster than small reductions
     slot = (group[:, None] * 4 + torch.arange(4, device=q.device)).reshape(-1)  # flat (group, component)
 
-    def group_sum(v: Tensor, inplace: bool = True) -> Tensor:  # (P, 4) -> (num_groups, 4)
-        z = torch.zeros(num_groups * 4, dtype=q.dtype, device=q.device)
-        return (z.index_add_ if inplace else z.index_add)(0, slot, v.reshape(-1)).view(num_groups, 4)
+    def group_sum(v: Tensor) -> Tensor:  # (P, 4) -> (num_groups, 4); bincount is faster, index_add differentiable
+        if v.requires_grad:
+            z = torch.zeros(num_groups * 4, dtype=q.dtype, device=q.device)
+            return z.index_add(0, slot, v.reshape(-1)).view(num_groups, 4)
+        return torch.bincount(slot, v.reshape(-1), minlength=num_groups * 4).to(q.dtype).view(num_groups, 4)
 
     with torch.no_grad():
         qd = qn.detach()
@@ -61,7 +63,7 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
         first = group_sum(qd * torch.where(pivot < 0, -1.0, 1.0).to(q.dtype)[:, None])
         # ... then every pixel is flipped to the hemisphere of that first mean.
         sign = torch.where((qd * first.index_select(0, group)) @ ones < 0, -1.0, 1.0).to(q.dtype)
-    return safe_normalize(group_sum(qn * sign[:, None], inplace=False)), count
+    return safe_normalize(group_sum(qn * sign[:, None])), count
 
 
 def _pixel_elements(t: Tensor, flat_pixel: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -101,7 +103,8 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     flat = inst.reshape(-1)
     f = (flat > 0).nonzero().squeeze(1)  # flat foreground pixels b * H * W + p
     group = (f // (H * W)) * M + flat.index_select(0, f) - 1  # instance slot over the batch
-    q = class_field_pixels(out["quaternion"], f, batch["class_mask"].reshape(-1).index_select(0, f)).float()  # fp32 under AMP
+    cls = batch["class_mask"].reshape(-1).index_select(0, f)
+    q = class_field_pixels(out["quaternion"], f, cls).float()  # fp32 under AMP
     mean, count = aggregate_quaternions(q, group, B * M)
     keep = (count > 0) & batch["inst_valid"].reshape(-1)
     return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep].float(),
