@@ -379,3 +379,35 @@ def test_demo_defaults_finish_with_a_useful_model(fp_home, tmp_path):
     print(f"DEMO: {wall:.0f} s wall, final val/rot_err_median {final:.1f} deg (best {best:.1f})")
     assert run.status == "completed"
     assert final < 60
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resume_works(fp_home, git_repo):
+    """Killed while writing the epoch-1 checkpoint: the epoch-0 last.ckpt still loads, the run shows as lost,
+    and resume continues from epoch 1."""
+    import torch
+
+    repo, _ = git_repo
+    # Two steps per epoch (TINY): step 2 is the first step of epoch 1, so the first checkpoint written at or
+    # after it is the end-of-epoch-1 one, while epoch 0's last.ckpt already exists.
+    proc = fastpose(fp_home, "train", "--name", "CKPTKILL", "--epochs", "4", *TINY, cwd=repo,
+                    FASTPOSE_FAULT="killsave@step:3")
+    assert proc.returncode == -9, (proc.returncode, proc.stderr[-2000:])
+    journal = fastpose(fp_home, "journal", "--json")
+    assert journal.returncode == 0, journal.stderr
+    assert json.loads(journal.stdout)[0]["status"] == "lost"
+
+    store = store_at(fp_home)
+    parent = store.resolve("CKPTKILL")
+    store.close()
+    ckpt_dir = Path(parent.run_dir) / "checkpoints"
+    ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["state_dict"], sorted(ckpt)
+    assert not [p for p in ckpt_dir.iterdir() if p.name.startswith(".") or p.suffix not in (".ckpt",)]
+
+    resumed = fastpose(fp_home, "resume", "CKPTKILL", "--epochs", "3", cwd=repo)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    store = store_at(fp_home)
+    child = store.resolve("CKPTKILL")
+    assert child.parent_id == parent.id and child.status == "completed"
+    assert epochs_of(store, child.id) == [1, 2]
+    store.close()

@@ -7,6 +7,9 @@
 - ``inf:loss_rot@step:2``   the same with +inf
 - ``sleep:0.2@step:0``      sleep 0.2 s in every training step from step 0 on (keeps a run alive for
                             signal tests without making it big)
+- ``killsave@step:N``       SIGKILL the process while it writes the first checkpoint at or after step N
+                            (the state is gathered, the file not yet replaced: the previous checkpoint
+                            must survive, since Lightning writes through a temporary file and a move)
 
 It is read once, when the LightningModule is built; an unparsable value is a user error. Nothing here
 runs unless the variable is set.
@@ -30,13 +33,15 @@ class InjectedFault(RuntimeError):
 
 @dataclass(frozen=True)
 class Fault:
-    action: str  # raise | nan | inf | sleep
+    action: str  # raise | nan | inf | sleep | killsave
     step: int
     term: str = "loss_rot"  # nan/inf: which loss term is poisoned
     seconds: float = 0.0  # sleep: per step
 
     def apply(self, terms: dict, step: int) -> dict:
         """Return ``terms`` with this fault applied if it fires at global ``step``."""
+        if self.action == "killsave":
+            return terms  # fires in on_checkpoint_save, not in the loss
         if self.action == "sleep":
             if step >= self.step:
                 time.sleep(self.seconds)
@@ -61,7 +66,7 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         try:
             head, _, where = item.partition("@")
             kind, _, arg = head.partition(":")
-            if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep"):
+            if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave"):
                 raise ValueError
             step = int(where[len("step:") :])
             if kind == "sleep":
@@ -76,7 +81,7 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         except ValueError:
             raise FastposeError(
                 f"bad {ENV} item {item!r}: use raise@step:N, nan[:TERM]@step:N, inf[:TERM]@step:N "
-                f"or sleep:SECONDS@step:N with TERM one of {', '.join(TERMS)}"
+                f"sleep:SECONDS@step:N or killsave@step:N with TERM one of {', '.join(TERMS)}"
             ) from None
     return tuple(faults)
 
@@ -85,3 +90,11 @@ def apply_faults(faults: tuple[Fault, ...], terms: dict, step: int) -> dict:
     for fault in faults:
         terms = fault.apply(terms, step)
     return terms
+
+
+def on_checkpoint_save(faults: tuple[Fault, ...], step: int) -> None:
+    """Called while a checkpoint is being written: ``killsave`` ends the process here with SIGKILL."""
+    import signal
+
+    if any(f.action == "killsave" and step >= f.step for f in faults):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fastpose.config import RunConfig
-from fastpose.training.faults import TERMS, apply_faults, parse_faults
+from fastpose.training.faults import TERMS, apply_faults, on_checkpoint_save, parse_faults
 
 VAL_METRICS = (
     "rot_err_mean",
@@ -89,6 +89,10 @@ class PoseModule(pl.LightningModule):
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         return self.model(image)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.faults:
+            on_checkpoint_save(self.faults, self.global_step)
 
     # ----------------------------------------------------------------- steps
     def _common_step(self, batch: dict[str, Tensor], stage: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -55,7 +55,7 @@ def run_study(home: Path, budget: dict, losses: list[tuple[str, str]], threads: 
         for name, loss in losses:
             cmd = [
                 sys.executable, "-m", "fastpose", "train", "--name", name, "--loss", loss,
-                "--seed", str(seed), "--epochs", str(budget["epochs"]),
+                "--rotations", "so3", "--seed", str(seed), "--epochs", str(budget["epochs"]),
                 "--train-size", str(budget["train_size"]), "--val-size", str(budget["val_size"]),
                 "--batch-size", str(budget["batch_size"]), "--lr", str(budget["lr"]),
                 "--note", f"loss study: {loss}, seed {seed}",
