@@ -411,3 +411,17 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resume_wor
     assert child.parent_id == parent.id and child.status == "completed"
     assert epochs_of(store, child.id) == [1, 2]
     store.close()
+
+
+def test_an_exception_before_fit_is_journaled_as_crashed(fp_home, git_repo):
+    repo, _ = git_repo
+    proc = fastpose(fp_home, "train", "--name", "PREFIT", "--epochs", "1", *TINY, cwd=repo,
+                    FASTPOSE_FAULT="raise@start")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    store = store_at(fp_home)
+    run = store.resolve("PREFIT")
+    assert run.status == "crashed" and run.error_type.endswith("InjectedFault"), run
+    assert "before fit" in run.error_message and "on_prepare" in run.traceback
+    assert store.metric_history(run.id) == []
+    store.close()
+    assert not (Path(run.run_dir) / "checkpoints" / "last.ckpt").exists()

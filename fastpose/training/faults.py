@@ -3,6 +3,7 @@
 ``FASTPOSE_FAULT`` holds comma-separated actions, each ``ACTION@step:N`` (global training step, 0-based):
 
 - ``raise@step:3``          raise ``InjectedFault`` inside the loss at step 3 (a crash mid-epoch)
+- ``raise@start``           raise ``InjectedFault`` while the run is prepared, before Lightning's ``fit``
 - ``nan@step:2``            make ``loss_rot`` NaN at step 2; ``nan:loss_mask@step:2`` picks the term
 - ``inf:loss_rot@step:2``   the same with +inf
 - ``sleep:0.2@step:0``      sleep 0.2 s in every training step from step 0 on (keeps a run alive for
@@ -25,6 +26,7 @@ from fastpose.errors import FastposeError
 
 ENV = "FASTPOSE_FAULT"
 TERMS = ("loss", "loss_mask", "loss_rot")
+START = -1  # the "step" of raise@start: before fit
 
 
 class InjectedFault(RuntimeError):
@@ -46,7 +48,7 @@ class Fault:
             if step >= self.step:
                 time.sleep(self.seconds)
             return terms
-        if step != self.step:
+        if step != self.step or self.step == START:
             return terms
         if self.action == "raise":
             raise InjectedFault(f"injected by {ENV} at step {step}")
@@ -66,6 +68,9 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         try:
             head, _, where = item.partition("@")
             kind, _, arg = head.partition(":")
+            if kind == "raise" and where == "start":
+                faults.append(Fault("raise", START))
+                continue
             if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave"):
                 raise ValueError
             step = int(where[len("step:") :])
@@ -80,7 +85,7 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
                 faults.append(Fault(kind, step))
         except ValueError:
             raise FastposeError(
-                f"bad {ENV} item {item!r}: use raise@step:N, nan[:TERM]@step:N, inf[:TERM]@step:N "
+                f"bad {ENV} item {item!r}: use raise@step:N, raise@start, nan[:TERM]@step:N, inf[:TERM]@step:N "
                 f"sleep:SECONDS@step:N or killsave@step:N with TERM one of {', '.join(TERMS)}"
             ) from None
     return tuple(faults)
@@ -98,3 +103,10 @@ def on_checkpoint_save(faults: tuple[Fault, ...], step: int) -> None:
 
     if any(f.action == "killsave" and step >= f.step for f in faults):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def on_prepare(faults: tuple[Fault, ...] | None = None) -> None:
+    """Called while a run is prepared (before ``fit``): ``raise@start`` fails it there."""
+    for fault in parse_faults() if faults is None else faults:
+        if fault.action == "raise" and fault.step == START:
+            raise InjectedFault(f"injected by {ENV} before fit")

@@ -307,7 +307,10 @@ def _prepare(config: RunConfig) -> Prepared:
     from fastpose.training.datamodule import PoseDataModule
     from fastpose.training.module import build_model
 
+    from fastpose.training.faults import on_prepare
+
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    on_prepare()
     datamodule = PoseDataModule(config)
     datamodule.setup("fit")  # builds the datasets now: a bad data root is reported before the run starts
     return Prepared(build_model(config), datamodule)
