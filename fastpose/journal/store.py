@@ -230,11 +230,7 @@ class JournalStore(JournalReader):
         ``at``: when it was alive (default now; a replayed spool passes the original time). ``write_id``:
         apply at most once (see ``_write_once``); every write method takes these two.
         """
-        values: dict[str, Any] = {"heartbeat_at": at or _now()}
-        if epoch is not None:
-            values["epoch"] = epoch
-        if step is not None:
-            values["step"] = step
+        values = _with_position({"heartbeat_at": at or _now()}, epoch, step)
 
         def work(conn: Connection) -> None:
             self._require(conn, run_id)
@@ -345,11 +341,7 @@ class JournalStore(JournalReader):
         at: datetime | None = None, write_id: str | None = None, kind: str = "finish", **fields: Any,
     ) -> RunRecord:
         now = at or _now()
-        values = {"status": status, "ended_at": now, "heartbeat_at": now, **fields}
-        if epoch is not None:
-            values["epoch"] = epoch
-        if step is not None:
-            values["step"] = step
+        values = _with_position({"status": status, "ended_at": now, "heartbeat_at": now, **fields}, epoch, step)
 
         def work(conn: Connection) -> None:
             self._require(conn, run_id)
@@ -414,3 +406,12 @@ def _username() -> str | None:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry in some containers
         return None
+
+
+def _with_position(values: dict[str, Any], epoch: int | None, step: int | None) -> dict[str, Any]:
+    """``values`` plus the run's epoch/step where they are known (None leaves the stored value)."""
+    if epoch is not None:
+        values["epoch"] = epoch
+    if step is not None:
+        values["step"] = step
+    return values
