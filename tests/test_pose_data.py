@@ -96,6 +96,22 @@ def test_synthetic_deterministic_per_seed_and_index() -> None:
         a[6]
 
 
+def test_synthetic_batched_rendering_is_bit_identical_to_one_by_one() -> None:
+    """A DataLoader renders a whole batch in one call (``__getitems__``); a sample must not depend on its
+    batch-mates, their number or their order."""
+    ds = SyntheticPoseDataset(40, seed=11, max_objects=3)
+    alone = {i: ds[i] for i in (3, 17, 0, 39, 25)}
+    for indices in ([3, 17, 0, 39, 25], [39, 3], list(range(40)), [25, 25, 0]):
+        for i, sample in zip(indices, ds.__getitems__(indices)):
+            if i in alone:
+                assert all(torch.equal(sample[k], alone[i][k]) for k in sample), (i, indices)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=8)))  # the loader uses __getitems__
+    assert torch.equal(batch["image"][3], alone[3]["image"]) and torch.equal(batch["nocs"][0], alone[0]["nocs"])
+    assert ds.render([]) == []
+    with pytest.raises(IndexError):
+        ds.render([1, 40])
+
+
 def test_synthetic_covers_classes_counts_and_sizes() -> None:
     ds = SyntheticPoseDataset(60, image_size=32, seed=0, max_objects=2)
     classes, counts = set(), set()

@@ -1,7 +1,7 @@
 """Benchmarks of the pose science: synthetic rendering speed, and vectorised vs naive aggregation + matching.
 
     python tests/bench/bench_pose.py            # one thread, as in the README's figures
-    python tests/bench/bench_pose.py --images 1000 --threads 2
+    python tests/bench/bench_pose.py --images 1024 --threads 2 --chunk 32
     python tests/bench/bench_pose.py --train-step --threads 2   # also FastPoseNet training-step time
 
 Targets (issue 3): at least 500 rendered 64x64 images per second; the vectorised aggregation + matching
@@ -85,16 +85,19 @@ def naive_evaluate(out: dict, batch: dict, iou_threshold: float = 0.5, min_pixel
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def bench_render(n: int, size: int) -> tuple[float, float]:
+def bench_render(n: int, size: int, chunk: int) -> dict[str, tuple[float, float]]:
     """Images per second of wall-clock time and per second of this process's CPU time (the fair figure
-    on a machine shared with other work)."""
-    ds = SyntheticPoseDataset(n + 20, image_size=size, seed=0)
-    for i in range(20):  # warm up
-        ds[n + i]
-    start, cpu = time.perf_counter(), time.process_time()
-    for i in range(n):
-        ds[i]
-    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
+    on a machine shared with other work), rendering ``chunk`` images per call as a DataLoader batch does
+    (``__getitems__``), and one image per call (``ds[i]``), side by side."""
+    ds = SyntheticPoseDataset(n + chunk, image_size=size, seed=0)
+    ds.render(range(n, n + chunk))  # warm up
+    rates = {}
+    for name, step in (("batched", chunk), ("one by one", 1)):
+        start, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, n, step):
+            ds.render(range(i, min(n, i + step)))
+        rates[name] = (n / (time.perf_counter() - start), n / (time.process_time() - cpu))
+    return rates
 
 
 def three_object_batch(batch_size: int = 32) -> dict:
@@ -180,15 +183,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=500, help="images rendered for the rendering figure")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=32, help="images per render call (a DataLoader batch)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-step", action="store_true", help="also time FastPoseNet training steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     np.random.seed(0)
-    rate, cpu_rate = bench_render(args.images, args.size)
-    print(f"rendering: {rate:.0f} images/s wall-clock, {cpu_rate:.0f} images per CPU-second, at "
-          f"{args.size}x{args.size}, 1-3 objects, {args.threads} thread(s) (target >= 500)")
+    for name, (rate, cpu_rate) in bench_render(args.images, args.size, args.chunk).items():
+        how = f"{args.chunk} per call" if name == "batched" else "1 per call"
+        print(f"rendering {name} ({how}): {rate:.0f} images/s wall-clock, {cpu_rate:.0f} images per CPU-second, "
+              f"at {args.size}x{args.size}, 1-3 objects, {args.threads} thread(s) (target >= 500)")
     t_vec, t_naive, agree = bench_aggregation(args.repeats)
     print(f"aggregation + matching, 32 images x 3 objects (CPU time): vectorised {t_vec * 1e3:.1f} ms, "
           f"naive loop {t_naive * 1e3:.1f} ms, speed-up {t_naive / t_vec:.1f}x (target >= 10x); "

@@ -15,6 +15,12 @@ normal read as a colour (for symmetric classes only the normal's y part), so the
 differ: a painted-on orientation cue that helps a small network read rotation from small images. The
 background is a colour gradient with low-frequency noise, stripes and grain.
 
+Many images are rendered in one vectorised pass (``SyntheticPoseDataset.render``; a ``DataLoader`` calls it
+with a whole batch through ``__getitems__``): the (primitive, pixel) pairs of all images that survive a
+bounding-sphere cull are intersected together and a scatter-min per pixel is the z-buffer. Only
+element-wise arithmetic, gathers, scatters and exact minima touch a sample, so it comes out bit-identical
+whichever batch it is rendered in (tested).
+
 Ground truth follows ``docs/ARCHITECTURE.md``. Per instance: ``inst_rot`` maps object to camera
 coordinates, ``inst_trans`` is the object's bounding-box centre in the camera frame, ``inst_size`` its
 bounding-box extents, and a visible surface point satisfies::
@@ -242,6 +248,25 @@ def _quat_of(R: np.ndarray) -> tuple[float, float, float, float]:
     return tuple(c / n for c in q)
 
 
+def _dot3(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product of (..., 3) tensors written out term by term.
+
+    Element-wise arithmetic only: unlike a matmul or a vectorised reduction, its result cannot depend on how
+    many rows are computed together, which keeps every sample bit-identical however it is batched.
+    """
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _matvec(M: Tensor, v: Tensor) -> Tensor:
+    """(N, 3, 3) @ (N, 3) -> (N, 3), element-wise (see ``_dot3``)."""
+    return M[:, :, 0] * v[:, 0:1] + M[:, :, 1] * v[:, 1:2] + M[:, :, 2] * v[:, 2:3]
+
+
+def _mat_t_vec(M: Tensor, v: Tensor) -> Tensor:
+    """(N, 3, 3)^T @ (N, 3) -> (N, 3), element-wise (see ``_dot3``)."""
+    return M[:, 0, :] * v[:, 0:1] + M[:, 1, :] * v[:, 1:2] + M[:, 2, :] * v[:, 2:3]
+
+
 class SyntheticPoseDataset(Dataset):
     """``size`` procedural scenes; sample ``i`` depends only on ``(seed, i)``. See the module docstring.
 
@@ -249,6 +274,11 @@ class SyntheticPoseDataset(Dataset):
     (upright with up to 10 degrees of tilt, any yaw, seen from 10-60 degrees above).
     Returns the per-sample dict of ``docs/ARCHITECTURE.md`` (instances padded to ``max_objects``; padded
     slots are all zeros with ``inst_valid`` False; a slot whose object is completely hidden is padded too).
+
+    ``render(indices)`` (also ``__getitems__``, which a ``DataLoader`` calls with a whole batch) ray-casts
+    many scenes in one vectorised pass; ``ds[i]`` is ``ds.render([i])[0]``. The batched pass uses only
+    element-wise arithmetic, gathers, scatters and exact minima per sample, so a sample is bit-identical
+    whichever batch it is rendered in.
     """
 
     def __init__(self, size: int, image_size: int = 64, seed: int = 0, rotations: str = "so3",
@@ -267,12 +297,12 @@ class SyntheticPoseDataset(Dataset):
         # Ray per pixel centre with z = 1, so the ray parameter of a hit is its depth.
         self._rays = torch.stack([(u + 0.5 - c) / f, (v + 0.5 - c) / f, torch.ones_like(u)], -1).reshape(-1, 3)
         self._rays_unit = self._rays / self._rays.norm(dim=-1, keepdim=True)
-        self._interp = torch.nn.functional.interpolate(  # (s, 5) bilinear weights, align_corners=True
-            torch.eye(5)[None], size=s, mode="linear", align_corners=True)[0].T.contiguous()
+        self._rays_t = self._rays.T.contiguous()  # (3, HW)
+        self._rays_unit_t = self._rays_unit.T.contiguous()
         self._grain = torch.from_numpy(  # fixed, so that every sample stays a function of (seed, index)
             np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03)
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         self._grid = (xx, yy)
 
@@ -280,15 +310,42 @@ class SyntheticPoseDataset(Dataset):
         return self.size
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, index]))
-        return self._render(rng)
+        return self.render([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        return self.render(indices)
+
+    def render(self, indices) -> list[dict[str, Tensor]]:
+        """The samples at ``indices`` (any order, repeats allowed), rendered together."""
+        indices = [int(i) for i in indices]
+        for index in indices:
+            if not 0 <= index < self.size:
+                raise IndexError(index)
+        if not indices:
+            return []
+        scenes = [self._sample(np.random.default_rng(np.random.SeedSequence([self.seed, i]))) for i in indices]
+        return self._render(scenes)
 
     # ------------------------------------------------------------------ scene sampling
+    def _sample(self, rng: np.random.Generator) -> dict:
+        """Every random choice of one sample: its objects, then lighting and background parameters."""
+        s = self.image_size
+        objects = self._scene(rng)
+        return dict(
+            objects=objects,
+            light=(rng.uniform(-0.6, -0.2), rng.uniform(-0.9, -0.5), -1.0),
+            ambient=float(rng.uniform(0.3, 0.45)),
+            brightness=float(rng.uniform(0.85, 1.15)),
+            colours=rng.uniform(0.1, 0.9, (2, 3)),
+            angle=rng.uniform(0, 2 * math.pi),
+            low=rng.uniform(-0.15, 0.15, (3, 5, 5)),
+            stripes=(rng.uniform(4, 14), rng.uniform(0, math.pi), rng.uniform(0, 6.3), float(rng.uniform(0.0, 0.12))),
+            grain=rng.integers(0, s, 2),
+        )
+
     def _scene(self, rng: np.random.Generator):
-        s, M = self.image_size, self.max_objects
-        n = int(rng.integers(1, M + 1))
+        s = self.image_size
+        n = int(rng.integers(1, self.max_objects + 1))
         objects = []
         centres: list[np.ndarray] = []
         for k in range(n):
@@ -314,142 +371,180 @@ class SyntheticPoseDataset(Dataset):
         return objects
 
     # ------------------------------------------------------------------ rendering
-    def _render(self, rng: np.random.Generator) -> dict[str, Tensor]:
-        s, M = self.image_size, self.max_objects
-        objects = self._scene(rng)
-        n_obj = len(objects)
-        # Stack every primitive of every object, in camera coordinates, with its half-extents.
-        kinds, rots, cens, halfs, cols, owner = [], [], [], [], [], []
-        for k, ob in enumerate(objects):
+    def _render(self, scenes: list[dict]) -> list[dict[str, Tensor]]:
+        """Ray-cast ``len(scenes)`` images at once.
+
+        Shapes: B images, O objects, P primitives (all images together), N (primitive, pixel) pairs that
+        survive culling, F visible surface pixels. ``key = image * H * W + pixel`` addresses a pixel of
+        the batch. Objects and primitives are stored in image order.
+        """
+        s, M, HW = self.image_size, self.max_objects, self.image_size ** 2
+        B = len(scenes)
+        objects = [ob for sc in scenes for ob in sc["objects"]]
+        O = len(objects)
+        img_o = torch.tensor([b for b, sc in enumerate(scenes) for _ in sc["objects"]])
+        slot_o = torch.tensor([k for sc in scenes for k in range(len(sc["objects"]))])
+        # Every primitive of every object, in camera coordinates (float64 numpy per object, then float32).
+        kinds, rots, cens, halfs, cols, n_prim = [], [], [], [], [], []
+        for ob in objects:
             kind, centre, half, colour, rot = ob["parts"].arrays()
             kinds.append(kind)
             rots.append(ob["R"] @ rot)
             cens.append((centre - ob["centre"]) * ob["scale"] @ ob["R"].T + ob["t"])
             halfs.append(half * ob["scale"])
             cols.append(colour)
-            owner += [k] * len(kind)
+            n_prim.append(len(kind))
         Rp = torch.from_numpy(np.concatenate(rots)).float()  # (P,3,3) primitive -> camera
         cp = torch.from_numpy(np.concatenate(cens)).float()  # (P,3)
-        ap = torch.from_numpy(np.concatenate(halfs)).float()  # (P,3)
-        table = torch.from_numpy(_KINDS[np.concatenate(kinds)]).float()  # (P, 3, 3)
+        ap = torch.from_numpy(np.concatenate(halfs)).float()  # (P,3) half-extents
+        table = torch.from_numpy(_KINDS[np.concatenate(kinds)]).float()  # (P,3,3)
         mq, lo, hi = table[:, 0], table[:, 1], table[:, 2]
-        owner_t = torch.tensor(owner)
+        n_prim_t = torch.tensor(n_prim)
+        own_p = torch.repeat_interleave(torch.arange(O), n_prim_t)  # (P,) owning object
         R_np = np.stack([ob["R"] for ob in objects])
-        obj_t = torch.from_numpy(np.stack([ob["t"] for ob in objects])).float()  # (n,3)
-        size_obj = torch.from_numpy(np.stack([ob["size"] for ob in objects])).float()
-        R_obj = torch.from_numpy(R_np).float()
-        quat_obj = torch.tensor([_quat_of(R) for R in R_np], dtype=torch.float32)
-        cls_obj = torch.tensor([ob["cls"] for ob in objects])
+        R_obj = torch.from_numpy(R_np).float()  # (O,3,3) object -> camera
+        obj_t = torch.from_numpy(np.stack([ob["t"] for ob in objects])).float()  # (O,3)
+        size_obj = torch.from_numpy(np.stack([ob["size"] for ob in objects])).float()  # (O,3)
+        quat_obj = torch.tensor([_quat_of(R) for R in R_np], dtype=torch.float32)  # (O,4)
+        cls_obj = torch.tensor([ob["cls"] for ob in objects])  # (O,)
 
-        # Cull: only rays that pass near some object's bounding sphere are tested against primitives.
-        obj_r = size_obj.norm(dim=-1) * 0.55
-        along = self._rays_unit @ obj_t.T  # (HW, n)
-        near = ((obj_t * obj_t).sum(-1) - along * along < obj_r * obj_r).any(dim=1)
-        idx = near.nonzero().squeeze(1)
-        d = self._rays[idx]  # (K,3)
+        # Cull in two stages: (object, pixel) pairs whose ray passes through the object's bounding sphere,
+        # expanded to that object's primitives, then kept where the ray passes through the primitive's own
+        # bounding sphere (centre cp, radius |ap|).
+        obj_r = _dot3(size_obj, size_obj).sqrt() * 0.55
+        ru = self._rays_unit
+        along = ru[:, 0:1] * obj_t[:, 0] + ru[:, 1:2] * obj_t[:, 1] + ru[:, 2:3] * obj_t[:, 2]  # (HW,O)
+        near = (_dot3(obj_t, obj_t) - along * along < obj_r * obj_r).T  # (O,HW)
+        pair_o, pair_pix = near.nonzero(as_tuple=True)
+        reps = n_prim_t[pair_o]
+        first = torch.cumsum(n_prim_t, 0) - n_prim_t  # first primitive of each object
+        offset = torch.arange(int(reps.sum())) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+        prim = torch.repeat_interleave(first[pair_o], reps) + offset
+        pix = torch.repeat_interleave(pair_pix, reps)
+        sphere = torch.cat([cp, (_dot3(cp, cp) - _dot3(ap, ap))[:, None]], 1).T.contiguous()  # (4,P)
+        c, ray = sphere.index_select(1, prim), self._rays_unit_t.index_select(1, pix)
+        along = c[0] * ray[0] + c[1] * ray[1] + c[2] * ray[2]
+        keep = (c[3] < along * along).nonzero().squeeze(1)
+        prim, pix = prim.index_select(0, keep), pix.index_select(0, keep)  # (N,) the pairs to intersect
+        key = img_o.index_select(0, own_p.index_select(0, prim)) * HW + pix
 
-        # Ray-primitive intersection in each primitive's unit frame, laid out (axis, primitive, ray) so that
-        # reductions over the three axes are cheap. A box gets a vanishing quadric (a huge sphere).
-        P = Rp.shape[0]
-        o = (torch.einsum("pji,pj->pi", Rp, -cp) / ap).T.contiguous()[:, :, None]  # camera centre (3,P,1)
-        to_unit = (Rp.transpose(1, 2) / ap[:, :, None]).permute(1, 0, 2).reshape(3 * P, 3)
-        D = (to_unit @ d.T).view(3, P, -1)  # ray directions (3,P,K)
-        mq3 = mq.clamp_min(1e-6).T.contiguous()[:, :, None]  # (3,P,1)
-        Dq = D * mq3
-        A = (Dq * D).sum(0)
-        B = 2 * (Dq * o).sum(0)
-        C = (o * o * mq3).sum(0) - 1
-        disc = B * B - 4 * A * C
+        # Ray-primitive intersection in the primitive's unit frame: a quadric (boxes get a vanishing one, a
+        # huge sphere) clipped by slabs. A ray parallel to a slab gives +-inf there, which is right.
+        # Per-primitive constants are packed component-major, (21, P), and gathered once per pair, so that
+        # every quantity below is a contiguous (N,) row: [to_unit (9, row-major), origin (3), quadric (3),
+        # slab lo (3), slab hi (3)].
+        to_unit = Rp.transpose(1, 2) / ap[:, :, None]  # (P,3,3) camera direction -> unit frame
+        origin = _matvec(to_unit, -cp)  # (P,3) the camera centre in each unit frame
+        packed = torch.cat([to_unit.reshape(-1, 9), origin, mq.clamp_min(1e-6), lo, hi], 1).T.contiguous()
+        G = packed.index_select(1, prim)  # (21,N)
+        r = self._rays_t.index_select(1, pix)  # (3,N)
+        Dir = torch.stack([G[3 * i] * r[0] + G[3 * i + 1] * r[1] + G[3 * i + 2] * r[2] for i in range(3)])
+        o, m = G[9:12], G[12:15]
+        Dm = Dir * m
+        A = Dm[0] * Dir[0] + Dm[1] * Dir[1] + Dm[2] * Dir[2]
+        Bq = 2 * (Dm[0] * o[0] + Dm[1] * o[1] + Dm[2] * o[2])
+        om = o * m
+        C = om[0] * o[0] + om[1] * o[1] + om[2] * o[2] - 1
+        disc = Bq * Bq - 4 * A * C
         sq = disc.clamp_min(0).sqrt()
         inv2a = 0.5 / A.clamp_min(1e-20)
-        q_in, q_out = (-B - sq) * inv2a, (-B + sq) * inv2a
-        # Slabs: a ray parallel to a slab gives +-inf here, which is the right answer.
-        t1 = (lo.T[:, :, None] - o) / D
-        t2 = (hi.T[:, :, None] - o) / D
-        s_in_max = torch.minimum(t1, t2).amax(0)
+        q_in, q_out = (-Bq - sq) * inv2a, (-Bq + sq) * inv2a
+        t1 = (G[15:18] - o) / Dir
+        t2 = (G[18:21] - o) / Dir
+        s_in = torch.minimum(t1, t2)  # (3,N)
+        s_out = torch.maximum(t1, t2)
+        s_in_max = torch.maximum(torch.maximum(s_in[0], s_in[1]), s_in[2])
+        s_out_min = torch.minimum(torch.minimum(s_out[0], s_out[1]), s_out[2])
         t_in = torch.maximum(q_in, s_in_max)
-        t_out = torch.minimum(q_out, torch.maximum(t1, t2).amin(0))
+        t_out = torch.minimum(q_out, s_out_min)
         hit = (disc >= 0) & (t_in <= t_out) & (t_in > 1e-3)
-        t_best, p_best = t_in.masked_fill(~hit, _INF).min(0)  # z-buffer over all primitives: (K,)
-        fg = torch.isfinite(t_best).nonzero().squeeze(1)
-        pix, depth_f, prim = idx[fg], t_best[fg], p_best[fg]  # the F visible surface pixels
-        own = owner_t[prim]
+        t_hit = t_in.masked_fill(~hit, _INF)
+        # z-buffer: the nearest hit per pixel of the batch; exact ties go to the first pair (in object,
+        # then primitive order within an image, so independent of the rest of the batch).
+        nearest = torch.full((B * HW,), _INF).scatter_reduce(0, key, t_hit, "amin")
+        cand = (hit & (t_hit == nearest.index_select(0, key))).nonzero().squeeze(1)
+        winner = torch.full((B * HW,), cand.numel() and int(cand.max()) + 1, dtype=torch.long)
+        winner = winner.scatter_reduce(0, key[cand], cand, "amin")
+        w = winner.index_select(0, torch.isfinite(nearest).nonzero().squeeze(1))  # (F,) winning pairs, by key
+        key_f, depth_f, prim_f = key.index_select(0, w), t_hit.index_select(0, w), prim.index_select(0, w)
+        own = own_p.index_select(0, prim_f)  # (F,) object of each visible pixel
+        img_f = img_o.index_select(0, own)
 
         # Normals at the visible hits: the quadric's gradient or the entered slab's face, to camera frame.
-        Dw = D[:, prim, fg].T  # (F,3)
-        ow = o[:, prim, 0].T
+        Dw, ow = Dir.index_select(1, w).T, o.index_select(1, w).T
         local = ow + depth_f[:, None] * Dw
-        s_w = torch.minimum((lo[prim] - ow) / Dw, (hi[prim] - ow) / Dw)
-        by_quad = (q_in[prim, fg] >= s_in_max[prim, fg])[:, None]
-        axis = torch.nn.functional.one_hot(s_w.argmax(-1), 3).float()
-        n_local = torch.where(by_quad, local * mq[prim], -torch.sign(Dw) * axis) / ap[prim]
-        F_ = pix.numel()
-        n_cam = (Rp.reshape(3 * P, 3) @ n_local.T).view(P, 3, F_)[prim, :, torch.arange(F_)]
-        n_cam = n_cam / n_cam.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        sx, sy, sz = s_in.index_select(1, w)
+        by_quad = (q_in.index_select(0, w) >= s_in_max.index_select(0, w))[:, None]
+        # the entered slab is the one with the largest entry distance (first of equals, like argmax)
+        ax = (sx >= sy) & (sx >= sz)
+        axis = torch.stack([ax, ~ax & (sy >= sz), ~ax & (sy < sz)], 1).float()
+        n_local = torch.where(by_quad, local * mq.index_select(0, prim_f), -torch.sign(Dw) * axis) \
+            / ap.index_select(0, prim_f)
+        n_cam = _matvec(Rp.index_select(0, prim_f), n_local)
+        n_cam = n_cam / _dot3(n_cam, n_cam).sqrt().clamp_min(1e-9)[:, None]
 
-        # Shading.
-        light = torch.tensor([rng.uniform(-0.6, -0.2), rng.uniform(-0.9, -0.5), -1.0], dtype=torch.float32)
-        light = light / light.norm()
-        ambient = float(rng.uniform(0.3, 0.45))
-        albedo = torch.from_numpy(np.concatenate(cols)).float() * float(rng.uniform(0.85, 1.15))  # brightness jitter
-        shade = ambient + (1 - ambient) * (n_cam @ light).clamp_min(0)
+        # Shading: Lambertian with a per-image light and ambient term.
+        light = torch.tensor([sc["light"] for sc in scenes], dtype=torch.float32)
+        light = light / _dot3(light, light).sqrt()[:, None]
+        ambient = torch.tensor([sc["ambient"] for sc in scenes], dtype=torch.float32)[img_f]
+        shade = ambient + (1 - ambient) * _dot3(n_cam, light[img_f]).clamp_min(0)
+        brightness = torch.tensor([sc["brightness"] for sc in scenes], dtype=torch.float32)[img_f]
+        albedo = torch.from_numpy(np.concatenate(cols)).float()[prim_f] * brightness[:, None]
         # Paint: blend each surface's albedo with its object-frame normal as a colour (only the y part for
         # the symmetric classes, which keeps them symmetric), so faces of one part differ: orientation cue.
-        nrm_obj = (R_obj.transpose(1, 2) @ n_cam.T.unsqueeze(0))[own, :, torch.arange(F_)]
+        nrm_obj = _mat_t_vec(R_obj[own], n_cam)
         sym = torch.tensor([ob["cls"] in SYMMETRIC_CLASSES for ob in objects])[own, None]
         tint = 0.5 + 0.5 * torch.where(sym, nrm_obj[:, 1:2].expand(-1, 3), nrm_obj)
-        colour = (((1 - _FACE_TINT) * albedo[prim] + _FACE_TINT * tint) * shade[:, None]).clamp(0, 1)
+        colour = (((1 - _FACE_TINT) * albedo + _FACE_TINT * tint) * shade[:, None]).clamp(0, 1)
 
-        # Background: gradient + low-frequency noise + stripes + grain.
+        # Background: gradient + low-frequency noise + stripes + grain, per image.
         xx, yy = self._grid
-        c0, c1 = torch.from_numpy(rng.uniform(0.1, 0.9, (2, 3, 1, 1)).astype(np.float32))
-        ang = rng.uniform(0, 2 * math.pi)
-        g = (math.cos(ang) * xx + math.sin(ang) * yy) * 0.5 + 0.5
-        bg = c0 + (c1 - c0) * g
-        low = torch.from_numpy(rng.uniform(-0.15, 0.15, (3, 5, 5)).astype(np.float32))
-        bg = bg + self._interp @ low @ self._interp.T  # bilinear upsampling as two small matmuls
-        freq, sang = rng.uniform(4, 14), rng.uniform(0, math.pi)
-        stripes = torch.sin(freq * (math.cos(sang) * xx + math.sin(sang) * yy) + rng.uniform(0, 6.3))
-        bg = bg + float(rng.uniform(0.0, 0.12)) * stripes
-        oy, ox = rng.integers(0, s, 2)  # grain: a random crop of a fixed noise tile
-        bg = bg + self._grain[:, oy:oy + s, ox:ox + s]
-        rgb = bg.clamp(0, 1).reshape(3, -1)
-        rgb[:, pix] = colour.T
+        c0, c1 = torch.from_numpy(np.stack([sc["colours"] for sc in scenes]).astype(np.float32)).unbind(1)
+        ang = torch.tensor([sc["angle"] for sc in scenes], dtype=torch.float32).view(B, 1, 1, 1)
+        g = (torch.cos(ang) * xx + torch.sin(ang) * yy) * 0.5 + 0.5
+        bg = c0.view(B, 3, 1, 1) + (c1 - c0).view(B, 3, 1, 1) * g
+        low = torch.from_numpy(np.stack([sc["low"] for sc in scenes]).astype(np.float32))
+        bg = bg + torch.nn.functional.interpolate(low, size=(s, s), mode="bilinear", align_corners=True)
+        freq, sang, phase, amp = torch.tensor([sc["stripes"] for sc in scenes], dtype=torch.float32).view(B, 4, 1, 1, 1).unbind(1)
+        bg = bg + amp * torch.sin(freq * (torch.cos(sang) * xx + torch.sin(sang) * yy) + phase)
+        bg = bg + torch.stack([self._grain[:, oy:oy + s, ox:ox + s] for oy, ox in (sc["grain"] for sc in scenes)])
+        rgb = bg.clamp(0, 1).permute(1, 0, 2, 3).reshape(3, B * HW)
+        rgb[:, key_f] = colour.T
+        image = (rgb.view(3, B, s, s).transpose(0, 1) - self._mean) / self._std
 
         # Per-pixel ground truth: one scatter of [class, instance, depth, nocs(3), quaternion(4)].
-        R_own = R_obj[own]
-        pts = d[fg] * depth_f[:, None]  # camera points (F,3)
-        p_obj = (R_obj.transpose(1, 2) @ (pts.T.unsqueeze(0) - obj_t[:, :, None]))[own, :, torch.arange(F_)]
-        nocs = (p_obj / size_obj.norm(dim=-1)[own, None] + 0.5).clamp(0, 1)
-        del R_own
-        HW = s * s
-        fields = torch.zeros(10, HW)
-        fields[:, pix] = torch.cat([cls_obj[own, None].float(), (own + 1)[:, None].float(), depth_f[:, None],
-                                    nocs, quat_obj[own]], dim=1).T
-        valid_obj = torch.bincount(own, minlength=n_obj) > 0
+        slot1 = slot_o + 1
+        pts = self._rays[key_f % HW] * depth_f[:, None]  # camera points (F,3)
+        p_obj = _mat_t_vec(R_obj[own], pts - obj_t[own])
+        diag = _dot3(size_obj, size_obj).sqrt()
+        nocs = (p_obj / diag[own, None] + 0.5).clamp(0, 1)
+        fields = torch.zeros(10, B * HW)
+        fields[:, key_f] = torch.cat([cls_obj[own, None].float(), slot1[own, None].float(), depth_f[:, None],
+                                      nocs, quat_obj[own]], dim=1).T
+        fields = fields.view(10, B, s, s).transpose(0, 1)  # (B,10,s,s)
 
         # Instance slots; an object hidden completely is dropped (padded slot).
-        inst_valid = torch.zeros(M, dtype=torch.bool)
-        inst_valid[:n_obj] = valid_obj
-        v = valid_obj.unsqueeze(-1)
+        valid_obj = torch.bincount(own, minlength=O) > 0
 
-        def pad(x: Tensor) -> Tensor:
-            out = torch.zeros((M,) + x.shape[1:], dtype=x.dtype)
-            out[:n_obj] = x * v.view((-1,) + (1,) * (x.dim() - 1))
+        def slots(x: Tensor) -> Tensor:  # (O, ...) -> (B, M, ...), zeros where not valid
+            out = torch.zeros((B, M) + x.shape[1:], dtype=x.dtype)
+            out[img_o, slot_o] = x * valid_obj.view((-1,) + (1,) * (x.dim() - 1))
             return out
 
-        return {
-            "image": ((rgb.reshape(3, s, s) - self._mean) / self._std),
-            "class_mask": fields[0].long().reshape(s, s),
-            "instance_mask": fields[1].long().reshape(s, s),
-            "quaternion_map": fields[6:10].reshape(4, s, s),
-            "nocs": fields[3:6].reshape(3, s, s),
-            "depth": fields[2].reshape(s, s),
-            "intrinsics": self.intrinsics.clone(),
-            "inst_valid": inst_valid,
-            "inst_class": pad(cls_obj),
-            "inst_quat": pad(quat_obj),
-            "inst_rot": pad(R_obj),
-            "inst_trans": pad(obj_t),
-            "inst_size": pad(size_obj),
-        }
+        inst = {"inst_valid": slots(valid_obj), "inst_class": slots(cls_obj), "inst_quat": slots(quat_obj),
+                "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj)}
+        class_mask = fields[:, 0].long()
+        instance_mask = fields[:, 1].long()
+        return [
+            {
+                "image": image[b],
+                "class_mask": class_mask[b],
+                "instance_mask": instance_mask[b],
+                "quaternion_map": fields[b, 6:10],
+                "nocs": fields[b, 3:6],
+                "depth": fields[b, 2],
+                "intrinsics": self.intrinsics.clone(),
+                **{k: v[b] for k, v in inst.items()},
+            }
+            for b in range(B)
+        ]
