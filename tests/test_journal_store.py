@@ -249,3 +249,25 @@ def test_eight_processes_write_at_once(journal_db_url: str) -> None:
     print(f"8 writers: {time.time() - t0:.1f} s")
     if db.sqlite_path(journal_db_url):
         assert not list(Path(db.sqlite_path(journal_db_url)).parent.glob("*.bak-*"))
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_writes_visible(tmp_path: Path) -> None:
+    """Regression (found watching a live run): a training run opens a second store on the journal for its
+    spool. Opening it read the file header with a plain open()/close(), and closing any descriptor of a file
+    drops every POSIX lock the process holds on it, SQLite's included. The next outside reader then thought
+    it was alone, checkpointed and deleted the WAL, and the run's later writes went to a WAL nobody else
+    could see until the run ended. Real processes, real SQLite file."""
+    path = tmp_path / "fastpose.db"
+    url = f"sqlite:///{path}"
+    first = JournalStore.open(url)
+    run = _start(first)
+    second = JournalStore.open(url)  # as the training run's spool does, in the same process
+    outside = [sys.executable, "-c",
+               "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+               "print(c.execute('SELECT COUNT(*) FROM notes').fetchone()[0]); c.close()", str(path)]
+    assert subprocess.run(outside, capture_output=True, text=True, check=True).stdout.strip() == "0"
+    first.add_note("written while the second store is open", run_id=run.id)
+    assert subprocess.run(outside, capture_output=True, text=True, check=True).stdout.strip() == "1"
+    second.close()
+    first.close()
+    assert not db.holds_connection(path)

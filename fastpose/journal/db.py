@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
+from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -103,12 +105,64 @@ def run_dir_for(home: Path, label: str) -> Path:
 # --------------------------------------------------------------------------------------- SQLite
 
 
+# POSIX record locks belong to a process, not to a file descriptor: closing *any* descriptor of the journal
+# file drops every lock this process holds on it, SQLite's included. Another process may then believe it is
+# the last user, checkpoint and delete the WAL, and this process's later commits go to a WAL file nobody
+# else can see (lost until it closes; a second writer would corrupt the file). So every SQLite connection
+# fastpose opens is counted here, and the raw-header check (``check_sqlite_file``) never opens the file
+# while this process holds one.
+_HELD: Counter[str] = Counter()
+_HELD_LOCK = threading.Lock()
+
+
+def _file_key(database: object) -> str | None:
+    """The real path of a sqlite3 ``database`` argument (a path or a ``file:`` URI); None for memory."""
+    text = os.fspath(database) if isinstance(database, (str, os.PathLike)) else str(database)
+    if text.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        text = unquote(urlsplit(text).path)
+    if not text or text == ":memory:":
+        return None
+    return os.path.realpath(text)
+
+
+class _CountedConnection(sqlite3.Connection):
+    """A ``sqlite3.Connection`` that counts itself in ``_HELD`` while open (SQLAlchemy's too, via ``factory``)."""
+
+    def __init__(self, database, *args, **kwargs) -> None:  # noqa: ANN001
+        super().__init__(database, *args, **kwargs)
+        self._held_key = _file_key(database)
+        if self._held_key:
+            with _HELD_LOCK:
+                _HELD[self._held_key] += 1
+
+    def close(self) -> None:
+        key, self._held_key = self._held_key, None
+        try:
+            super().close()
+        finally:
+            if key:
+                with _HELD_LOCK:
+                    _HELD[key] -= 1
+                    if _HELD[key] <= 0:
+                        del _HELD[key]
+
+
+def holds_connection(path: Path) -> bool:
+    """Does this process have a SQLite connection open on ``path`` (see ``_HELD``)?"""
+    with _HELD_LOCK:
+        return _HELD.get(os.path.realpath(path), 0) > 0
+
+
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A stdlib connection with the journal's pragmas (autocommit; ``BEGIN`` explicitly to write)."""
     if readonly:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               factory=_CountedConnection)
     else:
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               factory=_CountedConnection)
     _sqlite_pragmas(conn, readonly=readonly)
     return conn
 
@@ -134,6 +188,8 @@ def check_sqlite_file(path: Path) -> None:
     """
     if path.is_dir():
         raise JournalError(f"journal path {path} is a directory, not a SQLite database file")
+    if holds_connection(path):  # checked when the first one opened; reopening would drop its locks (_HELD)
+        return
     with open(path, "rb") as f:
         head = f.read(100)
         size = os.fstat(f.fileno()).st_size
@@ -294,7 +350,7 @@ def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver: one line for the user
             raise JournalError(f"cannot use journal URL {_redact(url)}: {exc}") from None
 
-    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "factory": _CountedConnection})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
@@ -368,7 +424,7 @@ def _migration_engine(url: str) -> Engine:
     import sqlalchemy as sa
     from sqlalchemy import event
 
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "factory": _CountedConnection})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
