@@ -168,6 +168,22 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
     store.close()
 
 
+def test_the_same_seed_gives_the_same_numbers(two_runs, tmp_path):
+    """Deterministic on the CPU: the same command and seed reproduce every journaled number exactly (what the
+    loss study's "run it twice, get the same table" rests on)."""
+    home, repo, _ = two_runs
+    again = tmp_path / "again"
+    proc = fastpose(again, "train", "--name", "CMP_A", "--epochs", "2", "--lr", "1e-3", "--note", "baseline", *TINY,
+                    cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    first, second = store_at(home), store_at(again)
+    a, b = (s.metric_history(s.resolve("CMP_A").id) for s in (first, second))
+    first.close()
+    second.close()
+    assert len(a) >= 2 * len(TRAIN_TERMS + VAL_ALWAYS)
+    assert [(p.name, p.epoch, p.step, p.value) for p in a] == [(p.name, p.epoch, p.step, p.value) for p in b]
+
+
 def test_compare_two_real_runs(two_runs, tmp_path):
     home, repo, head = two_runs
     text = fastpose(home, "compare", "CMP_A", "CMP_B", COLUMNS="200")

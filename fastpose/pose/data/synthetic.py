@@ -16,8 +16,9 @@ differ: a painted-on orientation cue that helps a small network read rotation fr
 background is a colour gradient with low-frequency noise, stripes and grain.
 
 Many images are rendered in one vectorised pass (``SyntheticPoseDataset.render``; a ``DataLoader`` calls it
-with a whole batch through ``__getitems__``): the (primitive, pixel) pairs of all images that survive a
-bounding-sphere cull are intersected together and a scatter-min per pixel is the z-buffer. Only
+with a whole batch through ``__getitems__``): each primitive's bounding sphere is projected to a pixel
+rectangle, the (primitive, pixel) pairs of all rectangles of all images are intersected together, and a
+scatter-min per pixel is the z-buffer. Only
 element-wise arithmetic, gathers, scatters and exact minima touch a sample, so it comes out bit-identical
 whichever batch it is rendered in (tested).
 
@@ -102,6 +103,7 @@ class _Parts:
         self.halves: list = []
         self.colours: list = []
         self.rots: list = []
+        self._arrays: tuple[np.ndarray, ...] | None = None
 
     def add(self, kind, centre, half, colour, rot=None) -> None:
         self.kinds.append(kind)
@@ -111,9 +113,12 @@ class _Parts:
         self.rots.append(_EYE if rot is None else rot)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """(kinds (k,), centres (k,3), half-extents (k,3), colours (k,3), rotations (k,3,3))."""
-        return (np.array(self.kinds), np.array(self.centres, float), np.array(self.halves, float),
-                np.array(self.colours, float), np.array(self.rots, float))
+        """(kinds (k,), centres (k,3), half-extents (k,3), colours (k,3), rotations (k,3,3)); built once (an
+        object is complete when it is first asked for them)."""
+        if self._arrays is None:
+            self._arrays = (np.array(self.kinds), np.array(self.centres, float), np.array(self.halves, float),
+                            np.array(self.colours, float), np.array(self.rots, float))
+        return self._arrays
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounds (lo, hi) of the primitives' (rotated) bounding boxes, in the object frame."""
@@ -129,7 +134,7 @@ _CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in 
 
 
 def _jitter(rng: np.random.Generator, colour, amount: float = 0.08) -> np.ndarray:
-    return np.clip(np.asarray(colour, float) + rng.uniform(-amount, amount, 3), 0.02, 0.98)
+    return np.minimum(np.maximum(np.asarray(colour, float) + rng.uniform(-amount, amount, 3), 0.02), 0.98)
 
 
 def _vivid(rng: np.random.Generator) -> np.ndarray:
@@ -296,9 +301,7 @@ class SyntheticPoseDataset(Dataset):
         f, c = float(s), s / 2.0
         # Ray per pixel centre with z = 1, so the ray parameter of a hit is its depth.
         self._rays = torch.stack([(u + 0.5 - c) / f, (v + 0.5 - c) / f, torch.ones_like(u)], -1).reshape(-1, 3)
-        self._rays_unit = self._rays / self._rays.norm(dim=-1, keepdim=True)
         self._rays_t = self._rays.T.contiguous()  # (3, HW)
-        self._rays_unit_t = self._rays_unit.T.contiguous()
         self._grain = torch.from_numpy(  # fixed, so that every sample stays a function of (seed, index)
             np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03)
         self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -408,25 +411,26 @@ class SyntheticPoseDataset(Dataset):
         quat_obj = torch.tensor([_quat_of(R) for R in R_np], dtype=torch.float32)  # (O,4)
         cls_obj = torch.tensor([ob["cls"] for ob in objects])  # (O,)
 
-        # Cull in two stages: (object, pixel) pairs whose ray passes through the object's bounding sphere,
-        # expanded to that object's primitives, then kept where the ray passes through the primitive's own
-        # bounding sphere (centre cp, radius |ap|).
-        obj_r = _dot3(size_obj, size_obj).sqrt() * 0.55
-        ru = self._rays_unit
-        along = ru[:, 0:1] * obj_t[:, 0] + ru[:, 1:2] * obj_t[:, 1] + ru[:, 2:3] * obj_t[:, 2]  # (HW,O)
-        near = (_dot3(obj_t, obj_t) - along * along < obj_r * obj_r).T  # (O,HW)
-        pair_o, pair_pix = near.nonzero(as_tuple=True)
-        reps = n_prim_t[pair_o]
-        first = torch.cumsum(n_prim_t, 0) - n_prim_t  # first primitive of each object
-        offset = torch.arange(int(reps.sum())) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
-        prim = torch.repeat_interleave(first[pair_o], reps) + offset
-        pix = torch.repeat_interleave(pair_pix, reps)
-        sphere = torch.cat([cp, (_dot3(cp, cp) - _dot3(ap, ap))[:, None]], 1).T.contiguous()  # (4,P)
-        c, ray = sphere.index_select(1, prim), self._rays_unit_t.index_select(1, pix)
-        along = c[0] * ray[0] + c[1] * ray[1] + c[2] * ray[2]
-        keep = (c[3] < along * along).nonzero().squeeze(1)
-        prim, pix = prim.index_select(0, keep), pix.index_select(0, keep)  # (N,) the pairs to intersect
-        key = img_o.index_select(0, own_p.index_select(0, prim)) * HW + pix
+        # Cull: each primitive's bounding sphere (centre cp, radius |ap|) projects into a pixel rectangle
+        # (the exact x and y ranges of the sphere's image, widened to whole pixels); the (primitive, pixel)
+        # pairs of all rectangles are enumerated at once, and only they are intersected.
+        r2 = _dot3(ap, ap)
+        den = cp[:, 2] * cp[:, 2] - r2  # > 0: the camera is outside the sphere (always, for these scenes)
+        ranges = []
+        for a in (cp[:, 0], cp[:, 1]):  # x = m z tangent to the sphere: m = (a cz +- r sqrt(a^2 + cz^2 - r^2)) / den
+            half = (r2 * (a * a + cp[:, 2] * cp[:, 2] - r2).clamp_min(0)).sqrt()
+            lo_px = torch.where(den > 1e-9, (a * cp[:, 2] - half) / den, -_INF) * s + (s / 2 - 0.5)
+            hi_px = torch.where(den > 1e-9, (a * cp[:, 2] + half) / den, _INF) * s + (s / 2 - 0.5)
+            first = lo_px.clamp(-1, s).floor().long().clamp(0, s - 1)
+            ranges.append((first, (hi_px.clamp(-1, s).ceil().long().clamp(-1, s - 1) - first + 1).clamp_min(0)))
+        (x0, w), (y0, h) = ranges
+        count = w * h
+        prim = torch.repeat_interleave(torch.arange(len(count)), count)  # (N,) pairs, primitive by primitive
+        local = torch.arange(prim.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        wp = w.index_select(0, prim)
+        pix = (y0.index_select(0, prim) + local // wp) * s + x0.index_select(0, prim) + local % wp
+        img_p = img_o.index_select(0, own_p)  # (P,) image of each primitive
+        key = img_p.index_select(0, prim) * HW + pix
 
         # Ray-primitive intersection in the primitive's unit frame: a quadric (boxes get a vanishing one, a
         # huge sphere) clipped by slabs. A ray parallel to a slab gives +-inf there, which is right.
@@ -459,13 +463,14 @@ class SyntheticPoseDataset(Dataset):
         t_out = torch.minimum(q_out, s_out_min)
         hit = (disc >= 0) & (t_in <= t_out) & (t_in > 1e-3)
         t_hit = t_in.masked_fill(~hit, _INF)
-        # z-buffer: the nearest hit per pixel of the batch; exact ties go to the first pair (in object,
-        # then primitive order within an image, so independent of the rest of the batch).
+        # z-buffer: the nearest hit per pixel of the batch; exact ties go to the first primitive (object, then
+        # part order within an image, so independent of the rest of the batch).
         nearest = torch.full((B * HW,), _INF).scatter_reduce(0, key, t_hit, "amin")
         cand = (hit & (t_hit == nearest.index_select(0, key))).nonzero().squeeze(1)
-        winner = torch.full((B * HW,), cand.numel() and int(cand.max()) + 1, dtype=torch.long)
-        winner = winner.scatter_reduce(0, key[cand], cand, "amin")
-        w = winner.index_select(0, torch.isfinite(nearest).nonzero().squeeze(1))  # (F,) winning pairs, by key
+        cand_key, cand_prim = key.index_select(0, cand), prim.index_select(0, cand)
+        first_prim = torch.full((B * HW,), len(count), dtype=torch.long).scatter_reduce(0, cand_key, cand_prim, "amin")
+        w = cand[cand_prim == first_prim.index_select(0, cand_key)]  # (F,) one winning pair per visible pixel
+        w = w[torch.argsort(key.index_select(0, w))]  # in pixel order
         key_f, depth_f, prim_f = key.index_select(0, w), t_hit.index_select(0, w), prim.index_select(0, w)
         own = own_p.index_select(0, prim_f)  # (F,) object of each visible pixel
         img_f = img_o.index_select(0, own)
