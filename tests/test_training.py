@@ -378,22 +378,6 @@ def test_ddp_on_two_cpu_processes_journals_exactly_one_run(fp_home, git_repo):
     store.close()
 
 
-# ------------------------------------------------------------------------------------------ the demo
-def test_demo_defaults_finish_with_a_useful_model(fp_home, tmp_path):
-    """`fastpose train --name DEMO` as the README's Quickstart runs it (defaults; < 3 min on 2 cores)."""
-    start = time.monotonic()
-    proc = fastpose(fp_home, "train", "--name", "DEMO", "--no-progress", cwd=tmp_path, timeout=600)
-    wall = time.monotonic() - start
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    store = store_at(fp_home)
-    run = store.resolve("DEMO")
-    final, best = store.summaries(run.id)["val/rot_err_median"]
-    store.close()
-    print(f"DEMO: {wall:.0f} s wall, final val/rot_err_median {final:.1f} deg (best {best:.1f})")
-    assert run.status == "completed"
-    assert final < 60
-
-
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resume_works(fp_home, git_repo):
     """Killed while writing the epoch-1 checkpoint: the epoch-0 last.ckpt still loads, the run shows as lost,
     and resume continues from epoch 1."""
