@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from fastpose.errors import FastposeError
 
@@ -110,7 +110,8 @@ def run_dir_for(home: Path, label: str) -> Path:
 # the last user, checkpoint and delete the WAL, and this process's later commits go to a WAL file nobody
 # else can see (lost until it closes; a second writer would corrupt the file). So every SQLite connection
 # fastpose opens is counted here, and the raw-header check (``check_sqlite_file``) never opens the file
-# while this process holds one.
+# while this process holds one. A connection dropped without ``close()`` stays counted: the check is then
+# skipped for that file in this process (SQLite still refuses a damaged file itself), never wrongly failed.
 _HELD: Counter[str] = Counter()
 _HELD_LOCK = threading.Lock()
 
@@ -119,8 +120,6 @@ def _file_key(database: object) -> str | None:
     """The real path of a sqlite3 ``database`` argument (a path or a ``file:`` URI); None for memory."""
     text = os.fspath(database) if isinstance(database, (str, os.PathLike)) else str(database)
     if text.startswith("file:"):
-        from urllib.parse import unquote, urlsplit
-
         text = unquote(urlsplit(text).path)
     if not text or text == ":memory:":
         return None
