@@ -470,7 +470,6 @@ class SyntheticPoseDataset(Dataset):
         cand_key, cand_prim = key.index_select(0, cand), prim.index_select(0, cand)
         first_prim = torch.full((B * HW,), len(count), dtype=torch.long).scatter_reduce(0, cand_key, cand_prim, "amin")
         w = cand[cand_prim == first_prim.index_select(0, cand_key)]  # (F,) one winning pair per visible pixel
-        w = w[torch.argsort(key.index_select(0, w))]  # in pixel order
         key_f, depth_f, prim_f = key.index_select(0, w), t_hit.index_select(0, w), prim.index_select(0, w)
         own = own_p.index_select(0, prim_f)  # (F,) object of each visible pixel
         img_f = img_o.index_select(0, own)
