@@ -73,13 +73,16 @@ def run_study(home: Path, budget: dict, losses: list[tuple[str, str]], threads: 
     todo = [(name, loss, seed) for seed in budget["seeds"] for name, loss in losses]
     rows: list[dict] = []
     running: list[tuple[subprocess.Popen, dict, float]] = []
+    logs = home / "logs"  # each run's stderr (a file, not a pipe: a full pipe would stall the run)
+    logs.mkdir(exist_ok=True)
     while todo or running:
         while todo and len(running) < jobs:
             name, loss, seed = todo.pop(0)
             cmd = train_command(name, loss, seed, budget)
             print("$", " ".join(cmd[2:]), flush=True)
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            row = {"name": name, "loss": loss, "seed": seed}
+            row = {"name": name, "loss": loss, "seed": seed, "log": str(logs / f"{name}-seed{seed}.log")}
+            with open(row["log"], "w") as err:
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
             rows.append(row)
             running.append((proc, row, time.perf_counter()))
         time.sleep(0.5)
@@ -89,11 +92,10 @@ def run_study(home: Path, budget: dict, losses: list[tuple[str, str]], threads: 
                 continue
             running.remove(item)
             row["wall_s"] = time.perf_counter() - start
-            stderr = proc.stderr.read() if proc.stderr else ""
             if proc.returncode != 0:
                 for other, _, _ in running:
                     other.kill()
-                sys.stderr.write(stderr[-4000:])
+                sys.stderr.write(Path(row["log"]).read_text()[-4000:])
                 raise SystemExit(f"run {row['name']} (seed {row['seed']}) failed with exit code {proc.returncode}")
     return rows
 
