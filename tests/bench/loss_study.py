@@ -164,15 +164,17 @@ def checks(table: list[dict], rows: list[dict]) -> list[tuple[str, bool]]:
     """The README's verdict, as checks on this study's numbers."""
     by = {e["loss"]: e for e in table}
     out = []
-    med = lambda loss: by[loss]["val/rot_err_median"]  # noqa: E731
-    if "mse" in by and ({"qloss", "pw-qloss"} & by.keys()):
-        best = min((l for l in ("qloss", "pw-qloss") if l in by), key=lambda l: med(l)["mean"])
-        out.append((f"best QLoss ({best}) median {med(best)['mean']:.2f} <= half of mse's "
-                    f"{med('mse')['mean']:.2f}", med(best)["mean"] <= med("mse")["mean"] / 2))
-        out.append((f"{best} worst seed {med(best)['max']:.2f} < mse best seed {med('mse')['min']:.2f} "
-                    "(spreads do not overlap)", med(best)["max"] < med("mse")["min"]))
-        out.append((f"qloss median {med('qloss')['mean']:.2f} < mse median {med('mse')['mean']:.2f}"
-                    if "qloss" in by else "qloss not run", "qloss" in by and med("qloss")["mean"] < med("mse")["mean"]))
+    med = {loss: e["val/rot_err_median"] for loss, e in by.items()}
+    qlosses = [loss for loss in ("qloss", "pw-qloss") if loss in by]
+    if "mse" in by and qlosses:
+        best = min(qlosses, key=lambda loss: med[loss]["mean"])
+        out.append((f"best QLoss ({best}) median {med[best]['mean']:.2f} <= half of mse's "
+                    f"{med['mse']['mean']:.2f}", med[best]["mean"] <= med["mse"]["mean"] / 2))
+        out.append((f"{best} worst seed {med[best]['max']:.2f} < mse best seed {med['mse']['min']:.2f} "
+                    "(spreads do not overlap)", med[best]["max"] < med["mse"]["min"]))
+        if "qloss" in by:
+            out.append((f"qloss median {med['qloss']['mean']:.2f} < mse median {med['mse']['mean']:.2f}",
+                        med["qloss"]["mean"] < med["mse"]["mean"]))
     if "qloss-neglog" in by:
         neg = by["qloss-neglog"]["val/rot_err_mean"]
         hist = [r["rot_err_mean_history"] for r in rows if r["loss"] == "qloss-neglog"]
