@@ -224,3 +224,22 @@ def test_aggregate_same_with_and_without_gradient(dtype: torch.dtype) -> None:
     torch.testing.assert_close(plain, with_grad.detach())
     with_grad.sum().backward()
     assert torch.isfinite(live.grad).all()
+
+
+def test_predicted_classes_break_ties_like_argmax_and_skip_non_finite_logits() -> None:
+    logits = torch.full((1, 4, 4, 8), 1.0)  # background + 3 classes, 4 x 8 pixels
+    logits[0, 0] = -5.0
+    logits[0, 1, :, :4] = -float("inf")  # left half: class 1 impossible, classes 2 and 3 tie: class 2
+    logits[0, 3, 0, 4:] = float("nan")  # right half, row 0: a NaN class logit
+    logits[0, 1, 1, 4:] = float("inf")  # row 1: an infinite class logit
+    logits[0, 0, 2, 4:] = float("inf")  # row 2: certain background
+    quat = torch.zeros(1, 12, 4, 8)
+    quat[:, 3::4] = 1.0  # identity in every class field
+    pred = predicted_instances({"mask_logits": logits, "quaternion": quat}, min_pixels=1)
+    assert pred["class_id"].tolist() == [2, 1] and pred["area"].tolist() == [16, 4]  # row 3 of the right: ties
+    expected = torch.zeros(4, 8, dtype=torch.long)
+    expected[:, :4], expected[3, 4:] = 1, 2
+    assert torch.equal(pred["instance_map"][0], expected)
+    assert torch.equal(pred["quat"], torch.tensor([[0.0, 0, 0, 1], [0, 0, 0, 1]]))
+    ref = predicted_instances({"mask_logits": logits.nan_to_num(nan=0.0, posinf=0.0), "quaternion": quat}, min_pixels=1)
+    assert ref["area"].sum() > 20  # the non-finite rows are what removed the others

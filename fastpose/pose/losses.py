@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpose.errors import FastposeError
-from fastpose.pose.aggregate import class_field_pixels, gt_instance_quaternions
+from fastpose.pose.aggregate import class_field_pixels, flat_nonzero, gt_instance_quaternions
 from fastpose.pose.rotations import quat_conjugate, quat_product, safe_normalize
 
 # Background is ~90% of the pixels of a synthetic image and the foreground is split over 6 classes, so an
@@ -116,7 +116,7 @@ def _foreground_pixels(out: dict[str, Tensor], batch: dict[str, Tensor]) -> tupl
     cm = batch["class_mask"]
     B, H, W = cm.shape
     flat = cm.reshape(-1)
-    f = (flat > 0).nonzero().squeeze(1)
+    f = flat_nonzero(flat > 0)
     pred = class_field_pixels(out["quaternion"], f, flat[f]).float()  # fp32 even under mixed precision
     gt = class_field_pixels(batch["quaternion_map"], f, torch.ones_like(f)).float()
     return pred, gt
