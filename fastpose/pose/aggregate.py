@@ -255,12 +255,19 @@ def match_instances(pred_map: Tensor, pred_class: Tensor, gt_map: Tensor, gt_cla
     where unmatched.
     """
     K, G = pred_class.numel(), gt_class.numel()
-    dev = gt_map.device
+    joint = torch.bincount(pred_map.reshape(-1) * (G + 1) + gt_map.reshape(-1), minlength=(K + 1) * (G + 1))
+    joint = joint.view(K + 1, G + 1)  # pixel counts per (prediction or none, truth or none)
+    return _match_by_iou(joint[1:, 1:], joint.sum(1)[1:], joint.sum(0)[1:], pred_class, gt_class, iou_threshold)
+
+
+def _match_by_iou(inter: Tensor, area_p: Tensor, area_g: Tensor, pred_class: Tensor, gt_class: Tensor,
+                  iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """``match_instances`` given the pixel counts: ``inter`` (K, G), ``area_p`` (K,) and ``area_g`` (G,)."""
+    K, G = pred_class.numel(), gt_class.numel()
+    dev = gt_class.device
     if K == 0 or G == 0:
         return torch.full((G,), -1, dtype=torch.long, device=dev), torch.zeros(G, device=dev)
-    joint = torch.bincount(pred_map.reshape(-1) * (G + 1) + gt_map.reshape(-1), minlength=(K + 1) * (G + 1))
-    joint = joint.view(K + 1, G + 1).float()  # pixel counts per (prediction or none, truth or none)
-    area_p, area_g, inter = joint.sum(1)[1:], joint.sum(0)[1:], joint[1:, 1:]
+    inter, area_p, area_g = inter.float(), area_p.float(), area_g.float()
     iou = inter / (area_p[:, None] + area_g[None, :] - inter).clamp_min(1)
     iou = torch.where((pred_class[:, None] == gt_class[None, :]) & (iou >= iou_threshold) & (inter > 0),
                       iou, torch.zeros_like(iou))
@@ -294,13 +301,18 @@ def evaluate_batch(out: dict[str, Tensor], batch: dict[str, Tensor], iou_thresho
         B, H, W = inst.shape
         M = batch["inst_valid"].shape[1]
         valid = batch["inst_valid"].reshape(-1)
-        # Global ground-truth ids over the batch: 1 + (b * M + slot), remapped to the valid ones.
-        remap = torch.cumsum(valid.long(), 0) * valid  # 1-based id of each valid slot, 0 otherwise
-        table = torch.cat([remap.new_zeros(1), remap])  # entry 1 + b * M + slot; entry 0: background
-        offset = torch.arange(0, B * M, M, device=inst.device).view(B, 1, 1)
-        gt_map = table.index_select(0, (inst + offset * (inst > 0)).reshape(-1)).view(B, H, W)
+        # Ground-truth ids over the batch, 1 + the rank of the valid slot b * M + k (0: an invalid slot),
+        # on ground-truth foreground pixels, where every intersection and ground-truth area lies.
+        remap = torch.cumsum(valid.long(), 0) * valid
+        flat = inst.reshape(-1)
+        f = flat_nonzero(flat > 0)
+        gt_id = remap.index_select(0, (f // (H * W)) * M + flat.index_select(0, f) - 1)
         gt_class = batch["inst_class"].reshape(-1)[valid]
-        pred_index, iou = match_instances(pred["instance_map"], pred["class_id"], gt_map, gt_class, iou_threshold)
+        K, G = pred["class_id"].numel(), gt_class.numel()
+        pred_id = pred["instance_map"].reshape(-1).index_select(0, f)
+        joint = torch.bincount(pred_id * (G + 1) + gt_id, minlength=(K + 1) * (G + 1)).view(K + 1, G + 1)
+        pred_index, iou = _match_by_iou(joint[1:, 1:], pred["area"], joint.sum(0)[1:], pred["class_id"], gt_class,
+                                        iou_threshold)
         matched = pred_index >= 0
         safe = pred_index.clamp_min(0)
         zero = torch.zeros((), device=inst.device)
