@@ -130,9 +130,9 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     cls = batch["class_mask"].reshape(-1).index_select(0, f)
     q = class_field_pixels(out["quaternion"], f, cls, image).float()  # fp32 under AMP
     mean, count = aggregate_quaternions(q, group, B * M)
-    keep = (count > 0) & batch["inst_valid"].reshape(-1)
-    return {"pred": mean[keep], "gt": batch["inst_quat"].reshape(-1, 4)[keep].float(),
-            "class_id": batch["inst_class"].reshape(-1)[keep], "count": count[keep]}
+    keep = flat_nonzero((count > 0) & batch["inst_valid"].reshape(-1))
+    return {"pred": mean.index_select(0, keep), "gt": batch["inst_quat"].reshape(-1, 4).index_select(0, keep).float(),
+            "class_id": batch["inst_class"].reshape(-1).index_select(0, keep), "count": count.index_select(0, keep)}
 
 
 def connected_components(labels: Tensor, max_iter: int | None = None) -> Tensor:
@@ -301,13 +301,14 @@ def evaluate_batch(out: dict[str, Tensor], batch: dict[str, Tensor], iou_thresho
         B, H, W = inst.shape
         M = batch["inst_valid"].shape[1]
         valid = batch["inst_valid"].reshape(-1)
+        slots = flat_nonzero(valid)  # the valid slots b * M + k
         # Ground-truth ids over the batch, 1 + the rank of the valid slot b * M + k (0: an invalid slot),
         # on ground-truth foreground pixels, where every intersection and ground-truth area lies.
         remap = torch.cumsum(valid.long(), 0) * valid
         flat = inst.reshape(-1)
         f = flat_nonzero(flat > 0)
         gt_id = remap.index_select(0, (f // (H * W)) * M + flat.index_select(0, f) - 1)
-        gt_class = batch["inst_class"].reshape(-1)[valid]
+        gt_class = batch["inst_class"].reshape(-1).index_select(0, slots)
         K, G = pred["class_id"].numel(), gt_class.numel()
         pred_id = pred["instance_map"].reshape(-1).index_select(0, f)
         joint = torch.bincount(pred_id * (G + 1) + gt_id, minlength=(K + 1) * (G + 1)).view(K + 1, G + 1)
@@ -319,11 +320,11 @@ def evaluate_batch(out: dict[str, Tensor], batch: dict[str, Tensor], iou_thresho
         return {
             "pred_quat": torch.where(matched[:, None], pred["quat"][safe] if pred["quat"].numel() else
                                      torch.zeros(len(safe), 4, device=inst.device), zero),
-            "gt_quat": batch["inst_quat"].reshape(-1, 4)[valid].float(),
+            "gt_quat": batch["inst_quat"].reshape(-1, 4).index_select(0, slots).float(),
             "class_id": gt_class,
             "score": torch.where(matched, pred["score"][safe] if pred["score"].numel() else
                                  torch.zeros(len(safe), device=inst.device), zero),
             "matched": matched,
             "iou": iou,
-            "image": torch.arange(B, device=inst.device).repeat_interleave(M)[valid],
+            "image": slots // M,
         }
