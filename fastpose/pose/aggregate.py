@@ -209,9 +209,12 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     # Foreground: background probability below 1/2, i.e. l_0 < logsumexp(l_1..l_C) <= max_c l_c + log C.
     # The soft-max runs only on the pixels that pass this cheap bound (a soft-max or a max over the
     # channel dimension of the whole NCHW map is several times slower on CPU than element-wise maxima).
-    top = logits[:, 1]
-    for c in range(2, C1):
-        top = torch.maximum(top, logits[:, c])
+    if logits.is_contiguous():  # element-wise maxima of channel planes
+        top = logits[:, 1]
+        for c in range(2, C1):
+            top = torch.maximum(top, logits[:, c])
+    else:  # channels-last (or other) layouts: planes are strided, a reduction is faster there
+        top = logits[:, 1:].amax(1)
     f = flat_nonzero((logits[:, 0] < top + (math.log(C1 - 1) + 1e-3)).reshape(-1))
     image = f // HW
     elements, offset, sk = _pixel_elements(logits, f, image)
@@ -219,9 +222,10 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     x = elements.index_select(0, chan.reshape(-1)).view(C1, -1)  # (1 + C, candidates)
     best = x[1:].amax(0)  # channel-first: amax over the leading dimension is fast, max(0) and argmax(0) are not;
     # the winning class is the first reaching the maximum (as max(0) picks it): the least c + C1 * [x_c < best]
-    key = (best - x[1:]).sign_().mul_(C1).add_(torch.arange(C1 - 1.0, device=f.device)[:, None])
+    d = x[1:] - best  # <= 0, and 0 where the maximum is reached
+    key = d.sign().mul_(-C1).add_(torch.arange(C1 - 1.0, device=f.device)[:, None])
     pix_cls = key.amin(0).long()  # (a NaN key needs a NaN or infinite best logit: then s is NaN, not foreground)
-    e0, s = (x[0] - best).exp(), (x[1:] - best).exp().sum(0)  # soft-max numerators over exp(best)
+    e0, s = (x[0] - best).exp(), d.exp_().sum(0)  # soft-max numerators over exp(best)
     fg = flat_nonzero(e0 < s)  # background probability e0 / (e0 + s) below 1/2
     f, image, pix_cls = f.index_select(0, fg), image.index_select(0, fg), pix_cls.index_select(0, fg)
     conf = (e0 + s).index_select(0, fg).reciprocal()  # soft-max probability of the winning class
@@ -232,16 +236,16 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     big = torch.bincount(root, minlength=f.numel()) >= min_pixels
     rep = flat_nonzero(big)  # a pixel (the last) of each kept component, in the order of the compact ids
     K = rep.numel()
-    # compact ids for the kept components; pixels of small ones go to a dropped extra group K
-    inv = torch.where(big, torch.cumsum(big, 0) - 1, K).index_select(0, root)
+    image_k, class_k = image.index_select(0, rep), pix_cls.index_select(0, rep)  # shared by the component
+    kept = flat_nonzero(big.index_select(0, root))  # pixels of the kept components; the others are dropped
+    f, image, pix_cls, conf = (t.index_select(0, kept) for t in (f, image, pix_cls, conf))
+    inv = (torch.cumsum(big, 0) - 1).index_select(0, root.index_select(0, kept))  # compact ids 0..K-1
     q = class_field_pixels(out["quaternion"].detach(), f, pix_cls, image)
-    quat, area_k = aggregate_quaternions(q.float(), inv, K + 1)
-    score = torch.zeros(K + 1, device=logits.device).index_add_(0, inv, conf) / area_k.clamp_min(1)
-    image, class_id = image.index_select(0, rep), pix_cls.index_select(0, rep)  # shared by the component
+    quat, area_k = aggregate_quaternions(q.float(), inv, K)
+    score = torch.zeros(K, device=logits.device).index_add_(0, inv, conf) / area_k.clamp_min(1)
     instance_map = torch.zeros(B * H * W, dtype=torch.long, device=logits.device)
-    instance_map[f] = torch.where(inv < K, inv + 1, 0)
-    quat, area_k, score = quat[:K], area_k[:K], score[:K]
-    return {"image": image, "class_id": class_id, "score": score, "quat": quat, "area": area_k,
+    instance_map[f] = inv + 1
+    return {"image": image_k, "class_id": class_k, "score": score, "quat": quat, "area": area_k,
             "instance_map": instance_map.view(B, H, W)}
 
 
