@@ -40,27 +40,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from fastpose.pose.indexing import flat_nonzero, index_dtype
 from fastpose.pose.rotations import _NORM_EPS, safe_normalize
-
-
-def flat_nonzero(mask: Tensor) -> Tensor:
-    """Positions (n,) int64 of the true entries of a 1-D bool ``mask``, increasing: ``mask.nonzero()[:, 0]``.
-
-    On CPU this goes through numpy's ``flatnonzero``, several times faster than ``torch.nonzero`` there
-    (about 7x on 131k entries, one thread); elsewhere it is ``torch.nonzero``. Same result either way.
-    """
-    if mask.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(mask.numpy())).long()
-    return mask.nonzero().squeeze(1)
-
-
-def _index_dtype(bound: int) -> torch.dtype:
-    """int32 for indices below ``bound`` when it fits (half the memory traffic of int64), else int64."""
-    return torch.int32 if bound < 2 ** 31 else torch.long
 
 
 def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
@@ -68,7 +52,7 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
 
     Returns ``(mean, count)``: unit quaternions (num_groups, 4) (zero for an empty group) and pixel counts.
     """
-    idx = _index_dtype(num_groups * 4)  # int32 indices where they fit: bincount and gathers run faster
+    idx = index_dtype(num_groups * 4)  # int32 indices where they fit: bincount and gathers run faster
     group = group.to(idx)
     count = torch.bincount(group, minlength=num_groups)
     ones = torch.ones(4, dtype=q.dtype, device=q.device)  # sums over the last dimension of 4 as mat-vecs:
@@ -85,7 +69,7 @@ def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Te
         qd = qn.detach()
         # Reference signs: the component with the largest mean square (the largest diagonal entry of
         # Markley's matrix sum q q^T; at least 1/4 for a unit quaternion) is made positive ...
-        element = _index_dtype(4 * len(q))
+        element = index_dtype(4 * len(q))
         axis = group_sum(qd * qd).argmax(1).to(element).index_select(0, group)
         pivot = qd.reshape(-1).index_select(0, torch.arange(0, 4 * len(q), 4, dtype=element, device=q.device) + axis)
         first = group_sum(qd * torch.where(pivot < 0, -1.0, 1.0).to(q.dtype)[:, None])
@@ -110,7 +94,7 @@ def _pixel_elements(t: Tensor, flat_pixel: Tensor, image: Tensor | None = None) 
         elements, offset = t.reshape(-1), flat_pixel + b * (sb - H * W)
     else:  # channels-last (sh == W * sw): b * sb + p * sw
         elements, offset = t.as_strided((t.numel(),), (1,)), flat_pixel * sw + b * (sb - H * W * sw)
-    return elements, offset.to(_index_dtype(t.numel())), sk
+    return elements, offset.to(index_dtype(t.numel())), sk
 
 
 def class_field_pixels(quaternion: Tensor, flat_pixel: Tensor, cls: Tensor, image: Tensor | None = None) -> Tensor:
@@ -171,7 +155,7 @@ def _component_ids(flat: Tensor, pos: Tensor, H: int, W: int, max_iter: int | No
     if pos.numel() == 0:
         return pos.clone()
     BHW = flat.numel()
-    idx = _index_dtype(BHW + W)  # int32 run ids and positions where they fit: less memory traffic
+    idx = index_dtype(BHW + W)  # int32 run ids and positions where they fit: less memory traffic
     image = pos // (H * W) if image is None else image
     lab = flat.index_select(0, pos)
     row_start = (pos // W) * W

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpose.errors import FastposeError
-from fastpose.pose.aggregate import class_field_pixels, flat_nonzero, gt_instance_quaternions
+from fastpose.pose.aggregate import class_field_pixels, gt_instance_quaternions
+from fastpose.pose.indexing import flat_nonzero
 from fastpose.pose.rotations import quat_conjugate, quat_product, safe_normalize
 
 # Background is ~90% of the pixels of a synthetic image and the foreground is split over 6 classes, so an

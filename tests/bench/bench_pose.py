@@ -85,19 +85,22 @@ def naive_evaluate(out: dict, batch: dict, iou_threshold: float = 0.5, min_pixel
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def bench_render(n: int, size: int, chunk: int) -> dict[str, tuple[float, float]]:
+def bench_render(n: int, size: int, chunk: int, repeats: int = 1) -> dict[str, tuple[float, float]]:
     """Images per second of wall-clock time and per second of this process's CPU time (the fair figure
     on a machine shared with other work), rendering ``chunk`` images per call as a DataLoader batch does
-    (``__getitems__``), and one image per call (``ds[i]``), side by side."""
+    (``__getitems__``), and one image per call (``ds[i]``), interleaved round by round; the median of
+    ``repeats`` rounds of ``n`` images each."""
     ds = SyntheticPoseDataset(n + chunk, image_size=size, seed=0)
     ds.render(range(n, n + chunk))  # warm up
-    rates = {}
-    for name, step in (("batched", chunk), ("one by one", 1)):
-        start, cpu = time.perf_counter(), time.process_time()
-        for i in range(0, n, step):
-            ds.render(range(i, min(n, i + step)))
-        rates[name] = (n / (time.perf_counter() - start), n / (time.process_time() - cpu))
-    return rates
+    rates: dict[str, list[tuple[float, float]]] = {"batched": [], "one by one": []}
+    for _ in range(repeats):
+        for name, step in (("batched", chunk), ("one by one", 1)):
+            start, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, n, step):
+                ds.render(range(i, min(n, i + step)))
+            rates[name].append((n / (time.perf_counter() - start), n / (time.process_time() - cpu)))
+    return {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+            for name, rs in rates.items()}
 
 
 def three_object_batch(batch_size: int = 32) -> dict:
@@ -187,16 +190,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="images rendered for the rendering figure")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=32, help="images per render call (a DataLoader batch)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the aggregation benchmark")
+    parser.add_argument("--render-repeats", type=int, default=3, help="rounds of the rendering benchmark")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-step", action="store_true", help="also time FastPoseNet training steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     np.random.seed(0)
-    for name, (rate, cpu_rate) in bench_render(args.images, args.size, args.chunk).items():
+    for name, (rate, cpu_rate) in bench_render(args.images, args.size, args.chunk, args.render_repeats).items():
         how = f"{args.chunk} per call" if name == "batched" else "1 per call"
         print(f"rendering {name} ({how}): {rate:.0f} images/s wall-clock, {cpu_rate:.0f} images per CPU-second, "
-              f"at {args.size}x{args.size}, 1-3 objects, {args.threads} thread(s) (target >= 500)")
+              f"at {args.size}x{args.size}, 1-3 objects, {args.threads} thread(s), median of {args.render_repeats} "
+              f"rounds of {args.images} (target >= 500)")
     for name, layout in (("NCHW, as FastPoseNet returns them", torch.contiguous_format),
                          ("channels-last", torch.channels_last)):
         t_vec, t_naive, agree = bench_aggregation(args.repeats, layout)

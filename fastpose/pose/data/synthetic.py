@@ -45,6 +45,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from fastpose.pose.indexing import flat_nonzero
+
 
 CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")  # class ids 1..6, 0 = background
 SYMMETRIC_CLASSES = (1, 2, 4)  # bottle, bowl, can: symmetric about the object's y axis
@@ -466,10 +468,10 @@ class SyntheticPoseDataset(Dataset):
         # z-buffer: the nearest hit per pixel of the batch; exact ties go to the first primitive (object, then
         # part order within an image, so independent of the rest of the batch).
         nearest = torch.full((B * HW,), _INF).scatter_reduce(0, key, t_hit, "amin")
-        cand = (hit & (t_hit == nearest.index_select(0, key))).nonzero().squeeze(1)
+        cand = flat_nonzero(hit & (t_hit == nearest.index_select(0, key)))
         cand_key, cand_prim = key.index_select(0, cand), prim.index_select(0, cand)
         first_prim = torch.full((B * HW,), len(count), dtype=torch.long).scatter_reduce(0, cand_key, cand_prim, "amin")
-        w = cand[cand_prim == first_prim.index_select(0, cand_key)]  # (F,) one winning pair per visible pixel
+        w = cand.index_select(0, flat_nonzero(cand_prim == first_prim.index_select(0, cand_key)))  # (F,) winners
         key_f, depth_f, prim_f = key.index_select(0, w), t_hit.index_select(0, w), prim.index_select(0, w)
         own = own_p.index_select(0, prim_f)  # (F,) object of each visible pixel
         img_f = img_o.index_select(0, own)
@@ -537,18 +539,7 @@ class SyntheticPoseDataset(Dataset):
 
         inst = {"inst_valid": slots(valid_obj), "inst_class": slots(cls_obj), "inst_quat": slots(quat_obj),
                 "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj)}
-        class_mask = fields[:, 0].long()
-        instance_mask = fields[:, 1].long()
-        return [
-            {
-                "image": image[b],
-                "class_mask": class_mask[b],
-                "instance_mask": instance_mask[b],
-                "quaternion_map": fields[b, 6:10],
-                "nocs": fields[b, 3:6],
-                "depth": fields[b, 2],
-                "intrinsics": self.intrinsics.clone(),
-                **{k: v[b] for k, v in inst.items()},
-            }
-            for b in range(B)
-        ]
+        columns = {"image": image, "class_mask": fields[:, 0].long(), "instance_mask": fields[:, 1].long(),
+                   "quaternion_map": fields[:, 6:10], "nocs": fields[:, 3:6], "depth": fields[:, 2], **inst}
+        per_sample = {k: v.unbind(0) for k, v in columns.items()}  # views, one call per field
+        return [{**{k: v[b] for k, v in per_sample.items()}, "intrinsics": self.intrinsics.clone()} for b in range(B)]
