@@ -106,19 +106,26 @@ def class_field_pixels(quaternion: Tensor, flat_pixel: Tensor, cls: Tensor, imag
     return elements.index_select(0, idx.reshape(-1)).view(-1, 4)
 
 
+def _gt_foreground(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Ground-truth foreground pixels: flat positions ``b * H * W + p`` (n,), their image ``b`` (n,), and
+    their instance slot over the batch ``b * M + k`` (n,), from ``instance_mask`` (values 1..M)."""
+    inst = batch["instance_mask"]
+    B, H, W = inst.shape
+    M = batch["inst_valid"].shape[1]
+    flat = inst.reshape(-1)
+    f = flat_nonzero(flat > 0)
+    image = f // (H * W)
+    return f, image, image * M + flat.index_select(0, f) - 1
+
+
 def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Training path: aggregate predicted quaternions over each ground-truth instance's pixels.
 
     Uses the field of the instance's ground-truth class. Returns ``pred`` (N, 4) unit quaternions,
     ``gt`` (N, 4), ``class_id`` (N,) and ``count`` (N,) for the N valid instances with visible pixels.
     """
-    inst = batch["instance_mask"]
-    B, H, W = inst.shape
-    M = batch["inst_valid"].shape[1]
-    flat = inst.reshape(-1)
-    f = flat_nonzero(flat > 0)  # flat foreground pixels b * H * W + p
-    image = f // (H * W)
-    group = image * M + flat.index_select(0, f) - 1  # instance slot over the batch
+    B, M = batch["inst_valid"].shape
+    f, image, group = _gt_foreground(batch)
     cls = batch["class_mask"].reshape(-1).index_select(0, f)
     q = class_field_pixels(out["quaternion"], f, cls, image).float()  # fp32 under AMP
     mean, count = aggregate_quaternions(q, group, B * M)
@@ -294,16 +301,14 @@ def evaluate_batch(out: dict[str, Tensor], batch: dict[str, Tensor], iou_thresho
     with torch.no_grad():
         pred = predicted_instances(out, min_pixels)
         inst = batch["instance_mask"]
-        B, H, W = inst.shape
         M = batch["inst_valid"].shape[1]
         valid = batch["inst_valid"].reshape(-1)
         slots = flat_nonzero(valid)  # the valid slots b * M + k
         # Ground-truth ids over the batch, 1 + the rank of the valid slot b * M + k (0: an invalid slot),
         # on ground-truth foreground pixels, where every intersection and ground-truth area lies.
         remap = torch.cumsum(valid.long(), 0) * valid
-        flat = inst.reshape(-1)
-        f = flat_nonzero(flat > 0)
-        gt_id = remap.index_select(0, (f // (H * W)) * M + flat.index_select(0, f) - 1)
+        f, _, pixel_slot = _gt_foreground(batch)
+        gt_id = remap.index_select(0, pixel_slot)
         gt_class = batch["inst_class"].reshape(-1).index_select(0, slots)
         K, G = pred["class_id"].numel(), gt_class.numel()
         pred_id = pred["instance_map"].reshape(-1).index_select(0, f)
