@@ -79,6 +79,10 @@ class Run(Base):
     python_version: Mapped[str | None] = mapped_column(sa.String(64))
     torch_version: Mapped[str | None] = mapped_column(sa.String(64))
     lightning_version: Mapped[str | None] = mapped_column(sa.String(64))
+    # Where the process lives (revision 0004): /etc/machine-id (else the boot id) and the inode of
+    # /proc/self/ns/pid. The process table decides "lost" only when both match the reader's.
+    machine_id: Mapped[str | None] = mapped_column(sa.String(64))
+    pid_namespace: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     git: Mapped[GitStateRow | None] = relationship(back_populates="run", passive_deletes=True)
 
@@ -165,3 +169,18 @@ class AppliedWrite(Base):
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(16))  # heartbeat | log_metrics | finish | crash | add_note
     applied_at: Mapped[datetime] = mapped_column(When)
+
+
+class JournalIdentity(Base):
+    """The journal's identity (revision 0004): a single row with a UUID written when the journal is created.
+
+    Every spool line carries it; a spool is replayed only into the journal whose UUID it names, so a spool
+    written while a PostgreSQL journal was down is never replayed into a local SQLite journal (or vice versa).
+    """
+
+    __tablename__ = "journal_identity"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    journal_id: Mapped[str] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(When)

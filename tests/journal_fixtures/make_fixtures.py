@@ -127,8 +127,19 @@ def rows_0003() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0004() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0004: + runs.machine_id / runs.pid_namespace; journal_identity (its one row is written by the
+    migration itself, as for every journal upgraded to 0004, so it is not listed here)."""
+    rows = rows_0003()
+    for run in rows["runs"]:
+        run["machine_id"], run["pid_namespace"] = None, None
+    rows["runs"][0].update(machine_id="0f5c2a9e" * 4, pid_namespace=4026531836)
+    rows["runs"][3].update(machine_id="boot:6b1d" + "e" * 23, pid_namespace=4026532299)
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
-ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003}
+ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004}
 
 
 def write_fixture(revision: str, path: Path) -> None:
