@@ -150,11 +150,11 @@ def compare(
 
         print(json.dumps(cmp.to_json(), indent=2, default=str))
         return
-    from rich.console import Console
+    from fastpose.text import safe_console, visible
 
-    render(cmp, Console())
+    render(cmp, safe_console())
     if plot is not None:
-        print(f"plot written to {plot}")
+        print(f"plot written to {visible(plot)}")
 
 
 def main() -> None:

@@ -184,6 +184,7 @@ def render(cmp: Comparison, console: Console) -> None:
     from rich.text import Text
 
     from fastpose.journal.views import STATUS_STYLE, fmt_duration, fmt_value, sparkline
+    from fastpose.text import lit
 
     runs = Table(title="runs", title_justify="left")
     runs.add_column("")
@@ -202,8 +203,8 @@ def render(cmp: Comparison, console: Console) -> None:
         epochs = cmp.epochs(run)
         span = f"{len(epochs)} ({epochs[0]}-{epochs[-1]})" if epochs else "0"
         runs.add_row(
-            f"#{i}", f"{run.id} · {run.label}", Text(run.status, style=STATUS_STYLE.get(run.status, "")),
-            span, fmt_duration(run.duration_s), commit,
+            f"#{i}", lit(f"{run.id} · {run.label}"), lit(run.status, STATUS_STYLE.get(run.status, "")),
+            span, fmt_duration(run.duration_s), lit(commit),
         )
     console.print(runs)
 
@@ -211,7 +212,7 @@ def render(cmp: Comparison, console: Console) -> None:
     table.add_column("metric")
     table.add_column("dir")
     for i, run in enumerate(cmp.runs, 1):
-        table.add_column(f"#{i} {run.name}")
+        table.add_column(lit(f"#{i} {run.name}"))
     for name in cmp.metrics:
         finals, bests = cmp.values(name, "final"), cmp.values(name, "best")
         wf, wb = cmp.winner(name, "final"), cmp.winner(name, "best")
@@ -235,7 +236,7 @@ def render(cmp: Comparison, console: Console) -> None:
                 text.append("\n" + sparkline(values, width=24), style="cyan")
             cells.append(text)
         arrow = "↓" if direction(name) == "min" else "↑"
-        table.add_row(name, arrow, *cells)
+        table.add_row(lit(name), arrow, *cells)
     console.print(table)
 
     diff = cmp.config_diff()
@@ -243,9 +244,9 @@ def render(cmp: Comparison, console: Console) -> None:
         cfg = Table(title="config keys that differ", title_justify="left")
         cfg.add_column("key")
         for i, run in enumerate(cmp.runs, 1):
-            cfg.add_column(f"#{i} {run.name}")
+            cfg.add_column(lit(f"#{i} {run.name}"))
         for key, values in diff.items():
-            cfg.add_row(key, *[repr(v) if isinstance(v, str) or v is None else str(v) for v in values])
+            cfg.add_row(lit(key), *[lit(repr(v) if isinstance(v, str) or v is None else str(v)) for v in values])
         console.print(cfg)
     else:
         console.print("config: identical")

@@ -177,10 +177,12 @@ def test_mark_lost_dead_pid_reused_pid_and_stale_heartbeat(journal_store: Journa
     reused = _start(journal_store, "REUSED")
     _set(journal_store, reused.id, proc_start=alive.proc_start - 1)  # same pid, another start time
     stale = _start(journal_store, "STALE")
-    _set(journal_store, stale.id, host="another-host", pid=1,
+    _set(journal_store, stale.id, host="another-host", machine_id="another-machine", pid=1,
          heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=5))
     fresh_remote = _start(journal_store, "REMOTE")
-    _set(journal_store, fresh_remote.id, host="another-host", pid=1)
+    # Same hostname, but another PID namespace (a container with host networking): its pid means nothing
+    # in our process table, so only the heartbeat can tell (issue 11).
+    _set(journal_store, fresh_remote.id, pid=1, pid_namespace=(fresh_remote.pid_namespace or 0) + 1)
     done = _start(journal_store, "DONE")
     journal_store.finish(done.id)
 

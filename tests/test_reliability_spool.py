@@ -80,7 +80,9 @@ def test_torn_last_line_and_refused_writes(journal_store: JournalStore, tmp_path
     spool = tmp_path / SPOOL_NAME
     now = datetime.now(timezone.utc).isoformat()
     append_spool(spool, {"id": "a", "kind": "heartbeat", "run_id": run.id, "at": now, "args": {"epoch": 1}})
-    append_spool(spool, {"id": "b", "kind": "add_note", "run_id": 424242, "at": now, "args": {"text": "orphan"}})
+    # A write for this journal whose run is gone: refused for good, set aside with the reason.
+    append_spool(spool, {"id": "b", "kind": "add_note", "run_id": 424242, "at": now, "args": {"text": "orphan"},
+                         "journal": journal_store.journal_id()})
     with open(spool, "ab") as f:
         f.write(b'{"id": "c", "kind": "heartb')  # the writer died mid-append
     assert [r["id"] for r in read_spool(spool)] == ["a", "b"]
@@ -88,6 +90,10 @@ def test_torn_last_line_and_refused_writes(journal_store: JournalStore, tmp_path
     rejected = (tmp_path / "journal-spool.rejected.jsonl").read_text().splitlines()
     assert len(rejected) == 1 and json.loads(rejected[0])["id"] == "b" and "424242" in rejected[0]
     assert journal_store.get_run(run.id).epoch == 1
+    # A line without a journal id naming a run this journal does not have may be another journal's: kept.
+    append_spool(spool, {"id": "d", "kind": "add_note", "run_id": 424242, "at": now, "args": {"text": "elsewhere"}})
+    assert replay_spool(journal_store, spool) == (0, 0, 1)
+    assert [r["id"] for r in read_spool(spool)] == ["d"]
 
 
 # ------------------------------------------------------------------------------------- SQLite locked

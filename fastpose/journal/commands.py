@@ -30,10 +30,9 @@ journal_app = typer.Typer(
 
 
 def _console() -> Console:
-    from rich.console import Console
+    from fastpose.text import safe_console
 
-    # Piped output (tests, `| less`) gets a wide page so labels are never cut.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    return safe_console()  # no markup, control characters visible; piped output gets a wide page
 
 
 @journal_app.callback(invoke_without_command=True)

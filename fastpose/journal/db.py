@@ -347,7 +347,7 @@ def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
         try:
             return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver: one line for the user
-            raise JournalError(f"cannot use journal URL {_redact(url)}: {exc}") from None
+            raise JournalError(f"cannot use journal URL {redact_url(url)}: {exc}") from None
 
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "factory": _CountedConnection})
 
@@ -451,9 +451,9 @@ def _migrate_server(url: str) -> None:
                 current = MigrationContext.configure(conn).get_current_revision()
                 conn.commit()
                 if current != HEAD_REVISION:
-                    _check_known(current, where=_redact(url))
+                    _check_known(current, where=redact_url(url))
                     with conn.begin():
-                        _upgrade(conn, current=current, where=_redact(url))
+                        _upgrade(conn, current=current, where=redact_url(url))
             finally:
                 if is_pg:
                     conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
@@ -461,7 +461,7 @@ def _migrate_server(url: str) -> None:
     except FastposeError:
         raise
     except Exception as exc:  # noqa: BLE001 - server unreachable etc.: one line for the user
-        raise JournalError(f"cannot open journal {_redact(url)}: {str(exc).splitlines()[0]}") from None
+        raise JournalError(f"cannot open journal {redact_url(url)}: {str(exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
 
@@ -519,7 +519,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(orig).__name__
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and spool lines."""
+    if url.startswith("sqlite"):
+        return url
     try:
         from sqlalchemy.engine import make_url
 

@@ -230,6 +230,11 @@ class JournalReader:
         rows = self._fetch(f"SELECT id, run_id, text, created_at FROM notes WHERE {where} ORDER BY created_at, id", params)
         return [NoteRecord(r["id"], r["text"], to_utc(r["created_at"]), r["run_id"]) for r in rows]
 
+    def journal_id(self) -> str | None:
+        """This journal's UUID (revision 0004; written when the journal was created or upgraded)."""
+        rows = self._fetch("SELECT journal_id FROM journal_identity WHERE id = 1")
+        return rows[0]["journal_id"] if rows else None
+
     def counts(self) -> dict[str, int]:
         """Rows per table (tests and ``journal show`` footers)."""
         tables = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes")
@@ -335,14 +340,53 @@ def process_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def machine_id() -> str | None:
+    """This machine: ``/etc/machine-id`` (systemd, D-Bus), else ``boot:<kernel boot id>``; None if neither.
+
+    Hostnames are no identity: containers with host networking and lab machines cloned from one image share
+    them. A container without its own machine-id shares the host's boot id, and the PID namespace tells it
+    apart (``pid_namespace``).
+    """
+    for path, prefix in (("/etc/machine-id", ""), ("/var/lib/dbus/machine-id", ""),
+                         ("/proc/sys/kernel/random/boot_id", "boot:")):
+        try:
+            value = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value and len(value) <= 58:
+            return prefix + value
+    return None
+
+
+def pid_namespace() -> int | None:
+    """The inode of this process's PID namespace (``/proc/self/ns/pid``); None where there is none."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def same_process_table(run: RunRecord, host: str) -> bool:
+    """Can this process look the run's pid up in its own process table?
+
+    Only when the run was recorded on this machine (machine id) and in this PID namespace. Runs recorded
+    before revision 0004 have neither, and fall back to the hostname.
+    """
+    if run.machine_id is None and run.pid_namespace is None:
+        return run.host == host
+    return run.machine_id == machine_id() and run.pid_namespace == pid_namespace()
+
+
 def lost_reason(run: RunRecord, *, now: datetime, lost_after: float, host: str) -> str | None:
     """Why a running run counts as lost, or None if it may still be alive.
 
-    On this host the process table decides: the pid is gone, or now belongs to a process started at
-    another time. A live process is never marked lost, however long its epoch runs between heartbeats.
-    Elsewhere (or without a pid) only the heartbeat can tell: older than ``lost_after`` seconds is lost.
+    In the run's own process table (same machine and PID namespace, ``same_process_table``) the process
+    decides: the pid is gone, or now belongs to a process started at another time. A live process is never
+    marked lost, however long its epoch runs between heartbeats. Anywhere else (another machine, a container
+    or PID namespace with the same hostname, or no pid) only the heartbeat can tell: older than
+    ``lost_after`` seconds is lost.
     """
-    if run.pid and run.host == host:
+    if run.pid and same_process_table(run, host):
         ticks = process_start_ticks(run.pid)
         if ticks is None:
             return f"process {run.pid} on {host} is gone"

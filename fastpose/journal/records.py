@@ -81,6 +81,8 @@ class RunRecord:
     python_version: str | None = None
     torch_version: str | None = None
     lightning_version: str | None = None
+    machine_id: str | None = None  # /etc/machine-id, else "boot:<boot id>" (revision 0004)
+    pid_namespace: int | None = None  # inode of the run's PID namespace (revision 0004)
     git_commit: str | None = None
     git_dirty: bool | None = None
 

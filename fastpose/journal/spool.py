@@ -10,6 +10,15 @@ in order (at the latest at run end, in ``finish``/``crash``/``close``); ``fastpo
 it finds under ``<home>/runs`` (``replay_spools``). A replayed write whose id is already applied is skipped,
 so each lands exactly once, even one that committed although its caller saw the connection drop.
 
+A spool belongs to one journal. Every line carries the journal's UUID (``journal``, table
+``journal_identity``) and its URL with the password removed (``journal_url``, for messages only). A replay
+applies only the lines of the journal it is replaying into and leaves any other line in the spool, so a
+spool written while a PostgreSQL journal was down is never replayed into the local SQLite journal of the same
+home: ``fastpose journal`` says which spool waits for which journal instead. Lines without a journal id
+(written before it existed, or by a run that never reached its journal) are applied only to the run they
+name when that run's directory is the spool's own. Spools are found under ``<home>/runs`` without following
+symbolic links.
+
 The spool file is guarded by ``journal-spool.lock`` beside it (``flock``), so a training process appending
 and a ``fastpose journal`` replaying the same spool never interleave. A line the journal refuses for good
 (its run no longer exists) moves to ``journal-spool.rejected.jsonl`` with the reason, never silently away.
@@ -18,6 +27,7 @@ and a ``fastpose journal`` replaying the same spool never interleave. A line the
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -70,9 +80,14 @@ class SpoolingJournal:
         *,
         retry_after_s: float = 30.0,
         warn: Callable[[str], None] | None = None,
+        journal_id: str | None = None,
+        journal_url: str | None = None,
     ) -> None:
         self._store = store if not callable(store) or hasattr(store, "log_metrics") else None
         self._factory = None if self._store is not None else store
+        # The journal this run writes to; spooled lines carry it (taken from the store when not given).
+        self.journal_id = journal_id
+        self.journal_url = journal_url
         self.spool_path = Path(spool_path)
         self.retry_after_s = retry_after_s
         self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -85,7 +100,7 @@ class SpoolingJournal:
     @classmethod
     def for_run(
         cls, run_dir: str | os.PathLike[str], url: str | None = None, *, busy_timeout_s: float = 5.0,
-        write_attempts: int = 2, retry_after_s: float = 30.0,
+        write_attempts: int = 2, retry_after_s: float = 30.0, journal_id: str | None = None,
     ) -> SpoolingJournal:
         """What training uses: the journal at ``url`` (default: as configured) with short timeouts, so an
         outage blocks a training step for at most about ``busy_timeout_s * write_attempts`` once per
@@ -95,12 +110,21 @@ class SpoolingJournal:
         def open_store() -> Any:
             return JournalStore.open(url, busy_timeout_s=busy_timeout_s, write_attempts=write_attempts)
 
-        return cls(open_store, Path(run_dir) / SPOOL_NAME, retry_after_s=retry_after_s)
+        from fastpose.journal.db import journal_url, redact_url
+
+        return cls(open_store, Path(run_dir) / SPOOL_NAME, retry_after_s=retry_after_s, journal_id=journal_id,
+                   journal_url=redact_url(url or journal_url()))
 
     @property
     def store(self) -> Any:
         if self._store is None:
             self._store = self._factory()
+        if self.journal_id is None:
+            self.journal_id = self._store.journal_id()
+            if self.journal_url is None and getattr(self._store, "url", None):
+                from fastpose.journal.db import redact_url
+
+                self.journal_url = redact_url(self._store.url)
         return self._store
 
     def __getattr__(self, name: str) -> Any:  # reads and anything else: the store's own
@@ -170,7 +194,8 @@ class SpoolingJournal:
 
     def _submit(self, kind: str, run_id: int | None, args: dict[str, Any], at: datetime | None = None) -> Any:
         record = {"id": uuid.uuid4().hex, "kind": kind, "run_id": run_id,
-                  "at": (at or _now()).isoformat(), "args": args}
+                  "at": (at or _now()).isoformat(), "args": args,
+                  "journal": self.journal_id, "journal_url": self.journal_url}
         with self._lock:
             if self.spool_path.exists():  # keep the order: the spool goes in first
                 if time.monotonic() < self._retry_at:
@@ -225,7 +250,8 @@ def apply_write(store: Any, record: dict[str, Any]) -> Any:
     if kind == "heartbeat":
         return store.heartbeat(run_id, args.get("epoch"), args.get("step"), at=at, write_id=wid)
     if kind == "log_metrics":
-        points = [MetricPoint(p[0], float(p[1]), p[2], p[3], datetime.fromisoformat(p[4])) for p in args["points"]]
+        points = [MetricPoint(p[0], float("nan") if p[1] is None else float(p[1]), p[2], p[3],
+                              datetime.fromisoformat(p[4])) for p in args["points"]]
         return store.log_metrics(run_id, points, at=at, write_id=wid)
     if kind == "finish":
         return store.finish(run_id, args.get("status", "completed"), args.get("epoch"), args.get("step"),
@@ -251,9 +277,14 @@ def _locked(spool_path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _dumps(record: dict[str, Any]) -> str:
+    """Strict JSON (no NaN/Infinity tokens: non-finite metric values are written as null)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def append_spool(spool_path: Path, record: dict[str, Any]) -> None:
     """Append one record as a JSON line, on disk (fsync) before returning."""
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    line = _dumps(record) + "\n"
     with _locked(spool_path):
         fd = os.open(spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -283,32 +314,73 @@ def read_spool(spool_path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def belongs_here(store: Any, record: dict[str, Any], spool_path: Path, journal_id: str | None,
+                 cache: dict[Any, bool]) -> bool:
+    """Is ``record`` a write for the journal of ``store`` (whose id is ``journal_id``)?
+
+    A record with a journal id: that id must be this journal's. Without one (older spools): the run it names
+    must exist here and have the spool's directory as its run directory (or none recorded).
+    """
+    owner = record.get("journal")
+    if owner is not None:
+        return owner == journal_id
+    run_id = record.get("run_id")
+    if run_id is None:
+        return True  # a day note: no run to clobber
+    if run_id not in cache:
+        try:
+            run = store.get_run(run_id)
+        except FastposeError:
+            cache[run_id] = False
+        else:
+            cache[run_id] = run.run_dir is None or os.path.realpath(run.run_dir) == os.path.realpath(spool_path.parent)
+    return cache[run_id]
+
+
+def waiting_for(records: list[dict[str, Any]]) -> str:
+    """The journal(s) the records of a spool wait for, for a message: ``<uuid> (<url>)``."""
+    owners = {}
+    for r in records:
+        owners.setdefault(r.get("journal"), r.get("journal_url"))
+    return ", ".join(f"journal {jid or '(unknown)'}" + (f" ({url})" if url else "") for jid, url in owners.items())
+
+
 def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
     """Replay ``spool_path`` into ``store`` in order: ``(applied, rejected, left)``.
 
-    Stops at the first outage and keeps the unapplied rest (``left`` > 0); removes the file when all is in.
-    Writes already applied (same id) count as applied and are not written again.
+    Only the lines that belong to this journal (``belongs_here``) are applied; the others stay in the spool
+    and count in ``left``. Stops at the first outage and keeps the unapplied rest (``left`` > 0); removes the
+    file only when every line is in. Writes already applied (same id) count as applied and are not written
+    again.
     """
     with _locked(spool_path):
         records = read_spool(spool_path)
         if not records:
             spool_path.unlink(missing_ok=True)
             return 0, 0, 0
+        journal_id = store.journal_id()
+        cache: dict[Any, bool] = {}
+        foreign = [r for r in records if not belongs_here(store, r, spool_path, journal_id, cache)]
+        if foreign:
+            records = [r for r in records if r not in foreign]
         applied = rejected = 0
         for i, record in enumerate(records):
             try:
                 apply_write(store, record)
             except Exception as exc:  # noqa: BLE001 - outage: keep the rest; refused for good: set aside
                 if is_outage(exc):
-                    _rewrite(spool_path, records[i:])
-                    return applied, rejected, len(records) - i
+                    _rewrite(spool_path, foreign + records[i:])
+                    return applied, rejected, len(foreign) + len(records) - i
                 # The journal refuses this write for good (its run is gone, a constraint): keep it beside the
                 # spool with the reason rather than blocking every later write behind it.
                 rejected += 1
                 with open(spool_path.with_name(REJECTED_NAME), "a", encoding="utf-8") as f:
-                    f.write(json.dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False) + "\n")
+                    f.write(_dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}) + "\n")
                 continue
             applied += 1
+        if foreign:
+            _rewrite(spool_path, foreign)
+            return applied, rejected, len(foreign)
         spool_path.unlink()
         return applied, rejected, 0
 
@@ -318,22 +390,49 @@ def _rewrite(spool_path: Path, records: list[dict[str, Any]]) -> None:
     tmp = spool_path.with_name(spool_path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            f.write(_dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, spool_path)
 
 
 def find_spools(home: Path) -> list[Path]:
-    """Spool files of the runs under ``home/runs`` (run directories are ``runs/<YY-MM-DD>/<HH-MM-...>``)."""
+    """Spool files of the runs under ``home/runs`` (run directories are ``runs/<YY-MM-DD>/<HH-MM-...>``).
+
+    Never follows a symbolic link (a linked day or run directory, or a linked spool file, is skipped), so
+    a replay only ever touches files inside ``<home>/runs``. Unreadable directories are skipped.
+    """
     runs = home / "runs"
-    if not runs.is_dir():
+    try:
+        if runs.is_symlink() or not runs.is_dir():
+            return []
+    except OSError:
         return []
-    return sorted({*runs.glob(f"*/{SPOOL_NAME}"), *runs.glob(f"*/*/{SPOOL_NAME}")})
+    found = []
+
+    def scan(directory: Path, depth: int) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.name == SPOOL_NAME and depth > 0 and entry.is_file(follow_symlinks=False):
+                    found.append(Path(entry.path))
+                elif depth < 2 and entry.is_dir(follow_symlinks=False):
+                    scan(Path(entry.path), depth + 1)
+            except OSError:
+                continue
+
+    scan(runs, 0)
+    return sorted(found)
 
 
 def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str], None]) -> int:
-    """Replay every spool under ``home``: the number of writes applied. An outage leaves them for later."""
+    """Replay every spool under ``home``: the number of writes applied. An outage leaves them for later;
+    a spool written for another journal is left where it is, with one line saying which it waits for."""
+    from fastpose.journal.db import redact_url
+
     spools = find_spools(home)
     if not spools:
         return 0
@@ -346,6 +445,7 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
         warn(f"warning: journal unreachable; {len(spools)} run spool(s) not replayed yet ({spools[0]} ...)")
         return 0
     try:
+        this = store.journal_id()
         for path in spools:
             try:
                 applied, rejected, left = replay_spool(store, path)
@@ -360,6 +460,12 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
             if applied or rejected:
                 warn(f"replayed {applied} journal writes from {path}"
                      + (f"; {rejected} refused, kept in {path.with_name(REJECTED_NAME)}" if rejected else ""))
+            if left > 0:
+                waiting = [r for r in read_spool(path) if r.get("journal") != this]
+                if waiting:
+                    warn(f"spool {path} waits for {waiting_for(waiting)}; this is journal {this} "
+                         f"({redact_url(store.url)}): it is replayed when fastpose next opens that journal")
+                    continue
             if left:
                 warn(f"warning: journal unreachable; {path} not fully replayed yet")
                 break
@@ -380,7 +486,9 @@ def _point_json(p: Any, now: datetime) -> list[Any]:
         p = MetricPoint(*p) if isinstance(p, (tuple, list)) else p
     if not isinstance(p.name, str) or not p.name or len(p.name) > 200:
         raise FastposeError(f"invalid metric name {p.name!r}")
-    value = float(p.value)  # NaN and inf round-trip through Python's json
+    value: float | None = float(p.value)
+    if not math.isfinite(value):
+        value = None  # strict JSON; the journal stores a non-finite value as NULL (NaN) either way
     return [p.name, value, p.epoch, p.step, (p.time or now).isoformat()]
 
 

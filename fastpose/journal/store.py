@@ -34,6 +34,8 @@ from fastpose.journal.reader import (
     JournalReader,
     UnknownRunError,
     lost_after_seconds,
+    machine_id,
+    pid_namespace,
     process_start_ticks,
 )
 from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord
@@ -195,6 +197,8 @@ class JournalStore(JournalReader):
             "python_version": versions.get("python") or sys.version.split()[0],
             "torch_version": versions.get("torch"),
             "lightning_version": versions.get("lightning"),
+            "machine_id": machine_id(),
+            "pid_namespace": pid_namespace(),
         }
 
         def work(conn: Connection) -> int:

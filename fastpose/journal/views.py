@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from fastpose.journal.metrics import HEADLINE
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
+from fastpose.text import lit, visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -212,7 +213,7 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
     from rich.text import Text
 
     if not log.runs and not log.day_notes:
-        console.print("[dim]No runs or notes in the journal match.[/dim]")
+        console.print(Text("No runs or notes in the journal match.", style="dim"))
         return
     for day in log.ordered_days():
         console.print(Text(f"{day:%Y-%m-%d %A}", style="bold underline"))
@@ -226,19 +227,19 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
                 table.add_row(
                     f"{local(run.started_at):%H:%M}",
                     f"#{run.id}",
-                    run.label,
-                    Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+                    lit(run.label),
+                    lit(run.status, STATUS_STYLE.get(run.status, "")),
                     fmt_duration(run.duration_s),
-                    metrics,
+                    lit(metrics),
                 )
                 last = last_traceback_line(run)
                 if last:
-                    table.add_row("", "", Text(f"  ✗ {last}", style="red"), "", "", "")
+                    table.add_row("", "", lit(f"  ✗ {last}", "red"), "", "", "")
                 for note in log.notes[run.id]:
-                    table.add_row("", "", Text(f"  ✎ {note.text}", style="italic"), "", "", "")
+                    table.add_row("", "", lit(f"  ✎ {note.text}", "italic"), "", "", "")
             console.print(table)
         for note in log.day_notes.get(day, []):
-            console.print(Text(f"  ✎ {local(note.created_at):%H:%M} {note.text}", style="italic"))
+            console.print(lit(f"  ✎ {local(note.created_at):%H:%M} {note.text}", "italic"))
         console.print()
 
 
@@ -263,7 +264,9 @@ def daily_log_markdown(log: DailyLog, title: str = "fastpose journal") -> str:
         for note in log.day_notes.get(day, []):
             out.append(f"- {local(note.created_at):%H:%M} note: {note.text}")
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    # User text (labels, notes, tracebacks, metric names) is data: control characters are made visible
+    # once, over the whole document (the rest of it is ours and holds none but newlines).
+    return visible("\n".join(out).rstrip() + "\n")
 
 
 # ----------------------------------------------------------------------------- one run
@@ -280,7 +283,7 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    status = Text(run.status, style=STATUS_STYLE.get(run.status, ""))
+    status = lit(run.status, STATUS_STYLE.get(run.status, ""))
     rows: list[tuple[str, Any]] = [
         ("id", str(run.id)),
         ("name", run.name),
@@ -300,11 +303,11 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     if run.error_message and run.status != "crashed":
         rows.append(("message", run.error_message))
     for key, value in rows:
-        head.add_row(key, value)
-    console.print(Panel(head, title=f"[bold]{run.label}", expand=False))
+        head.add_row(key, value if isinstance(value, Text) else lit(value))
+    console.print(Panel(head, title=lit(run.label, "bold"), expand=False))
 
     for note in reader.notes(run.id):
-        console.print(Text(f"✎ {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", style="italic"))
+        console.print(lit(f"✎ {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
 
     console.print(Text("config", style="bold"))
     console.print(JSON(json.dumps(run.config, default=str)))
@@ -314,20 +317,21 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     if git is None:
         console.print("  not recorded")
     elif not git.is_repo or git.commit is None:
-        console.print(f"  {git.error or 'not a git repository'}")
+        console.print(lit(f"  {git.error or 'not a git repository'}"))
     else:
         branch = git.branch or "(detached HEAD)"
-        console.print(f"  {git.commit}  {branch}  {'[yellow]dirty[/]' if git.dirty else '[green]clean[/]'}")
+        console.print(lit(f"  {git.commit}  {branch}  ")
+                      + (Text("dirty", style="yellow") if git.dirty else Text("clean", style="green")))
         if git.message:
-            console.print(Text(f"  {git.message.splitlines()[0]}", style="dim"))
+            console.print(lit(f"  {git.message.splitlines()[0]}", "dim"))
         for path, added, removed in diff_stat(git.diff):
-            console.print(Text(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
+            console.print(lit(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
         if git.untracked:
-            console.print(f"  untracked: {', '.join(git.untracked)}")
+            console.print(lit(f"  untracked: {', '.join(git.untracked)}"))
 
     if run.traceback or run.status == "crashed":
-        console.print(Text(f"traceback ({run.error_type}: {run.error_message})", style="bold red"))
-        console.print(Syntax(run.traceback or "", "pytb", word_wrap=True, background_color="default"))
+        console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
+        console.print(Syntax(visible(run.traceback or ""), "pytb", word_wrap=True, background_color="default"))
 
     summaries = reader.metric_summaries([run.id])[run.id]
     history: dict[str, list[float]] = defaultdict(list)
@@ -341,7 +345,7 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
         for name in sorted(set(summaries) | set(history)):
             s = summaries.get(name)
             table.add_row(
-                name,
+                lit(name),
                 str(len(history[name])),
                 fmt_value(s.final) if s else "-",
                 f"{fmt_value(s.best)} ({s.direction})" if s else "-",
@@ -350,4 +354,4 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
             )
         console.print(table)
     else:
-        console.print("[dim]no metrics logged[/dim]")
+        console.print(Text("no metrics logged", style="dim"))

@@ -204,7 +204,7 @@ def _run(
         from fastpose.training.callbacks import JournalCallback
 
         # Every write after the run row goes through the spool: a journal outage never stops training.
-        store = SpoolingJournal.for_run(run_dir, store.url)
+        store = SpoolingJournal.for_run(run_dir, store.url, journal_id=store.journal_id())
         state: dict[str, Any] = {"epoch": None, "step": None}
         journal = JournalCallback(store, run.id, heartbeat_s=HEARTBEAT_S)
         try:

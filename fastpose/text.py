@@ -1,0 +1,87 @@
+"""User text is data, never markup: one place that makes any string safe to show.
+
+Run names, notes, config values, command lines, paths, file names and tracebacks come from users (or from
+files users control). Two things can go wrong when they are printed:
+
+- rich reads ``[...]`` as markup: ``see [/bold]`` raises ``MarkupError``, ``/data/nocs[v2]`` prints as
+  ``/data/nocs``, ``:smile:`` becomes an emoji.
+- control characters reach the terminal: ``\\x1b[2J`` clears it, an OSC sequence sets its title or a link,
+  ``\\r`` overwrites what was printed, a bidi override reorders the line (and the Markdown export carries
+  them into every viewer).
+
+fastpose prints through ``safe_console()`` only: markup, emoji and highlighting are off, and every text
+segment is passed through ``visible()`` just before it is written, so whatever a renderable holds, no control
+character reaches the terminal (our own colours are styles, applied outside the text). ``lit()`` wraps a user
+string in a ``rich.text.Text`` with the escapes applied up front (so column widths are measured on what is
+shown). ``visible()`` is also what the Markdown export and the ``error:`` line go through. ``--json`` output is
+not touched: JSON escapes control characters itself and stays exact.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+# C0 controls except newline and tab, DEL, C1 controls, and the Unicode bidi/isolate overrides; lone
+# surrogates (undecodable bytes from the OS, decoded with surrogateescape) too.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_NO_NL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\x{code:02x}")
+    return f"\\u{code:04x}"
+
+
+def visible(text: object, *, newlines: bool = True) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u202e``); ``newlines=False``
+    escapes newlines and tabs too (for one-line cells and the ``error:`` line)."""
+    s = text if isinstance(text, str) else str(text)
+    return (_UNSAFE if newlines else _UNSAFE_NO_NL).sub(_escape, s)
+
+
+def lit(text: object, style: str = "", *, newlines: bool = True) -> Text:
+    """A user string as literal rich ``Text`` (no markup), control characters visible."""
+    from rich.text import Text
+
+    return Text(visible("" if text is None else text, newlines=newlines), style=style)
+
+
+def clean_str(text: str) -> str:
+    """A string safe to store (UTF-8 encodable): undecodable bytes that the OS handed over as lone
+    surrogates (non-UTF-8 paths, arguments, environment) become ``\\xNN`` escapes."""
+    if not isinstance(text, str):
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return re.sub("[\ud800-\udfff]", _escape, text)
+
+
+def safe_console(**kwargs: Any) -> Console:
+    """The Console every fastpose command prints with (see the module docstring)."""
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        def _render_buffer(self, buffer):  # noqa: ANN001, ANN202 - rich's own hook, one place for all output
+            return super()._render_buffer(
+                seg if seg.control else Segment(visible(seg.text), seg.style, seg.control) for seg in buffer
+            )
+
+    options = {"markup": False, "emoji": False, "highlight": False}
+    if "width" not in kwargs:
+        options["width"] = None if sys.stdout.isatty() else 200  # piped output: a wide page, labels never cut
+    options.update(kwargs)
+    return SafeConsole(**options)
