@@ -117,15 +117,16 @@ def note(
 
 
 @journal_app.command()
-def export(path: Annotated[Path, typer.Argument(help="Markdown file to write (replaced if it exists).")]) -> None:
+def export(
+    path: Annotated[Path, typer.Argument(help="Markdown file to write (a new file; see --force).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it is an existing regular file.")] = False,
+) -> None:
     """Write the whole journal as Markdown, grouped by day, newest first."""
-    if path.is_dir():
-        raise FastposeError(f"{path} is a directory; give a file name like journal.md")
-    if not path.parent.is_dir():
-        raise FastposeError(f"cannot write {path}: directory {path.parent} does not exist")
-    from fastpose.journal.views import DailyLog, daily_log_markdown
+    from fastpose.journal.export import check_export_target, write_atomically
 
+    target = check_export_target(path, force=force)  # refuses before anything is read or written
     from fastpose.journal.reader import open_reader
+    from fastpose.journal.views import DailyLog, daily_log_markdown
 
     replay_spools()
     reader = open_reader()
@@ -137,11 +138,10 @@ def export(path: Annotated[Path, typer.Argument(help="Markdown file to write (re
             log = DailyLog(reader, reader.list_runs(), reader.day_notes())
         finally:
             reader.close()
-    text = daily_log_markdown(log)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {path}")
+    write_atomically(target, daily_log_markdown(log), force=force)
+    from fastpose.text import visible
+
+    print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {visible(path)}")
 
 
 def replay_spools() -> int:
