@@ -140,15 +140,19 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences."""
-    from fastpose.compare import load_comparison, plot as plot_runs, render
+    from fastpose.compare import check_plot_path, load_comparison, plot as plot_runs, render
 
+    if plot is not None:
+        check_plot_path(plot)  # before reading anything
     cmp = load_comparison(list(runs))
     if plot is not None:
         plot_runs(cmp, str(plot))
     if json_out:
         import json
 
-        print(json.dumps(cmp.to_json(), indent=2, default=str))
+        from fastpose.journal.views import strict_json
+
+        print(strict_json(cmp.to_json(), indent=2))
         return
     from fastpose.text import safe_console, visible
 
@@ -157,12 +161,48 @@ def compare(
         print(f"plot written to {visible(plot)}")
 
 
-def main() -> None:
-    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+def check_argv(argv: list[str]) -> None:
+    """Arguments must be text: bytes that are not UTF-8 (decoded by Python as lone surrogates) are refused."""
+    for i, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            from fastpose.text import visible
+
+            raise FastposeError(f"argument {i} ({visible(arg, newlines=False)}) is not valid UTF-8") from None
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    The one place errors reach the user: a FastposeError, or a failure the user's environment caused
+    (``fastpose.errors.as_user_error``: permissions, a read-only or full disk, a locked journal), becomes one
+    ``error:`` line on stderr (control characters made visible) and its exit code, 2 unless documented
+    otherwise. Anything else is a bug and keeps its traceback. ``FASTPOSE_DEBUG=1`` shows every traceback.
+    """
+    from fastpose.errors import as_user_error
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        app()
-    except FastposeError as exc:
-        if os.environ.get("FASTPOSE_DEBUG"):
+        check_argv(argv)
+        from fastpose.environment import check_environment
+
+        check_environment()
+        app(args=argv, prog_name="fastpose")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as exc:
+        error = as_user_error(exc)
+        if error is None or os.environ.get("FASTPOSE_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        from fastpose.text import visible
+
+        print(f"error: {visible(error, newlines=False)}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point (``fastpose``): see ``run``."""
+    sys.exit(run())

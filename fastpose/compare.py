@@ -252,6 +252,31 @@ def render(cmp: Comparison, console: Console) -> None:
         console.print("config: identical")
 
 
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def check_plot_path(path: Any) -> None:
+    """Refuse a plot path matplotlib cannot or should not write, before anything is read."""
+    from pathlib import Path
+
+    from fastpose.text import visible
+
+    path = Path(path)
+    shown = visible(path, newlines=False)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise FastposeError(f"--plot {shown}: the file name must end in .{', .'.join(PLOT_FORMATS)}")
+    try:
+        if path.is_dir():
+            raise FastposeError(f"--plot {shown} is a directory; give a file name like curves.png")
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise FastposeError(f"--plot {shown}: not a regular file")
+        if not path.parent.is_dir():
+            raise FastposeError(f"--plot {shown}: directory {visible(path.parent, newlines=False)} does not exist")
+    except OSError as exc:
+        raise FastposeError(f"--plot {shown}: {exc.strerror or exc}") from None
+
+
 def plot(cmp: Comparison, path: str) -> None:
     """One panel per metric, one line per run, value over epochs (matplotlib, Agg: no display needed)."""
     import matplotlib

@@ -8,6 +8,7 @@ checkpoint), and ``validate`` raises ``ConfigError`` with a one-line message nam
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +164,17 @@ class RunConfig:
             raise ConfigError(f"--lr and --eps must be > 0 (got lr={t.lr}, eps={l.eps})")
         if l.mask_weight < 0 or l.rot_weight < 0:
             raise ConfigError("loss weights must be >= 0")
+        for label, value in (("lr", t.lr), ("weight-decay", t.weight_decay), ("eps", l.eps),
+                             ("mask-weight", l.mask_weight), ("rot-weight", l.rot_weight),
+                             ("limit-train-batches", t.limit_train_batches),
+                             ("limit-val-batches", t.limit_val_batches)):
+            if not math.isfinite(value):
+                raise ConfigError(f"--{label} must be a finite number, got {value!r}")
+        check_devices(t.devices)
+        for label, value in (("accelerator", t.accelerator), ("strategy", t.strategy)):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+                raise ConfigError(f"--{label} {value!r}: a Lightning {label} name such as "
+                                  + ("cpu, gpu or auto" if label == "accelerator" else "auto, ddp or ddp_spawn"))
         if d.dataset == "nocs":
             if not d.data_root:
                 raise ConfigError("--dataset nocs needs --data-root PATH")
@@ -195,7 +207,11 @@ def build_config(file: str | Path | None = None, updates: dict[str, Any] | None 
     The run needs a name from the file or the updates; the result is validated.
     """
     data = load_toml(file) if file is not None else {}
-    config = RunConfig.from_dict(data).override(updates or {})
+    try:
+        config = RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {file})") from None
+    config = config.override(updates or {})
     if "name" not in data and "name" not in (updates or {}):
         raise ConfigError('a run needs a name: pass --name NAME (or set name = "..." in the config file)')
     return config.validate()
@@ -212,15 +228,64 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
 
 
+def check_devices(value: str) -> str:
+    """``--devices``: a count (``1``, ``-1`` = all), a list of indices (``0,1``), or ``auto``."""
+    text = str(value).strip()
+    if text == "auto" or re.fullmatch(r"-1|[1-9][0-9]{0,3}", text) or re.fullmatch(r"[0-9]{1,4}(,[0-9]{1,4})*,?", text):
+        return text
+    raise ConfigError(f"--devices {value!r}: a count like 2, a list like 0,1, -1 (all) or auto")
+
+
 def _choice(label: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {label} {value!r}; choose one of: {', '.join(choices)}")
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def check_type(key: str, value: Any, annotation: str) -> Any:
+    """``value`` if it fits the field type ``annotation`` (``"float"``, ``"str | None"``, ...), else ConfigError.
+
+    Typed like the dataclass says: ints for int fields (not bools), numbers for float fields (finite: no
+    NaN or infinity anywhere in a config, which is stored as strict JSON), strings for str fields, and None
+    only where the type admits it. Returns the value converted where it is lossless (an int for a float).
+    """
+    kinds = [part.strip() for part in annotation.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"config key {key!r} must be {_TYPE_NAMES.get(kinds[0], kinds[0])}, got no value")
+    for kind in kinds:
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > 2**53:
+                raise ConfigError(f"config key {key!r} is out of range: {value}")
+            return value
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+            return float(value) if isinstance(value, int) and abs(value) <= 2**53 else value
+        if kind == "str" and isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"config key {key!r} is not valid UTF-8") from None
+            if "\x00" in value or len(value) > 4096:
+                raise ConfigError(f"config key {key!r}: a NUL character or more than 4096 characters")
+            return value
+    want = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds if k != "None")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ConfigError(f"config key {key!r} must be {want}, got {type(value).__name__} {shown}")
 
 
 def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
@@ -236,5 +301,5 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(current):
             _merge(current, value, prefix=f"{prefix}{key}.")
         else:
-            setattr(obj, key, value)
+            setattr(obj, key, check_type(prefix + key, value, str(fields[key].type)))
     return obj

@@ -19,6 +19,8 @@ not touched: JSON escapes control characters itself and stays exact.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -85,3 +87,20 @@ def safe_console(**kwargs: Any) -> Console:
         options["width"] = None if sys.stdout.isatty() else 200  # piped output: a wide page, labels never cut
     options.update(kwargs)
     return SafeConsole(**options)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``value``: no ``NaN``/``Infinity`` tokens (written as null), times as ISO text.
+    What every ``--json`` output, the journal's JSON columns and the spool are written with."""
+    return json.dumps(finite_json(value), allow_nan=False, default=str, **kwargs)

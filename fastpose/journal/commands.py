@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_LIMIT = 50
+MAX_LIMIT = 10**9
 
 journal_app = typer.Typer(
     help="The journal: the daily log of runs and notes, written by the runs themselves.",
@@ -56,8 +57,8 @@ def journal(
         from fastpose.config import validate_name
 
         validate_name(name)
-    if limit < 0:
-        raise FastposeError(f"--limit must be >= 0, got {limit}")
+    if not 0 <= limit <= MAX_LIMIT:
+        raise FastposeError(f"--limit must be between 0 (all) and {MAX_LIMIT:,}, got {limit}")
 
     replay_spools()
     reader = open_reader()
@@ -69,14 +70,14 @@ def journal(
     from fastpose.journal.views import load_daily_log, render_daily_log
 
     try:
-        reader.mark_lost()
+        mark_lost(reader)
         log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None)
     finally:
         reader.close()
     if as_json:
-        import json
+        from fastpose.journal.views import strict_json
 
-        print(json.dumps(log.to_json(), indent=2))
+        print(strict_json(log.to_json(), indent=2))
         return
     render_daily_log(log, _console())
 
@@ -89,7 +90,7 @@ def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label pr
     replay_spools()
     reader = _require_reader()
     try:
-        reader.mark_lost()
+        mark_lost(reader)
         record = reader.resolve(run)
         render_run(record, reader, _console())
     finally:
@@ -134,7 +135,7 @@ def export(
         log = DailyLog(None, [], [])
     else:
         try:
-            reader.mark_lost()
+            mark_lost(reader)
             log = DailyLog(reader, reader.list_runs(), reader.day_notes())
         finally:
             reader.close()
@@ -142,6 +143,21 @@ def export(
     from fastpose.text import visible
 
     print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {visible(path)}")
+
+
+def mark_lost(reader) -> None:  # noqa: ANN001 - JournalReader
+    """Mark runs whose process is gone as lost; on a journal this process cannot write (read-only file or
+    disk, full disk, locked), say so in one line on stderr and show the journal as it is."""
+    from fastpose.errors import as_user_error
+    from fastpose.text import visible
+
+    try:
+        reader.mark_lost()
+    except Exception as exc:  # noqa: BLE001 - sorted just below
+        error = as_user_error(exc)
+        if error is None:
+            raise
+        print(f"warning: {visible(error, newlines=False)}", file=sys.stderr)
 
 
 def replay_spools() -> int:

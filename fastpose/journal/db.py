@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Iterator
 from urllib.parse import unquote, urlsplit
 
 from fastpose.errors import FastposeError
+from fastpose.text import strict_json
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -155,10 +156,23 @@ def holds_connection(path: Path) -> bool:
 
 
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A stdlib connection with the journal's pragmas (autocommit; ``BEGIN`` explicitly to write)."""
+    """A stdlib connection with the journal's pragmas (autocommit; ``BEGIN`` explicitly to write).
+
+    ``readonly``: ``mode=ro``; where SQLite cannot even create the WAL index beside a read-only journal (a
+    read-only directory or file system), ``immutable=1``, which reads the file as it is without any lock.
+    """
     if readonly:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                               factory=_CountedConnection)
+        conn = None
+        for extra in ("", "&immutable=1"):
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro{extra}", uri=True, isolation_level=None,
+                                   factory=_CountedConnection)
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                break
+            except sqlite3.OperationalError:
+                conn.close()
+                if extra:
+                    raise
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                factory=_CountedConnection)
@@ -189,9 +203,12 @@ def check_sqlite_file(path: Path) -> None:
         raise JournalError(f"journal path {path} is a directory, not a SQLite database file")
     if holds_connection(path):  # checked when the first one opened; reopening would drop its locks (_HELD)
         return
-    with open(path, "rb") as f:
-        head = f.read(100)
-        size = os.fstat(f.fileno()).st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from None
     if not head:
         return  # empty: SQLite treats it as a new database
     if head[: len(_SQLITE_MAGIC)] != _SQLITE_MAGIC[: len(head)] or (len(head) >= 16 and head[:16] != _SQLITE_MAGIC):
@@ -214,6 +231,11 @@ def damaged_journal(path: Path | str, why: object) -> JournalError:
         f"journal {path} is damaged ({why}); it was left untouched: restore a backup "
         f"({Path(str(path)).name}.bak-*) or move it away to start a new journal"
     )
+
+
+def is_writable(path: Path) -> bool:
+    """Can this process write the SQLite journal at ``path`` (the file and the directory for its WAL)?"""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def sqlite_revision(path: Path) -> str | None:
@@ -345,11 +367,12 @@ def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
         if url.startswith("postgresql"):  # a server that does not answer must not hang a training run
             connect_args["connect_timeout"] = max(1, round(busy_timeout_ms / 1000))
         try:
-            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=strict_json)
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver: one line for the user
             raise JournalError(f"cannot use journal URL {redact_url(url)}: {exc}") from None
 
-    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "factory": _CountedConnection})
+    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "factory": _CountedConnection},
+                              json_serializer=strict_json)  # the same strict JSON on SQLite and PostgreSQL
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001

@@ -65,6 +65,8 @@ class JournalReader:
 
     # ----------------------------------------------------------------- runs
     def get_run(self, run_id: int) -> RunRecord:
+        if not isinstance(run_id, int) or not 0 <= run_id < 2**63:
+            raise UnknownRunError(f"no run with id {run_id!r}")
         runs = self._runs("r.id = :id", {"id": int(run_id)})
         if not runs:
             raise UnknownRunError(f"no run with id {run_id}")
@@ -99,7 +101,7 @@ class JournalReader:
         ref = str(ref).strip()
         if not ref:
             raise UnknownRunError("empty run reference; give an id, a label, a label prefix or a NAME")
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit() and len(ref) <= 18:  # "٣" is not run 3; ids fit in 64 bits
             runs = self._runs("r.id = :id", {"id": int(ref)})
             if runs:
                 return runs[0]
@@ -244,10 +246,11 @@ class JournalReader:
 class SqliteReader(JournalReader):
     """``JournalReader`` on the stdlib ``sqlite3``: only for a journal already at HEAD_REVISION."""
 
-    def __init__(self, path: Path, url: str) -> None:
+    def __init__(self, path: Path, url: str, *, readonly: bool = False) -> None:
         self.path = path
         self.url = url
-        self._conn = db.connect_sqlite(path)
+        self.readonly = readonly
+        self._conn = db.connect_sqlite(path, readonly=readonly)
 
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
@@ -261,8 +264,12 @@ class SqliteReader(JournalReader):
         return [dict(zip(names, row)) for row in rows]
 
     def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
-        if not self.lost_candidates(lost_after):
+        candidates = self.lost_candidates(lost_after)
+        if not candidates:
             return []
+        if self.readonly:
+            raise db.JournalError(f"the journal {self.path} is read-only: {len(candidates)} run(s) whose process "
+                                  "is gone are shown as they were recorded, not marked lost")
         from fastpose.journal.store import JournalStore  # the write path, rarely needed
 
         with JournalStore.open(self.url) as store:
@@ -290,7 +297,7 @@ def open_reader(url: str | None = None) -> JournalReader | None:
         if not path.exists():
             return None
         if db.sqlite_revision(path) == db.HEAD_REVISION:
-            return SqliteReader(path, url)
+            return SqliteReader(path, url, readonly=not db.is_writable(path))
     from fastpose.journal.store import JournalStore
 
     return JournalStore.open(url)
@@ -303,16 +310,9 @@ def lost_after_seconds(value: float | None = None) -> float:
     """The heartbeat age after which a running run is lost: argument, else $FASTPOSE_LOST_AFTER, else 120."""
     if value is not None:
         return float(value)
-    raw = os.environ.get("FASTPOSE_LOST_AFTER")
-    if not raw:
-        return DEFAULT_LOST_AFTER_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise FastposeError(f"$FASTPOSE_LOST_AFTER must be a number of seconds, got {raw!r}") from None
-    if not seconds > 0:
-        raise FastposeError(f"$FASTPOSE_LOST_AFTER must be > 0, got {raw!r}")
-    return seconds
+    from fastpose.environment import positive_seconds
+
+    return positive_seconds("FASTPOSE_LOST_AFTER", DEFAULT_LOST_AFTER_S)
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -421,11 +421,13 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now().astimezone()
     text = text.strip()
     try:
-        if text.endswith("d") and text[:-1].isdigit():
+        if text.endswith("d") and text[:-1].isascii() and text[:-1].isdigit():
+            if len(text) > 7:  # more than 999,999 days: before year 1
+                raise OverflowError
             day = now.date() - timedelta(days=int(text[:-1]))
         else:
             day = datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError:
-        raise FastposeError(f"--since {text!r}: use YYYY-MM-DD or Nd (e.g. 7d)") from None
-    local = datetime(day.year, day.month, day.day).astimezone()
-    return local.astimezone(timezone.utc)
+        local = datetime(day.year, day.month, day.day).astimezone()
+        return local.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise FastposeError(f"--since {text!r}: use YYYY-MM-DD or Nd (e.g. 7d) for a day after the year 1") from None

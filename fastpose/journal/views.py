@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from fastpose.journal.metrics import HEADLINE
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
-from fastpose.text import lit, visible
+from fastpose.text import finite_json, lit, strict_json, visible  # noqa: F401 - strict_json re-exported
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -155,12 +155,13 @@ def run_to_json(
         "checkpoint": run.checkpoint,
         "error_type": run.error_type,
         "error_message": run.error_message,
-        "config": run.config,
+        "config": finite_json(run.config),
     }
 
 
 def _json_num(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no NaN
+
 
 
 # ----------------------------------------------------------------------------- the daily log
@@ -310,7 +311,7 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
         console.print(lit(f"✎ {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
 
     console.print(Text("config", style="bold"))
-    console.print(JSON(json.dumps(run.config, default=str)))
+    console.print(JSON(strict_json(run.config)))
 
     git = reader.git_state(run.id)
     console.print(Text("git", style="bold"))

@@ -42,7 +42,10 @@ from fastpose.errors import FastposeError
 
 SPEC_ENV = "FASTPOSE_DDP_SPEC"
 EXIT_CODES = {"completed": 0, "crashed": 1, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
-HEARTBEAT_S = float(os.environ.get("FASTPOSE_HEARTBEAT_S", "15"))  # the journal's lost limit is minutes
+def _heartbeat_s() -> float:
+    from fastpose.environment import positive_seconds
+
+    return positive_seconds("FASTPOSE_HEARTBEAT_S", 15.0)  # the journal's lost limit is minutes
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def _run(
     ckpt_path: Path | None = None,
     store: Any = None,
 ) -> Outcome:
+    check_trainer_settings(config)  # a setting Lightning refuses is bad input: before any row or directory
     with StopSignals() as stop:
         # Built before the run row exists: a weights file that does not fit is a user error, nothing written.
         prepared, prepare_error = None, None
@@ -187,17 +191,21 @@ def _run(
         store = store or JournalStore.open()
         git = capture_git(cwd)
         label, run_dir, dir_error = _make_run_dir(journal_home(), config.label())
-        run = store.start_run(
-            name=config.name,
-            label=label,
-            config=config.to_dict(),
-            run_dir=str(run_dir),
-            command=command_line(),
-            git=git,
-            versions=_versions(),
-            parent_id=parent.id if parent is not None else None,
-            checkpoint=str(ckpt_path) if ckpt_path else None,
-        )
+        try:
+            run = store.start_run(
+                name=config.name,
+                label=label,
+                config=config.to_dict(),
+                run_dir=str(run_dir),
+                command=command_line(),
+                git=git,
+                versions=_versions(),
+                parent_id=parent.id if parent is not None else None,
+                checkpoint=str(ckpt_path) if ckpt_path else None,
+            )
+        except BaseException:
+            _remove_empty_run_dir(run_dir)  # never a run directory without a journal row
+            raise
         print(f"run {run.id} {label} ({run_dir})", file=sys.stderr)
 
         from fastpose.journal.spool import SpoolingJournal
@@ -206,7 +214,7 @@ def _run(
         # Every write after the run row goes through the spool: a journal outage never stops training.
         store = SpoolingJournal.for_run(run_dir, store.url, journal_id=store.journal_id())
         state: dict[str, Any] = {"epoch": None, "step": None}
-        journal = JournalCallback(store, run.id, heartbeat_s=HEARTBEAT_S)
+        journal = JournalCallback(store, run.id, heartbeat_s=_heartbeat_s())
         try:
             if note:
                 store.add_note(note, run_id=run.id)
@@ -270,6 +278,37 @@ def _final_best(summary: Any) -> tuple[float, float]:
     if isinstance(summary, (tuple, list)):
         return float(summary[0]), float(summary[1])
     return float(summary.final), float(summary.best)
+
+
+def check_trainer_settings(config: RunConfig) -> None:
+    """Build (and drop) a Trainer with the run's accelerator, devices, strategy, nodes and precision: a value
+    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists."""
+    from fastpose.config import ConfigError
+
+    _quiet_warnings()
+    t = config.train
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
+                       num_nodes=t.num_nodes, precision=t.precision, logger=False, enable_checkpointing=False,
+                       enable_progress_bar=False, enable_model_summary=False, max_epochs=1)
+    except Exception as exc:  # noqa: BLE001 - MisconfigurationException, ValueError, RuntimeError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"Lightning refuses --accelerator {t.accelerator!r} --devices {t.devices!r} --strategy {t.strategy!r} "
+            f"--num-nodes {t.num_nodes} --precision {t.precision!r}: {first}"
+        ) from None
+
+
+def _remove_empty_run_dir(run_dir: Path) -> None:
+    """Remove a run directory created for a run whose journal row could not be written (and its day
+    directory, when that is empty too). Only empty directories are removed."""
+    for path in (run_dir, run_dir.parent):
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def _make_run_dir(home: Path, label: str) -> tuple[str, Path, OSError | None]:
