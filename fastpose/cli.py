@@ -180,18 +180,43 @@ def run(argv: list[str] | None = None) -> int:
     ``error:`` line on stderr (control characters made visible) and its exit code, 2 unless documented
     otherwise. Anything else is a bug and keeps its traceback. ``FASTPOSE_DEBUG=1`` shows every traceback.
     """
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:  # `fastpose journal | head`: the reader left; end quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: list[str]) -> int:
     from fastpose.errors import as_user_error
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         check_argv(argv)
         from fastpose.environment import check_environment
 
         check_environment()
-        app(args=argv, prog_name="fastpose")
+        result = app(args=argv, prog_name="fastpose", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # a bad option or argument (click's UsageError): one line
+        from fastpose.text import visible
+
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `fastpose`: the help, as --help shows it
+            print(exc.format_message())  # type: ignore[attr-defined]
+            return 0
+
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {visible(exc.format_message(), newlines=False)}{where}", file=sys.stderr)  # type: ignore[attr-defined]
+        return getattr(exc, "exit_code", 2)
     except Exception as exc:
         error = as_user_error(exc)
         if error is None or os.environ.get("FASTPOSE_DEBUG"):
