@@ -1,8 +1,9 @@
-"""Bad input, one table of cases: each gives one clear line, exit code 2, and leaves journal and disk unchanged.
+"""Bad input, one table of cases (issue 11): each gives one clear line, its exit code, and leaves the journal
+and the disk unchanged.
 
-Every case runs the real CLI in a subprocess against a journal that already holds two runs (one named
-`TWIN_A`, one `TWIN_B`, so the prefix `2` is ambiguous), and compares row counts and the file tree of the
-journal home before and after.
+Every case runs the real CLI in a subprocess against a journal that already holds four runs (`A1`, `B1`,
+and `TWIN_A`/`TWIN_B`, so the prefix `26-11-28/23` is ambiguous), once on SQLite and once on PostgreSQL, and
+compares row counts and the file tree (the journal home and the files the cases use) before and after.
 """
 
 from __future__ import annotations
@@ -15,103 +16,291 @@ from pathlib import Path
 
 import pytest
 
+from conftest import JOURNAL_BACKENDS, drop_pg_database, fresh_pg_database, pg_admin_engine
 from fastpose.journal.git import capture_git
 from fastpose.journal.store import JournalStore
 
 TIMEOUT = 300
+TINY = ["--epochs", "1", "--train-size", "4", "--val-size", "4", "--batch-size", "2", "--image-size", "32",
+        "--no-progress"]
 
 
 def _tree(root: Path) -> dict[str, str]:
-    """Path -> sha256 of every file under root, except SQLite's own WAL/shm side files and the writer lock."""
+    """Path -> sha256 of every file (kind of every special file) under root, except SQLite's WAL/shm side files
+    and the writer lock."""
     out = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.endswith(("-wal", "-shm", ".lock")):
-            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.name.endswith(("-wal", "-shm", ".lock")):
+            continue
+        if path.is_symlink():
+            out[str(path.relative_to(root))] = "link -> " + os.readlink(path)
+        elif path.is_fifo():
+            out[str(path.relative_to(root))] = "fifo"
+        elif path.is_file():
+            st = path.stat()
+            out[str(path.relative_to(root))] = (  # big files (the weights): size and mtime, not a 100 MB hash
+                f"{st.st_size}/{st.st_mtime_ns}" if st.st_size > 1 << 20 else hashlib.sha256(path.read_bytes()).hexdigest()
+            )
+        elif path.is_dir():
+            out[str(path.relative_to(root))] = "dir"
     return out
 
 
-@pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("badinput")
+FILES = {
+    "bad.toml": b"[train]\nepochs = 3\nlr = = 0.1\n",
+    "unknown.toml": b"[train]\nepoch = 3\n",
+    "lr_str.toml": b'[train]\nlr = "fast"\n',
+    "weights_int.toml": b"[model]\nweights = 5\n",
+    "eps_list.toml": b"[loss]\neps = [1, 2]\n",
+    "epochs_float.toml": b"[train]\nepochs = 2.5\n",
+    "lr_nan.toml": b"[train]\nlr = nan\n",
+    "lr_inf.toml": b"[train]\nlr = inf\n",
+    "latin1.toml": b'name = "caf\xe9"\n',
+    "accel_int.toml": b"[train]\naccelerator = 3\n",
+    "size_bool.toml": b"[data]\nimage_size = true\n",
+    "section_scalar.toml": b"train = 5\n",
+    "name_int.toml": b"name = 5\n",
+    "unknown_section.toml": b"[optimizer]\nlr = 0.1\n",
+    "devices_int.toml": b"[train]\ndevices = 2\n",
+    "progress_str.toml": b'[train]\nprogress_bar = "yes"\n',
+    "root_list.toml": b'[data]\ndata_root = ["a", "b"]\n',
+    "existing.md": b"# my notes, not to be overwritten\n",
+}
+
+
+@pytest.fixture(scope="module", params=JOURNAL_BACKENDS)
+def populated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp(f"badinput-{request.param}")
     home = root / "home"
     env = dict(os.environ, FASTPOSE_HOME=str(home), COLUMNS="200")
-    env.pop("FASTPOSE_JOURNAL_URL", None)
-    store = JournalStore.open(url=f"sqlite:///{home / 'fastpose.db'}")
-    for name in ("TWIN_A", "TWIN_B"):
+    env.pop("FASTPOSE_DEBUG", None)
+    admin = None
+    if request.param == "postgresql":
+        admin = pg_admin_engine()
+        url = fresh_pg_database(admin)
+    else:
+        url = f"sqlite:///{home / 'fastpose.db'}"
+    env["FASTPOSE_JOURNAL_URL"] = url
+    store = JournalStore.open(url=url)
+    for i, name in enumerate(("A1", "B1", "TWIN_A", "TWIN_B")):
         run = store.start_run(
-            name=name, label=f"26-11-28/22-57-{name}-SYNTH-resnet18-scratch", config={"name": name},
-            run_dir=str(home / "runs" / name), command="test", git=capture_git(root),
-            versions={"python": "3"},
+            name=name, label=f"26-11-28/{22 + i // 2}-5{i}-{name}-SYNTH-resnet18-scratch", config={"name": name},
+            run_dir=str(home / "runs" / name), command="test", git=capture_git(root), versions={"python": "3"},
         )
         store.finish(run.id, status="completed")
+    store.add_note("a day note")
     store.close()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "fastpose.db.bak-20261128").write_bytes(b"backup")  # as an upgrade leaves it
 
-    # A weights file for another architecture (resnet50 keys) while the default backbone is resnet18.
     import torch
 
     from fastpose.pose.backbones import build_backbone
 
-    wrong = root / "resnet50-imagenet.pth"
-    torch.save(build_backbone("resnet50").state_dict(), wrong)
-    toml = root / "bad.toml"
-    toml.write_text('[train]\nepochs = 3\nlr = = 0.1\n')
-    unknown_key = root / "unknown.toml"
-    unknown_key.write_text('[train]\nepoch = 3\n')
-    return {"home": home, "env": env, "root": root, "wrong_weights": wrong, "toml": toml, "unknown": unknown_key}
+    torch.save(build_backbone("resnet50").state_dict(), root / "resnet50-imagenet.pth")  # another architecture
+    for name, data in FILES.items():
+        (root / name).write_bytes(data)
+    (root / "a_dir").mkdir()
+    (root / "link.md").symlink_to(root / "existing.md")
+    os.mkfifo(root / "fifo.md")
+    counter = JournalStore.open(url=url)  # one store for the row counts of every case
+    yield {"home": home, "env": env, "root": root, "url": url, "backend": request.param, "counter": counter}
+    counter.close()
+    if admin is not None:
+        drop_pg_database(admin, url)
+        admin.dispose()
 
 
-CASES = [
-    # (id, argv, words the one-line message must contain)
-    ("name ../x", ["train", "--name", "../x"], ["invalid run name"]),
-    ("name a/b", ["train", "--name", "a/b"], ["invalid run name"]),
-    ("name empty", ["train", "--name", ""], ["invalid run name"]),
-    ("name spaces", ["train", "--name", "my run"], ["invalid run name"]),
-    ("name 101 chars", ["train", "--name", "A" * 101], ["invalid run name"]),
-    ("name quotes", ["train", "--name", "x'; DROP TABLE runs;--"], ["invalid run name"]),
-    ("unknown run", ["journal", "show", "NOPE_NOT_HERE"], ["NOPE_NOT_HERE"]),
-    ("ambiguous run", ["journal", "show", "TWIN"], ["TWIN"]),
-    ("unknown run resume", ["resume", "NOPE_NOT_HERE"], ["NOPE_NOT_HERE"]),
-    ("unknown run compare", ["compare", "TWIN_A", "NOPE_NOT_HERE"], ["NOPE_NOT_HERE"]),
-    ("unknown loss", ["train", "--name", "X", "--loss", "l1"], ["unknown loss", "qloss"]),
-    ("unknown backbone", ["train", "--name", "X", "--backbone", "vgg16"], ["unknown backbone", "resnet18"]),
-    ("unknown dataset", ["train", "--name", "X", "--dataset", "coco"], ["unknown dataset", "synthetic"]),
-    ("missing data root", ["train", "--name", "X", "--dataset", "nocs"], ["--data-root"]),
-    ("data root not a dir", ["train", "--name", "X", "--dataset", "nocs", "--data-root", "/nonexistent/nocs"],
+LONG = "x" * 300 + ".md"
+# (id, argv, extra environment, words the one-line message must contain)
+CASES: list[tuple[str, list, dict, list[str]]] = [
+    # run names
+    ("name ../x", ["train", "--name", "../x"], {}, ["invalid run name"]),
+    ("name a/b", ["train", "--name", "a/b"], {}, ["invalid run name"]),
+    ("name empty", ["train", "--name", ""], {}, ["invalid run name"]),
+    ("name spaces", ["train", "--name", "my run"], {}, ["invalid run name"]),
+    ("name 101 chars", ["train", "--name", "A" * 101], {}, ["invalid run name"]),
+    ("name quotes", ["train", "--name", "x'; DROP TABLE runs;--"], {}, ["invalid run name"]),
+    ("name markup", ["train", "--name", "[/bold]"], {}, ["invalid run name"]),
+    ("name not UTF-8", ["train", "--name", b"caf\xe9"], {}, ["not valid UTF-8"]),
+    ("no name", ["train", "--epochs", "1"], {}, ["needs a name"]),
+    # run references
+    ("unknown run", ["journal", "show", "NOPE_NOT_HERE"], {}, ["NOPE_NOT_HERE"]),
+    ("ambiguous run", ["journal", "show", "26-11-28/23"], {}, ["ambiguous"]),
+    ("empty run ref", ["journal", "show", ""], {}, ["empty run reference"]),
+    ("blank run ref", ["journal", "show", "   "], {}, ["empty run reference"]),
+    ("overflowing id", ["journal", "show", "9" * 30], {}, ["no run matches"]),
+    ("id 2**63", ["journal", "show", str(2**63)], {}, ["no run matches"]),
+    ("superscript digit", ["journal", "show", "²"], {}, ["no run matches"]),
+    ("arabic-indic 3 is not run 3", ["journal", "show", "٣"], {}, ["no run matches"]),
+    ("fullwidth 1 is not run 1", ["journal", "show", "１"], {}, ["no run matches"]),
+    ("ref not UTF-8", ["journal", "show", b"\xff"], {}, ["not valid UTF-8"]),
+    ("unknown run resume", ["resume", "NOPE_NOT_HERE"], {}, ["NOPE_NOT_HERE"]),
+    ("overflowing id resume", ["resume", "9" * 30], {}, ["no run matches"]),
+    ("run without checkpoint resume", ["resume", "A1"], {}, ["no checkpoint"]),
+    ("unknown run compare", ["compare", "A1", "NOPE_NOT_HERE"], {}, ["NOPE_NOT_HERE"]),
+    ("compare one run", ["compare", "A1"], {}, ["at least two runs"]),
+    ("unknown run note", ["journal", "note", "NOPE_NOT_HERE", "text"], {}, ["NOPE_NOT_HERE"]),
+    ("note without text", ["journal", "note", "A1", "   "], {}, ["needs some text"]),
+    ("note three args", ["journal", "note", "A1", "x", "y"], {}, ["takes [RUN] TEXT"]),
+    ("note not UTF-8", ["journal", "note", b"caf\xe9 ok"], {}, ["not valid UTF-8"]),
+    # listing options
+    ("since overflow", ["journal", "--since", "99999999d"], {}, ["--since"]),
+    ("since year 0", ["journal", "--since", "0000-01-01"], {}, ["--since"]),
+    ("since month 13", ["journal", "--since", "2026-13-01"], {}, ["--since"]),
+    ("since words", ["journal", "--since", "yesterday"], {}, ["--since"]),
+    ("since negative", ["journal", "--since", "-5d"], {}, ["--since"]),
+    ("since superscript", ["journal", "--since", "²d"], {}, ["--since"]),
+    ("limit negative", ["journal", "--limit", "-1"], {}, ["--limit"]),
+    ("limit overflow", ["journal", "--limit", "9" * 30], {}, ["--limit"]),
+    ("limit not a number", ["journal", "--limit", "ten"], {}, ["--limit"]),
+    ("status unknown", ["journal", "--status", "finished"], {}, ["--status"]),
+    ("name filter invalid", ["journal", "--name", "a b"], {}, ["invalid run name"]),
+    ("unknown command", ["fly"], {}, ["No such command"]),
+    ("unknown option", ["journal", "--colour"], {}, ["No such option"]),
+    # export
+    ("export the journal", ["journal", "export", "{home}/fastpose.db"], {}, ["refusing", "journal"]),
+    ("export the WAL", ["journal", "export", "{home}/fastpose.db-wal"], {}, ["refusing"]),
+    ("export the shm", ["journal", "export", "{home}/fastpose.db-shm"], {}, ["refusing"]),
+    ("export the lock", ["journal", "export", "{home}/fastpose.db.lock"], {}, ["refusing"]),
+    ("export a backup", ["journal", "export", "{home}/fastpose.db.bak-20261128"], {}, ["refusing"]),
+    ("export into runs", ["journal", "export", "{home}/runs/x.md"], {}, ["export"]),
+    ("export a directory", ["journal", "export", "{root}/a_dir"], {}, ["directory"]),
+    ("export a symlink", ["journal", "export", "{root}/link.md"], {}, ["symbolic link"]),
+    ("export a FIFO", ["journal", "export", "{root}/fifo.md"], {}, ["not a regular file"]),
+    ("export a device", ["journal", "export", "/dev/null"], {}, ["not a regular file"]),
+    ("export existing file", ["journal", "export", "{root}/existing.md"], {}, ["exists", "--force"]),
+    ("export under /proc", ["journal", "export", "/proc/self/x.md"], {}, ["/proc"]),
+    ("export name too long", ["journal", "export", "{root}/" + LONG], {}, ["too long"]),
+    ("export missing directory", ["journal", "export", "{root}/missing/x.md"], {}, ["does not exist"]),
+    ("export path not UTF-8", ["journal", "export", b"caf\xe9.md"], {}, ["not valid UTF-8"]),
+    # compare --plot
+    ("plot unknown extension", ["compare", "A1", "B1", "--plot", "{root}/curves.xyz"], {}, ["--plot", ".png"]),
+    ("plot no extension", ["compare", "A1", "B1", "--plot", "{root}/curves"], {}, ["--plot"]),
+    ("plot a directory", ["compare", "A1", "B1", "--plot", "{root}/a_dir.png"], {"MKDIR": "a_dir.png"}, ["directory"]),
+    ("plot missing directory", ["compare", "A1", "B1", "--plot", "{root}/missing/c.png"], {}, ["does not exist"]),
+    ("plot a symlink", ["compare", "A1", "B1", "--plot", "{root}/link.png"], {"LINK": "link.png"}, ["not a regular"]),
+    # TOML configs
+    ("malformed TOML", ["train", "--name", "X", "--config", "{root}/bad.toml"], {}, ["malformed TOML", "line 3"]),
+    ("unknown TOML key", ["train", "--name", "X", "--config", "{root}/unknown.toml"], {}, ["unknown config key", "train.epoch"]),
+    ("lr a string", ["train", "--name", "X", "--config", "{root}/lr_str.toml"], {}, ["train.lr", "lr_str.toml"]),
+    ("weights an int", ["train", "--name", "X", "--config", "{root}/weights_int.toml"], {}, ["model.weights", "weights_int.toml"]),
+    ("eps a list", ["train", "--name", "X", "--config", "{root}/eps_list.toml"], {}, ["loss.eps", "eps_list.toml"]),
+    ("epochs a float", ["train", "--name", "X", "--config", "{root}/epochs_float.toml"], {}, ["train.epochs"]),
+    ("lr nan in TOML", ["train", "--name", "X", "--config", "{root}/lr_nan.toml"], {}, ["train.lr", "finite"]),
+    ("lr inf in TOML", ["train", "--name", "X", "--config", "{root}/lr_inf.toml"], {}, ["train.lr", "finite"]),
+    ("TOML not UTF-8", ["train", "--name", "X", "--config", "{root}/latin1.toml"], {}, ["not UTF-8", "latin1.toml"]),
+    ("accelerator an int", ["train", "--name", "X", "--config", "{root}/accel_int.toml"], {}, ["train.accelerator"]),
+    ("image size a bool", ["train", "--name", "X", "--config", "{root}/size_bool.toml"], {}, ["data.image_size"]),
+    ("section a scalar", ["train", "--name", "X", "--config", "{root}/section_scalar.toml"], {}, ["must be a table"]),
+    ("name an int", ["train", "--config", "{root}/name_int.toml"], {}, ["'name'"]),
+    ("unknown section", ["train", "--name", "X", "--config", "{root}/unknown_section.toml"], {}, ["optimizer"]),
+    ("devices an int", ["train", "--name", "X", "--config", "{root}/devices_int.toml"], {}, ["train.devices"]),
+    ("progress a string", ["train", "--name", "X", "--config", "{root}/progress_str.toml"], {}, ["train.progress_bar"]),
+    ("data root a list", ["train", "--name", "X", "--config", "{root}/root_list.toml"], {}, ["data.data_root"]),
+    ("config missing", ["train", "--name", "X", "--config", "{root}/nope.toml"], {}, ["nope.toml"]),
+    ("config a directory", ["train", "--name", "X", "--config", "{root}/a_dir"], {}, ["a_dir"]),
+    # option values
+    ("unknown loss", ["train", "--name", "X", "--loss", "l1"], {}, ["unknown loss", "qloss"]),
+    ("unknown backbone", ["train", "--name", "X", "--backbone", "vgg16"], {}, ["unknown backbone", "resnet18"]),
+    ("unknown dataset", ["train", "--name", "X", "--dataset", "coco"], {}, ["unknown dataset", "synthetic"]),
+    ("missing data root", ["train", "--name", "X", "--dataset", "nocs"], {}, ["--data-root"]),
+    ("data root not a dir", ["train", "--name", "X", "--dataset", "nocs", "--data-root", "/nonexistent/nocs"], {},
      ["/nonexistent/nocs"]),
-    ("malformed TOML", ["train", "--name", "X", "--config", "{toml}"], ["malformed TOML", "line 3"]),
-    ("unknown TOML key", ["train", "--name", "X", "--config", "{unknown}"], ["unknown config key", "train.epoch"]),
-    ("weights for another architecture", ["train", "--name", "X", "--weights", "{wrong_weights}"], ["weights"]),
-    ("epochs 0", ["train", "--name", "X", "--epochs", "0"], ["--epochs"]),
-    ("epochs negative", ["train", "--name", "X", "--epochs", "-3"], ["--epochs"]),
-    ("negative train size", ["train", "--name", "X", "--train-size", "-1"], ["--train-size"]),
-    ("negative batch size", ["train", "--name", "X", "--batch-size", "-8"], ["--batch-size"]),
+    ("weights for another architecture", ["train", "--name", "X", "--weights", "{root}/resnet50-imagenet.pth"], {},
+     ["weights"]),
+    ("weights missing", ["train", "--name", "X", "--weights", "{root}/nope.pth"], {}, ["--weights"]),
+    ("epochs 0", ["train", "--name", "X", "--epochs", "0"], {}, ["--epochs"]),
+    ("epochs negative", ["train", "--name", "X", "--epochs", "-3"], {}, ["--epochs"]),
+    ("epochs overflow", ["train", "--name", "X", "--epochs", "9" * 30], {}, ["train.epochs"]),
+    ("negative train size", ["train", "--name", "X", "--train-size", "-1"], {}, ["--train-size"]),
+    ("negative batch size", ["train", "--name", "X", "--batch-size", "-8"], {}, ["--batch-size"]),
+    ("image size 33", ["train", "--name", "X", "--image-size", "33"], {}, ["--image-size"]),
+    ("lr nan", ["train", "--name", "X", "--lr", "nan"], {}, ["train.lr", "finite"]),
+    ("lr inf", ["train", "--name", "X", "--lr", "inf"], {}, ["train.lr", "finite"]),
+    ("lr -inf", ["train", "--name", "X", "--lr", "-inf"], {}, ["train.lr", "finite"]),
+    ("lr zero", ["train", "--name", "X", "--lr", "0"], {}, ["--lr"]),
+    ("lr not a number", ["train", "--name", "X", "--lr", "fast"], {}, ["--lr"]),
+    ("eps nan", ["train", "--name", "X", "--eps", "nan"], {}, ["loss.eps", "finite"]),
+    ("eps negative", ["train", "--name", "X", "--eps", "-1"], {}, ["--eps"]),
+    ("rot weight inf", ["train", "--name", "X", "--rot-weight", "inf"], {}, ["loss.rot_weight", "finite"]),
+    ("mask weight nan", ["train", "--name", "X", "--mask-weight", "nan"], {}, ["loss.mask_weight", "finite"]),
+    ("weight decay inf", ["train", "--name", "X", "--weight-decay", "inf"], {}, ["train.weight_decay", "finite"]),
+    ("limit train nan", ["train", "--name", "X", "--limit-train-batches", "nan"], {}, ["limit_train_batches"]),
+    ("limit val inf", ["train", "--name", "X", "--limit-val-batches", "inf"], {}, ["limit_val_batches"]),
+    ("devices words", ["train", "--name", "X", "--devices", "abc"], {}, ["--devices"]),
+    ("devices bad list", ["train", "--name", "X", "--devices", "0,x"], {}, ["--devices"]),
+    ("accelerator markup", ["train", "--name", "X", "--accelerator", "[/x]"], {}, ["--accelerator"]),
+    ("strategy markup", ["train", "--name", "X", "--strategy", "[/x]"], {}, ["--strategy"]),
+    ("precision 8-bit", ["train", "--name", "X", "--precision", "8-bit"], {}, ["unknown precision"]),
+    ("num nodes 0", ["train", "--name", "X", "--num-nodes", "0"], {}, ["--num-nodes"]),
+    ("accelerator Lightning refuses", ["train", "--name", "X", "--accelerator", "tpu9", *TINY], {}, ["Lightning refuses"]),
+    ("strategy Lightning refuses", ["train", "--name", "X", "--strategy", "ddp_bogus", *TINY], {}, ["Lightning refuses"]),
+    ("gpu without a GPU", ["train", "--name", "X", "--accelerator", "gpu", *TINY], {"NEEDS_NO_GPU": "1"}, ["Lightning refuses"]),
+    ("resume epochs 0", ["resume", "A1", "--epochs", "0"], {}, ["A1"]),
+    # environment
+    ("lost-after words", ["journal"], {"FASTPOSE_LOST_AFTER": "abc"}, ["$FASTPOSE_LOST_AFTER"]),
+    ("lost-after nan", ["journal"], {"FASTPOSE_LOST_AFTER": "nan"}, ["$FASTPOSE_LOST_AFTER"]),
+    ("lost-after inf", ["journal"], {"FASTPOSE_LOST_AFTER": "inf"}, ["$FASTPOSE_LOST_AFTER"]),
+    ("lost-after negative", ["journal"], {"FASTPOSE_LOST_AFTER": "-1"}, ["$FASTPOSE_LOST_AFTER"]),
+    ("heartbeat zero", ["journal"], {"FASTPOSE_HEARTBEAT_S": "0"}, ["$FASTPOSE_HEARTBEAT_S"]),
+    ("fault syntax", ["journal"], {"FASTPOSE_FAULT": "explode"}, ["FASTPOSE_FAULT"]),
+    ("journal URL scheme", ["journal"], {"FASTPOSE_JOURNAL_URL": "mysql://x@y/z"}, ["$FASTPOSE_JOURNAL_URL"]),
+    ("journal URL empty", ["journal"], {"FASTPOSE_JOURNAL_URL": ""}, ["$FASTPOSE_JOURNAL_URL"]),
+    ("journal URL unparsable", ["journal"], {"FASTPOSE_JOURNAL_URL": "postgresql+psycopg://[bad"}, ["journal"]),
+    ("home is a file", ["journal"], {"FASTPOSE_HOME": "{root}/existing.md"}, ["$FASTPOSE_HOME", "not a directory"]),
+    ("home is a file, note", ["journal", "note", "x"], {"FASTPOSE_HOME": "{root}/existing.md"}, ["$FASTPOSE_HOME"]),
+    ("env not UTF-8", ["journal"], {"FASTPOSE_LOST_AFTER": b"\xff"}, ["not valid UTF-8"]),
 ]
 
 
-@pytest.mark.parametrize("case_id,argv,words", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(populated: dict, case_id: str, argv: list[str],
-                                                          words: list[str]) -> None:
-    home = populated["home"]
-    argv = [a.format(**{k: v for k, v in populated.items() if isinstance(v, Path)}) for a in argv]
-    store = JournalStore.open(url=f"sqlite:///{home / 'fastpose.db'}")
-    counts_before = store.counts()
-    store.close()
-    tree_before = _tree(populated["root"])
+@pytest.mark.parametrize("case_id,argv,extra_env,words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    populated: dict, case_id: str, argv: list, extra_env: dict, words: list[str]
+) -> None:
+    root, home = populated["root"], populated["home"]
+    fill = {"root": str(root), "home": str(home)}
+    argv = [a.format(**fill) if isinstance(a, str) else a for a in argv]
+    env = dict(populated["env"])
+    made = []
+    for key, value in extra_env.items():
+        if key == "MKDIR":
+            (root / value).mkdir(exist_ok=True)
+            made.append(root / value)
+        elif key == "LINK":
+            (root / value).unlink(missing_ok=True)
+            (root / value).symlink_to(root / "existing.md")
+            made.append(root / value)
+        elif key == "NEEDS_NO_GPU":
+            import torch
 
-    proc = subprocess.run([sys.executable, "-m", "fastpose", *argv], env=populated["env"], cwd=populated["root"],
-                          capture_output=True, text=True, timeout=TIMEOUT)
+            if torch.cuda.is_available():
+                pytest.skip("this machine has a GPU")
+        else:
+            env[key] = value.format(**fill) if isinstance(value, str) else value
+    env_b = {os.fsencode(k): v if isinstance(v, bytes) else os.fsencode(v) for k, v in env.items()}
+    counts_before = populated["counter"].counts()
+    tree_before = _tree(root)
 
-    assert proc.returncode == 2, (case_id, proc.returncode, proc.stderr[-2000:])
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"{case_id}: expected one line, got:\n{proc.stderr}"
+    proc = subprocess.run([sys.executable, "-m", "fastpose", *argv], env=env_b, cwd=root, capture_output=True,
+                          timeout=TIMEOUT)
+    stderr = proc.stderr.decode("utf-8", "replace")
+
+    assert proc.returncode == 2, (case_id, proc.returncode, stderr[-2000:])
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"{case_id}: expected one line, got:\n{stderr}"
     assert lines[0].startswith("error: "), lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr and "\x1b" not in stderr
     for word in words:
         assert word in lines[0], f"{case_id}: {word!r} not in {lines[0]!r}"
-    store = JournalStore.open(url=f"sqlite:///{home / 'fastpose.db'}")
-    assert store.counts() == counts_before, case_id
-    store.close()
-    assert _tree(populated["root"]) == tree_before, f"{case_id} changed files on disk"
+    assert populated["counter"].counts() == counts_before, case_id
+    assert _tree(root) == tree_before, f"{case_id} changed files on disk"
+    for path in made:
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def test_the_table_covers_at_least_80_cases() -> None:
+    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
 
 
 @pytest.mark.slow
