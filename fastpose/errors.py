@@ -44,6 +44,8 @@ def as_user_error(exc: BaseException) -> FastposeError | None:
         return FastposeError(f"the journal is read-only, nothing was written ({message})")
     if "disk is full" in low or "no space" in low:
         return FastposeError(f"the disk is full, nothing was written ({message})")
+    if "disk i/o error" in low and _journal_disk_full():
+        return FastposeError(f"the disk holding the journal is full, nothing was written ({message})")
     if "unable to open database" in low or "disk i/o error" in low:
         return FastposeError(f"cannot open the journal database ({message}); check the path and its permissions")
     return None
@@ -61,3 +63,20 @@ def _database_message(exc: BaseException) -> str | None:
     if isinstance(orig, sqlite3.OperationalError):
         return str(orig).strip().splitlines()[0] if str(orig).strip() else "operational error"
     return None
+
+
+def _journal_disk_full() -> bool:
+    """Is the file system of the SQLite journal out of space? (SQLite reports that as a disk I/O error when
+    it cannot even create its WAL index.)"""
+    import os
+
+    try:
+        from fastpose.journal.db import journal_url, sqlite_path
+
+        path = sqlite_path(journal_url())
+        if path is None:
+            return False
+        st = os.statvfs(path.parent)
+        return st.f_bavail * st.f_frsize < 64 * 1024
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return False

@@ -110,7 +110,7 @@ def note(
     from fastpose.journal.store import JournalStore
 
     replay_spools()
-    with JournalStore.open() as store:
+    with JournalStore.open(write_attempts=2) as store:  # locked past twice the busy timeout: "journal busy"
         target = store.resolve(args[0]) if len(args) == 2 else None
         record = store.add_note(text, run_id=target.id if target else None)
     where = f"run #{target.id} {target.label}" if target else f"{record.created_at.astimezone():%Y-%m-%d}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,15 @@ class SqliteReader(JournalReader):
         self.path = path
         self.url = url
         self.readonly = readonly
-        self._conn = db.connect_sqlite(path, readonly=readonly)
+        try:
+            self._conn = db.connect_sqlite(path, readonly=readonly)
+            self._conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            if readonly:
+                raise
+            # A full disk cannot take the WAL index SQLite creates on open: read the journal as it is.
+            self.readonly = True
+            self._conn = db.connect_sqlite(path, readonly=True)
 
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:

@@ -77,7 +77,11 @@ class JournalStore(JournalReader):
         (tries while SQLite stays locked) bound how long one write can block: the spool uses short ones.
         """
         url = url or db.journal_url()
-        timeout_ms = db.BUSY_TIMEOUT_MS if busy_timeout_s is None else max(1, int(busy_timeout_s * 1000))
+        if busy_timeout_s is None:
+            from fastpose.environment import positive_seconds
+
+            busy_timeout_s = positive_seconds("FASTPOSE_BUSY_TIMEOUT_S", db.BUSY_TIMEOUT_MS / 1000)
+        timeout_ms = max(1, int(busy_timeout_s * 1000))
         return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts,
                    busy_timeout_s=timeout_ms / 1000)
 

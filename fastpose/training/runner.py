@@ -303,8 +303,8 @@ def check_trainer_settings(config: RunConfig) -> None:
 
 def _remove_empty_run_dir(run_dir: Path) -> None:
     """Remove a run directory created for a run whose journal row could not be written (and its day
-    directory, when that is empty too). Only empty directories are removed."""
-    for path in (run_dir, run_dir.parent):
+    directory and ``runs/``, when they are empty too). Only empty directories are removed."""
+    for path in (run_dir, run_dir.parent, run_dir.parent.parent):
         try:
             path.rmdir()
         except OSError:
