@@ -167,3 +167,18 @@ def synthetic_batch() -> dict:
 
     ds = SyntheticPoseDataset(8, image_size=64, seed=0)
     return torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+
+
+# ---------------------------------------------------------------- fuzzing (tests/test_reliability_fuzz.py)
+# "ci" (the default): a fixed seed and a bounded number of examples, so CI is repeatable and short.
+# `pytest tests/test_reliability_fuzz.py --hypothesis-profile=long` hunts ten times longer with fresh seeds.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                       HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_FUZZ)
+    settings.register_profile("long", max_examples=1000, derandomize=False, print_blob=True, **_FUZZ)
+    settings.load_profile("ci")
+except ImportError:  # hypothesis is in the test extras; without it the fuzz tests skip
+    pass

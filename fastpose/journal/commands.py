@@ -110,6 +110,12 @@ def note(
     from fastpose.journal.store import JournalStore
 
     replay_spools()
+    if len(args) == 2:  # resolve before opening for writing: a journal is never created by a failed note
+        reader = _require_reader()
+        try:
+            reader.resolve(args[0])
+        finally:
+            reader.close()
     with JournalStore.open(write_attempts=2) as store:  # locked past twice the busy timeout: "journal busy"
         target = store.resolve(args[0]) if len(args) == 2 else None
         record = store.add_note(text, run_id=target.id if target else None)

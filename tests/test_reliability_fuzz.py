@@ -1,0 +1,221 @@
+"""A fuzz test of the whole command line (issue 11): Hypothesis drives every command with generated
+arguments, option values, environment values and file contents, and checks what a user must always get.
+
+For every example:
+- no Python traceback: nothing escapes ``fastpose.cli.run`` (the function the ``fastpose`` console script
+  calls, run here in-process so hundreds of examples fit in CI) and nothing on stderr reads "Traceback";
+- the exit code is 0 or 2 (3 for a run that diverged, the documented code);
+- the journal passes ``PRAGMA integrity_check``;
+- when the exit code is 2, the journal's row counts and every file under the journal home and the working
+  directory are unchanged.
+
+Profiles (tests/conftest.py): "ci" (default; fixed seed, bounded) and "long"
+(``pytest tests/test_reliability_fuzz.py --hypothesis-profile=long``). The bad-input table
+(test_reliability_bad_input.py) covers the same ground through real subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import sqlite3
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fastpose.cli import run  # noqa: E402
+
+SCALE = max(1, settings.default.max_examples) / 100  # 1 under the "ci" profile, 10 under "long"
+TINY = ["--epochs", "1", "--train-size", "4", "--val-size", "2", "--batch-size", "2", "--image-size", "32",
+        "--no-progress", "--log-images", "0"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A journal home with runs (one trained for real, with a checkpoint to resume) and a working directory."""
+    root = tmp_path_factory.mktemp("fuzz")
+    home, work = root / "home", root / "work"
+    work.mkdir()
+    env = {"FASTPOSE_HOME": str(home), "COLUMNS": "120"}
+    with mock.patch.dict(os.environ, env), _cwd(work):
+        os.environ.pop("FASTPOSE_JOURNAL_URL", None)
+        code, _, err = _run(["train", "--name", "SEED", *TINY])
+        assert code == 0, err
+        assert _run(["journal", "note", "SEED", "first note"])[0] == 0
+    (work / "existing.md").write_text("keep me\n")
+    return {"home": home, "work": work, "env": env}
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):  # noqa: ANN202
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _counts(home: Path) -> tuple:
+    db = home / "fastpose.db"
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return tuple((t, conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]) for t in tables)
+    finally:
+        conn.close()
+
+
+def _tree(*roots: Path) -> dict[str, str]:
+    out = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.name.endswith(("-wal", "-shm", ".lock")) or not path.is_file() or path.is_symlink():
+                continue
+            st_ = path.stat()
+            out[str(path)] = (f"{st_.st_size}/{st_.st_mtime_ns}" if st_.st_size > 1 << 16
+                              else hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def _check(world: dict, argv: list[str], env: dict[str, str], files: dict[str, bytes] | None = None,
+           allowed: tuple[int, ...] = (0, 2)) -> None:
+    home, work = world["home"], world["work"]
+    for name, data in (files or {}).items():
+        (work / name).write_bytes(data)
+    before_counts, before_tree = _counts(home), _tree(home, work)
+    with mock.patch.dict(os.environ, {**world["env"], **env}), _cwd(work):
+        code, out, err = _run(argv)  # an exception escaping run() fails the test with its traceback
+    assert "Traceback" not in err, (argv, env, err[-3000:])
+    assert code in allowed, (argv, env, code, err[-2000:])
+    after_counts = _counts(home)  # integrity_check inside
+    if code == 2:
+        assert after_counts == before_counts, (argv, env, err)
+        assert _tree(home, work) == before_tree, (argv, env, err)
+        assert len([line for line in err.splitlines() if line.strip()]) == 1 and err.startswith("error: "), err
+
+
+# ------------------------------------------------------------------------------------------- strategies
+NASTY = ["", " ", "-", "--", "[/bold]", "[red]", ":smile:", "\x1b[2J", "\x1b]0;x\x07", "\u202e", "\r", "\n",
+         "²", "٣", "１", "9" * 30, "-1", "0", "nan", "inf", "-inf", "1e999", "0.5", "1", "2", "3", "auto", "None",
+         "SEED", "SEED2", "26-", "26-11", "..", "../x", "/", "/proc/self/x", "/dev/null", "x" * 300, "a,b", "0,1",
+         "existing.md", "out.md", "fastpose.db"]
+token = st.one_of(st.sampled_from(NASTY), st.text(max_size=12),
+                  st.integers(min_value=-10**20, max_value=10**20).map(str),
+                  st.floats(allow_nan=True, allow_infinity=True).map(repr))
+refs = st.one_of(st.sampled_from(["SEED", "1", "2", "26-", "NOPE"]), token)
+ENV_KEYS = ["FASTPOSE_LOST_AFTER", "FASTPOSE_HEARTBEAT_S", "FASTPOSE_BUSY_TIMEOUT_S", "FASTPOSE_FAULT",
+            "FASTPOSE_JOURNAL_URL", "FASTPOSE_HOME"]
+env_values = st.dictionaries(st.sampled_from(ENV_KEYS), token.filter(lambda s: "\x00" not in s), max_size=2)
+
+
+@st.composite
+def journal_argv(draw) -> list[str]:  # noqa: ANN001
+    kind = draw(st.sampled_from(["list", "show", "note", "export", "compare", "help", "raw"]))
+    if kind == "list":
+        opts = draw(st.lists(st.sampled_from(["--since", "--status", "--name", "--limit", "--json"]), max_size=3))
+        argv = ["journal"]
+        for opt in opts:
+            argv += [opt] if opt == "--json" else [opt, draw(token)]
+        return argv
+    if kind == "show":
+        return ["journal", "show", draw(refs)]
+    if kind == "note":
+        return ["journal", "note", *draw(st.lists(st.one_of(refs, token), min_size=0, max_size=3))]
+    if kind == "export":
+        return ["journal", "export", draw(token), *draw(st.lists(st.sampled_from(["--force"]), max_size=1))]
+    if kind == "compare":
+        argv = ["compare", *draw(st.lists(refs, min_size=0, max_size=3))]
+        if draw(st.booleans()):
+            argv += ["--plot", draw(st.one_of(token, st.sampled_from(["c.png", "c.svg", "c.xyz", "/tmp"])))]
+        if draw(st.booleans()):
+            argv.append("--json")
+        return argv
+    if kind == "help":
+        return draw(st.sampled_from([["--help"], ["journal", "--help"], ["train", "--help"], []]))
+    return draw(st.lists(token, max_size=4))
+
+
+TRAIN_OPTS = ["--loss", "--eps", "--mask-weight", "--rot-weight", "--backbone", "--weights", "--dataset",
+              "--data-root", "--image-size", "--train-size", "--max-objects", "--rotations", "--epochs", "--lr",
+              "--weight-decay", "--seed", "--save-every", "--accelerator", "--devices", "--strategy",
+              "--num-nodes", "--precision", "--limit-train-batches", "--limit-val-batches", "--note", "--config",
+              "--name"]
+toml_values = st.one_of(st.integers(min_value=-10**20, max_value=10**20), st.floats(), st.booleans(),
+                        st.text(max_size=10), st.lists(st.integers(), max_size=2))
+TOML_KEYS = ["name", "train.lr", "train.epochs", "train.devices", "train.strategy", "loss.eps", "loss.name",
+             "data.image_size", "data.data_root", "model.weights", "model.backbone", "train.bogus"]
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(value), repr(value))
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').encode("unicode_escape").decode("ascii") + '"'
+    return repr(value)
+
+
+@st.composite
+def config_file(draw) -> bytes:  # noqa: ANN001
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=40))
+    tables: dict[str, list[str]] = {}
+    for key in draw(st.lists(st.sampled_from(TOML_KEYS), max_size=3, unique=True)):
+        section, _, leaf = key.rpartition(".")
+        tables.setdefault(section, []).append(f"{leaf} = {_toml_value(draw(toml_values))}")
+    text = "\n".join(tables.pop("", []))
+    for section, lines in tables.items():
+        text += f"\n[{section}]\n" + "\n".join(lines)
+    return text.encode("utf-8") + b"\n"
+
+
+@st.composite
+def train_argv(draw) -> tuple[list[str], dict[str, bytes]]:  # noqa: ANN001
+    files: dict[str, bytes] = {}
+    if draw(st.booleans()):
+        argv = ["resume", draw(refs)] + (["--epochs", draw(st.sampled_from(["1", "2", "0", "x"]))]
+                                         if draw(st.booleans()) else [])
+        return argv + draw(st.lists(st.sampled_from(["--no-progress", "--name", "--note"]), max_size=1)), files
+    argv = ["train", "--name", "FUZZ", *TINY]
+    for opt in draw(st.lists(st.sampled_from(TRAIN_OPTS), min_size=1, max_size=2, unique=True)):
+        if opt == "--config":
+            files["fuzz.toml"] = draw(config_file())
+            argv += [opt, "fuzz.toml"]
+        else:
+            argv += [opt, draw(token)]
+    return argv, files
+
+
+# ------------------------------------------------------------------------------------------- the tests
+
+
+@settings(max_examples=int(250 * SCALE))
+@given(argv=journal_argv(), env=env_values)
+def test_fuzz_journal_compare_and_export(world: dict, argv: list[str], env: dict[str, str]) -> None:
+    _check(world, argv, env)
+
+
+@pytest.mark.slow
+@settings(max_examples=int(60 * SCALE))
+@given(case=train_argv(), env=env_values)
+def test_fuzz_train_and_resume(world: dict, case: tuple[list[str], dict[str, bytes]], env: dict[str, str]) -> None:
+    argv, files = case
+    env = {k: v for k, v in env.items() if k != "FASTPOSE_FAULT"}  # injected faults crash runs on purpose
+    _check(world, argv, env, files, allowed=(0, 2, 3))
