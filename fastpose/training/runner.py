@@ -124,8 +124,13 @@ def resume(
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
+    from fastpose.journal.reader import UnknownRunError, open_reader
     from fastpose.journal.store import JournalStore
 
+    reader = open_reader()
+    if reader is None:  # never create a journal just to find nothing in it
+        raise UnknownRunError(f"no run matches {ref!r}; the journal has no runs")
+    reader.close()
     store = JournalStore.open()
     parent = store.resolve(ref)
     ckpt = Path(parent.run_dir) / "checkpoints" / "last.ckpt" if parent.run_dir else None
