@@ -379,3 +379,42 @@ def test_full_disk_listing_works_and_writes_are_one_line(tmp_path: Path) -> None
         err = (out / f"{name}.err").read_text()
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert "full" in err or "No space left" in err, err
+
+
+# ------------------------------------------------------------------------------------- strict JSON
+
+
+def _strict(text: str) -> object:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_no_nan_or_infinity_token_anywhere(journal_store: JournalStore, journal_db_url: str, fp_home: Path,
+                                           tmp_path: Path) -> None:
+    """Config, --json, spool lines and the JSON columns: non-finite values are written as null, on SQLite and
+    PostgreSQL alike."""
+    run = journal_store.start_run(name="NANS", label=LABEL.format(20, "NANS"),
+                                  config={"train": {"lr": float("nan"), "eps": float("inf")}, "ok": 1.5})
+    journal_store.log_metrics(run.id, [MetricPoint("val/loss", float("nan"), 0, 1),
+                                       MetricPoint("val/rot_err_median", float("inf"), 0, 1),
+                                       MetricPoint("train/loss", 0.5, 0, 1)])
+    stored = journal_store.get_run(run.id).config
+    assert stored == {"train": {"lr": None, "eps": None}, "ok": 1.5}  # the JSON column holds null
+    env = _env(fp_home, FASTPOSE_JOURNAL_URL=journal_db_url)
+    listed = _strict(_cli(env, "journal", "--json").stdout)
+    assert listed[0]["final_metrics"] == {"val/loss": None, "val/rot_err_median": None, "train/loss": 0.5}
+    other = journal_store.start_run(name="NANS2", label=LABEL.format(21, "NANS2"))
+    journal_store.log_metrics(other.id, [MetricPoint("val/loss", 1.0, 0, 1)])
+    _strict(_cli(env, "compare", "NANS", "NANS2", "--json").stdout)
+
+    from fastpose.journal.spool import SpoolingJournal
+
+    spool = tmp_path / "run" / SPOOL_NAME
+    journal = SpoolingJournal(lambda: (_ for _ in ()).throw(ConnectionError("down")), spool,
+                              journal_id=journal_store.journal_id())
+    journal.log_metrics(run.id, [MetricPoint("val/loss", float("nan"), 1, 2), MetricPoint("x", float("-inf"), 1, 2)])
+    for line in spool.read_text().splitlines():
+        record = _strict(line)
+        assert [p[1] for p in record["args"]["points"]] == [None, None]
