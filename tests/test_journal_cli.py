@@ -154,13 +154,31 @@ def test_journal_show(filled: JournalStore, run_cli) -> None:  # noqa: ANN001
 
 def test_journal_note_on_day_and_run(filled: JournalStore, run_cli) -> None:  # noqa: ANN001
     proc = run_cli("journal", "note", "remember to try lr 1e-3", check=True)
-    assert proc.stdout.startswith("noted on 20")
+    assert proc.stdout.startswith("note #") and " on 20" in proc.stdout
     proc = run_cli("journal", "note", "PW_QLOSS", "OOM at batch 64; retry with 32", check=True)
-    assert "noted on run #" in proc.stdout and "PW_QLOSS" in proc.stdout
+    assert " on run #" in proc.stdout and "PW_QLOSS" in proc.stdout
     run = filled.resolve("PW_QLOSS")
     assert [n.text for n in filled.notes(run.id)] == ["OOM at batch 64; retry with 32"]
     out = run_cli("journal", check=True).stdout
     assert "remember to try lr 1e-3" in out and "OOM at batch 64; retry with 32" in out
+
+
+def test_journal_note_edit_delete_and_bare_run_reference(filled: JournalStore, run_cli) -> None:  # noqa: ANN001
+    run = filled.resolve("PW_QLOSS")
+    before = filled.counts()["notes"]
+    bare = run_cli("journal", "note", "PW_QLOSS")  # a run reference alone is a mistake, not a day note
+    assert bare.returncode == 2 and "names run" in bare.stderr and filled.counts()["notes"] == before
+    run_cli("journal", "note", "PW_QLOSS", "first wording", check=True)
+    (note,) = [n for n in filled.notes(run.id) if n.text == "first wording"]
+    assert f"#{note.id}" in run_cli("journal", "show", "PW_QLOSS", check=True).stdout
+    run_cli("journal", "note", "--edit", str(note.id), "second wording", check=True)
+    assert [n.text for n in filled.notes(run.id) if n.id == note.id] == ["second wording"]
+    run_cli("journal", "note", "--delete", str(note.id), check=True)
+    assert all(n.id != note.id for n in filled.notes(run.id)) and filled.counts()["notes"] == before
+    for args, words in ((["--delete", str(note.id)], "no note with id"), (["--edit", "1"], "new TEXT"),
+                        (["--delete", "1", "text"], "takes no text")):
+        proc = run_cli("journal", "note", *args)
+        assert proc.returncode == 2 and words in proc.stderr and filled.counts()["notes"] == before, proc.stderr
 
 
 def test_journal_export(filled: JournalStore, run_cli, tmp_path: Path) -> None:  # noqa: ANN001

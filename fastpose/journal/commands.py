@@ -99,9 +99,16 @@ def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label pr
 
 @journal_app.command()
 def note(
-    args: Annotated[list[str], typer.Argument(metavar="[RUN] TEXT", help="TEXT for a note on today, or RUN TEXT for a note on a run.")],
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN] TEXT", help="TEXT for a note on today, or RUN TEXT for a note on a run.")] = None,
+    edit: Annotated[Optional[int], typer.Option("--edit", metavar="ID", help="Replace the text of note ID (ids: journal show RUN).")] = None,
+    delete: Annotated[Optional[int], typer.Option("--delete", metavar="ID", help="Delete note ID.")] = None,
 ) -> None:
-    """Add a note: on a run (note RUN TEXT) or on today (note TEXT)."""
+    """Add a note: on a run (note RUN TEXT) or on today (note TEXT); or edit or delete one by its id."""
+    args = list(args or [])
+    if edit is not None and delete is not None:
+        raise FastposeError("give --edit ID TEXT or --delete ID, not both")
+    if edit is not None or delete is not None:
+        return _change_note(edit, delete, args)
     if len(args) not in (1, 2):
         raise FastposeError(f"journal note takes [RUN] TEXT (quote the text), got {len(args)} arguments")
     text = args[-1]
@@ -110,17 +117,60 @@ def note(
     from fastpose.journal.store import JournalStore
 
     replay_spools()
-    if len(args) == 2:  # resolve before opening for writing: a journal is never created by a failed note
-        reader = _require_reader()
+    reader = _require_reader() if len(args) == 2 else _open_reader_or_none()
+    if reader is not None:  # resolve before opening for writing: a journal is never created by a failed note
         try:
-            reader.resolve(args[0])
+            if len(args) == 2:
+                reader.resolve(args[0])
+            else:
+                _refuse_bare_run_reference(reader, text)
         finally:
             reader.close()
     with JournalStore.open(write_attempts=2) as store:  # locked past twice the busy timeout: "journal busy"
         target = store.resolve(args[0]) if len(args) == 2 else None
         record = store.add_note(text, run_id=target.id if target else None)
     where = f"run #{target.id} {target.label}" if target else f"{record.created_at.astimezone():%Y-%m-%d}"
-    print(f"noted on {where}")
+    print(f"note #{record.id} on {where}")
+
+
+def _refuse_bare_run_reference(reader, text: str) -> None:  # noqa: ANN001 - JournalReader
+    """``journal note RUN`` without text is a mistake, not a day note reading "RUN"."""
+    from fastpose.journal.reader import UnknownRunError
+
+    try:
+        run = reader.resolve(text)
+    except UnknownRunError:
+        return
+    if text.strip() in (str(run.id), run.name, run.label):
+        raise FastposeError(f"{text.strip()!r} names run #{run.id}; give the note's text too: "
+                            f"journal note {text.strip()} \"TEXT\"")
+
+
+def _change_note(edit: int | None, delete: int | None, args: list[str]) -> None:
+    from fastpose.journal.store import JournalStore
+
+    note_id = edit if edit is not None else delete
+    if not 0 < note_id < 2**63:  # type: ignore[operator]
+        raise FastposeError(f"no note with id {note_id}")
+    if delete is not None and args:
+        raise FastposeError("journal note --delete ID takes no text")
+    if edit is not None and (len(args) != 1 or not args[0].strip()):
+        raise FastposeError("journal note --edit ID takes the new TEXT (quote it)")
+    reader = _require_reader()
+    reader.close()
+    with JournalStore.open(write_attempts=2) as store:
+        if edit is not None:
+            store.edit_note(edit, args[0])
+            print(f"note #{edit} edited")
+        else:
+            store.delete_note(delete)  # type: ignore[arg-type]
+            print(f"note #{delete} deleted")
+
+
+def _open_reader_or_none():  # noqa: ANN202 - JournalReader | None
+    from fastpose.journal.reader import open_reader
+
+    return open_reader()
 
 
 @journal_app.command()

@@ -396,6 +396,31 @@ class JournalStore(JournalReader):
             return None
         return NoteRecord(id=note_id, text=text, created_at=now, run_id=run_id)
 
+    def edit_note(self, note_id: int, text: str) -> NoteRecord:
+        """Replace the text of note ``note_id`` (its time and run stay); UnknownNoteError if there is none."""
+        if not isinstance(text, str) or not text.strip():
+            raise FastposeError("a note needs some text")
+        text = text.strip()
+
+        def work(conn: Connection) -> Any:
+            row = conn.execute(sa.select(_notes).where(_notes.c.id == note_id)).mappings().first()
+            if row is None:
+                raise UnknownRunError(f"no note with id {note_id}")
+            conn.execute(sa.update(_notes).where(_notes.c.id == note_id).values(text=text))
+            return row
+
+        row = self._write(work)
+        return NoteRecord(id=row["id"], text=text, created_at=row["created_at"], run_id=row["run_id"])
+
+    def delete_note(self, note_id: int) -> None:
+        """Delete note ``note_id``; UnknownRunError (a FastposeError) if there is none."""
+
+        def work(conn: Connection) -> None:
+            if conn.execute(sa.delete(_notes).where(_notes.c.id == note_id)).rowcount == 0:
+                raise UnknownRunError(f"no note with id {note_id}")
+
+        self._write(work)
+
     # ----------------------------------------------------------------- helpers
     @staticmethod
     def _require(conn: Connection, run_id: int) -> None:

@@ -308,7 +308,7 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     console.print(Panel(head, title=lit(run.label, "bold"), expand=False))
 
     for note in reader.notes(run.id):
-        console.print(lit(f"✎ {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
+        console.print(lit(f"✎ #{note.id} {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
 
     console.print(Text("config", style="bold"))
     console.print(JSON(strict_json(run.config)))
