@@ -108,6 +108,7 @@ def train(
 ) -> None:
     """Train a model; the run journals itself (status, config, git, metrics, checkpoints)."""
     options = dict(locals())
+    _require_text_cwd()
     from fastpose.config import build_config
 
     updates = {_TRAIN_KEYS[k]: v for k, v in options.items() if k in _TRAIN_KEYS and v is not None}
@@ -128,6 +129,7 @@ def resume(
     note: Annotated[Optional[str], _opt("Why: stored as a note on the new run.")] = None,
 ) -> None:
     """Continue a run from its last.ckpt (full trainer state) as a new run linked to it."""
+    _require_text_cwd()
     from fastpose.training.runner import resume as run_resume
 
     raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note).exit_code)
@@ -159,6 +161,18 @@ def compare(
     render(cmp, safe_console())
     if plot is not None:
         print(f"plot written to {visible(plot)}")
+
+
+def _require_text_cwd() -> None:
+    """A run records its working directory (and keeps its run directory under it by default): refuse one
+    whose name is not UTF-8 before anything is written."""
+    try:
+        os.getcwd().encode("utf-8")
+    except UnicodeEncodeError:
+        from fastpose.text import visible
+
+        raise FastposeError(f"the working directory {visible(os.getcwd(), newlines=False)} is not valid UTF-8; "
+                            "run from a directory whose name is") from None
 
 
 def check_argv(argv: list[str]) -> None:

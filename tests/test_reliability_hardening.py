@@ -418,3 +418,12 @@ def test_no_nan_or_infinity_token_anywhere(journal_store: JournalStore, journal_
     for line in spool.read_text().splitlines():
         record = _strict(line)
         assert [p[1] for p in record["args"]["points"]] == [None, None]
+
+
+def test_a_working_directory_that_is_not_utf8_is_one_line(fp_home: Path, tmp_path: Path) -> None:
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    odd.mkdir()
+    for argv in (["train", "--name", "X", *TINY], ["resume", "X"]):
+        line = _one_error_line(_cli(_env(fp_home), *argv, cwd=odd), "working directory", "not valid UTF-8")
+        assert "\\xe9" in line
+    assert not fp_home.exists() and list(odd.iterdir()) == []

@@ -39,6 +39,7 @@ from fastpose.journal.reader import (
     process_start_ticks,
 )
 from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord
+from fastpose.text import clean_str
 
 __all__ = ["JournalStore", "GitState", "MetricPoint", "NoteRecord", "RunRecord", "STATUSES", "UnknownRunError"]
 
@@ -192,8 +193,8 @@ class JournalStore(JournalReader):
             "host": socket.gethostname(),
             "proc_start": process_start_ticks(pid) or None,
             "username": _username(),
-            "command": command if command is not None else " ".join(sys.argv),
-            "cwd": os.getcwd(),
+            "command": clean_str(command if command is not None else " ".join(sys.argv)),
+            "cwd": clean_str(os.getcwd()),
             "parent_id": parent_id,
             "config": config or {},
             "run_dir": run_dir,
@@ -219,8 +220,8 @@ class JournalStore(JournalReader):
                         commit_sha=git.commit,
                         branch=git.branch,
                         dirty=git.dirty,
-                        diff=git.diff,
-                        untracked=list(git.untracked),
+                        diff=None if git.diff is None else clean_str(git.diff),
+                        untracked=[clean_str(name) for name in git.untracked],  # file names need not be UTF-8
                         message=git.message,
                         error=git.error,
                     )
