@@ -105,20 +105,29 @@ def train(
     limit_val_batches: Annotated[Optional[float], _opt("Validation batches: a fraction <= 1.0 or a count >= 2.")] = None,
     log_images: Annotated[Optional[int], _opt("Validation samples drawn with pose axes into TensorBoard (0 = off).")] = None,
     progress: Annotated[Optional[bool], _opt("Show the progress bar.", )] = None,
+    tag: Annotated[Optional[list[str]], _opt("Tag the run (repeatable): journal --tag T lists runs by tag.")] = None,
+    sweep_cell: Annotated[Optional[str], typer.Option(hidden=True, help="Set by fastpose sweep: the run is this cell.")] = None,
 ) -> None:
     """Train a model; the run journals itself (status, config, git, metrics, checkpoints)."""
     options = dict(locals())
     _require_text_cwd()
     from fastpose.config import build_config
+    from fastpose.journal.tags import validate_tag
 
     updates = {_TRAIN_KEYS[k]: v for k, v in options.items() if k in _TRAIN_KEYS and v is not None}
     if name is not None:
         updates["name"] = name
     run_config = build_config(config, updates)
+    tags = tuple(validate_tag(t) for t in tag or ())
+    cell = None
+    if sweep_cell is not None:
+        from fastpose.studies.spec import parse_sweep_cell
+
+        cell = parse_sweep_cell(sweep_cell)
 
     from fastpose.training.runner import train as run_training
 
-    raise typer.Exit(run_training(run_config, note=note).exit_code)
+    raise typer.Exit(run_training(run_config, note=note, tags=tags, sweep_cell=cell).exit_code)
 
 
 @app.command()
@@ -133,6 +142,20 @@ def resume(
     from fastpose.training.runner import resume as run_resume
 
     raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note).exit_code)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Optional[Path], typer.Argument(help="Sweep file: a base config plus a [sweep] table of axes.")] = None,
+    jobs: Annotated[int, _opt("Cells side by side (local launcher); the CPU threads are split between them.")] = 1,
+    launcher: Annotated[str, _opt("local (subprocesses here) | slurm (submitit; needs a PostgreSQL journal).")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and exit; nothing is written.")] = False,
+    resume: Annotated[Optional[str], _opt("Continue the sweep with this id from the journal (no file needed).")] = None,
+) -> None:
+    """Run every combination of the sweep file's axes as journaled runs; re-running continues the sweep."""
+    from fastpose.studies.sweep import sweep_command
+
+    raise typer.Exit(sweep_command(file, jobs=jobs, launcher=launcher, dry_run=dry_run, resume=resume))
 
 
 @app.command()

@@ -44,6 +44,9 @@ def journal(
     name: Annotated[Optional[str], typer.Option(help="Only runs of this NAME.")] = None,
     limit: Annotated[int, typer.Option(help="Show the newest K runs (0 = all).")] = DEFAULT_LIMIT,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as a JSON list instead.")] = False,
+    tag: Annotated[Optional[list[str]], typer.Option(help="Only runs with this tag (repeatable: all of them).")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Only the runs of this sweep (its id; see journal sweeps).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="Only runs whose config has KEY=VALUE, e.g. loss.name=qloss (repeatable).")] = None,
 ) -> None:
     """The daily log, newest day first: runs with status, duration, headline metrics, notes."""
     if ctx.invoked_subcommand is not None:
@@ -59,6 +62,11 @@ def journal(
         validate_name(name)
     if not 0 <= limit <= MAX_LIMIT:
         raise FastposeError(f"--limit must be between 0 (all) and {MAX_LIMIT:,}, got {limit}")
+    filters = tag or sweep is not None or where
+    if filters:
+        from fastpose.journal.tags import parse_where, validate_tag
+
+        tags, conditions = [validate_tag(t) for t in tag or ()], parse_where(where or ())
 
     replay_spools()
     reader = open_reader()
@@ -71,7 +79,17 @@ def journal(
 
     try:
         mark_lost(reader)
-        log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None)
+        if filters:  # runs of a tag, sweep or config: no day notes
+            from fastpose.journal.sweeps import get_sweep
+            from fastpose.journal.tags import select_runs
+            from fastpose.journal.views import DailyLog
+
+            sweep_id = get_sweep(reader, sweep).id if sweep is not None else None
+            runs = select_runs(reader, since=since_dt, status=status, name=name, limit=limit or None,
+                               tags=tags, sweep_id=sweep_id, where=conditions)
+            log = DailyLog(reader, runs, [])
+        else:
+            log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None)
     finally:
         reader.close()
     if as_json:
@@ -245,3 +263,6 @@ def _require_reader():  # noqa: ANN202 - JournalReader
 
         raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
     return reader
+
+
+from fastpose.journal import study_commands  # noqa: E402,F401 - registers `journal tag` and `journal sweeps`

@@ -42,3 +42,25 @@ def is_better(name: str, candidate: float | None, incumbent: float | None) -> bo
     if incumbent is None or incumbent != incumbent:
         return True
     return candidate < incumbent if direction(name) == "min" else candidate > incumbent
+
+
+def primary_metric(config: dict | None = None) -> str:
+    """The metric a study is judged on (sweep table, group verdict): one helper, so that a configurable
+    ``train.monitor`` (issue 12) changes it in one place. Today: the validation median rotation error."""
+    monitor = ((config or {}).get("train") or {}).get("monitor") if isinstance(config, dict) else None
+    return monitor if isinstance(monitor, str) and monitor else "val/rot_err_median"
+
+
+# Config keys that change what a loss value means: a loss logged under other values is another quantity.
+LOSS_DEFINITION_KEYS = ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight")
+
+
+def comparable_across(name: str, flat_configs: list[dict]) -> bool:
+    """Can values of metric ``name`` from runs with these (flattened) configs be ranked against each other?
+
+    Errors, APs and rates are measured the same way for every run; a loss (``*/loss*``) is comparable only
+    when every run defines it the same way (same loss kind, eps and weights).
+    """
+    if "loss" not in name.split("/")[-1]:
+        return True
+    return all(len({repr(c.get(k)) for c in flat_configs}) <= 1 for k in LOSS_DEFINITION_KEYS)

@@ -184,3 +184,36 @@ class JournalIdentity(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     journal_id: Mapped[str] = mapped_column(sa.String(36))
     created_at: Mapped[datetime] = mapped_column(When)
+
+
+class Sweep(Base):
+    """A sweep (revision 0005): ``fastpose sweep FILE.toml``, a grid of runs over configs and seeds."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)  # the sweep id users type
+    spec: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # base config, axes, tags, [slurm]
+    source: Mapped[str | None] = mapped_column(sa.Text)  # the sweep file it was read from
+    created_at: Mapped[datetime] = mapped_column(When)
+
+
+class SweepRun(Base):
+    """A run as one cell of a sweep (revision 0005); retries and resumed runs of a cell share its ``cell``."""
+
+    __tablename__ = "sweep_runs"
+    __table_args__ = (sa.Index(None, "sweep_id", "cell"),)  # also serves the sweep_id foreign key
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id", ondelete="CASCADE"))
+    cell: Mapped[str] = mapped_column(sa.String(1000))  # canonical JSON of the axis values
+    group_key: Mapped[str] = mapped_column(sa.String(1000))  # the same without the seed axes
+
+
+class RunTag(Base):
+    """A tag on a run (revision 0005): ``train --tag``, ``journal tag``, and each sweep cell's sweep id."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(sa.String(100), primary_key=True, index=True)

@@ -103,13 +103,21 @@ class StopSignals:
 
 
 # --------------------------------------------------------------------------------------------- public
-def train(config: RunConfig, *, note: str | None = None, cwd: str | Path | None = None) -> Outcome:
-    """Start a journaled training run of ``config``."""
+def train(
+    config: RunConfig,
+    *,
+    note: str | None = None,
+    cwd: str | Path | None = None,
+    tags: tuple[str, ...] = (),
+    sweep_cell: dict[str, Any] | None = None,
+) -> Outcome:
+    """Start a journaled training run of ``config``, tagged with ``tags``; ``sweep_cell``
+    (``{"sweep": row id, "cell": {axis: value}}``) records it as a cell of a sweep."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
     config.validate()
-    return _run(config, note=note, cwd=Path(cwd or os.getcwd()))
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), tags=tags, sweep_cell=sweep_cell)
 
 
 def resume(
@@ -120,7 +128,8 @@ def resume(
     note: str | None = None,
     cwd: str | Path | None = None,
 ) -> Outcome:
-    """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``)."""
+    """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``); the new run
+    keeps the parent's tags and sweep cell."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
@@ -177,6 +186,8 @@ def _run(
     parent: Any = None,
     ckpt_path: Path | None = None,
     store: Any = None,
+    tags: tuple[str, ...] = (),
+    sweep_cell: dict[str, Any] | None = None,
 ) -> Outcome:
     check_trainer_settings(config)  # a setting Lightning refuses is bad input: before any row or directory
     with StopSignals() as stop:
@@ -216,11 +227,13 @@ def _run(
         from fastpose.journal.spool import SpoolingJournal
         from fastpose.training.callbacks import JournalCallback
 
+        journal_store = store
         # Every write after the run row goes through the spool: a journal outage never stops training.
         store = SpoolingJournal.for_run(run_dir, store.url, journal_id=store.journal_id())
         state: dict[str, Any] = {"epoch": None, "step": None}
         journal = JournalCallback(store, run.id, heartbeat_s=_heartbeat_s())
         try:
+            _file_run(journal_store, run.id, parent, tags, sweep_cell)
             if note:
                 store.add_note(note, run_id=run.id)
             if parent is not None:
@@ -257,6 +270,21 @@ def _run(
             os.environ.pop(SPEC_ENV, None)
             journal.stop_heartbeat()
             store.close()
+
+
+def _file_run(store: Any, run_id: int, parent: Any, tags: tuple[str, ...], sweep_cell: dict | None) -> None:
+    """Tags and sweep cell of the new run; a resumed run first takes its parent's."""
+    if parent is None and not tags and sweep_cell is None:
+        return
+    from fastpose.journal import sweeps
+    from fastpose.journal.tags import add_tags
+
+    if parent is not None:
+        sweeps.inherit(store, parent.id, run_id)
+    if sweep_cell is not None:
+        sweeps.attach(store, run_id, sweep_cell["sweep"], sweep_cell["cell"])
+    if tags:
+        add_tags(store, run_id, tags)
 
 
 def _crashed(store: Any, run: Any, exc: BaseException, state: dict, run_dir: Path) -> Outcome:

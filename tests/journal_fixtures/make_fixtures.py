@@ -138,8 +138,30 @@ def rows_0004() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0005() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0005: + sweeps, sweep_runs (runs 1 and 3 are one cell: a run and its resumed continuation;
+    run 2 another cell of the same sweep), run_tags (the sweep id on its cells, free tags with every punctuation a tag allows)."""
+    rows = rows_0004()
+    spec = {"name": "MSE_SWEEP", "base": {"train": {"epochs": 3}}, "axes": {"loss.name": ["mse", "pw-qloss"],
+            "train.seed": [0]}, "tags": ["paper 'draft'"], "slurm": {"partition": "gpu"}}
+    rows["sweeps"] = [{"id": 1, "name": "loss_study", "spec": spec, "source": "/home/ana/studies/loss_study.toml",
+                       "created_at": _t(-1)}]
+    mse = '{"loss.name": "mse", "train.seed": 0}'
+    rows["sweep_runs"] = [
+        {"run_id": 1, "sweep_id": 1, "cell": mse, "group_key": '{"loss.name": "mse"}'},
+        {"run_id": 3, "sweep_id": 1, "cell": mse, "group_key": '{"loss.name": "mse"}'},
+        {"run_id": 2, "sweep_id": 1, "cell": '{"loss.name": "pw-qloss", "train.seed": 0}',
+         "group_key": '{"loss.name": "pw-qloss"}'},
+    ]
+    rows["run_tags"] = [
+        {"run_id": 1, "tag": "loss_study"}, {"run_id": 2, "tag": "loss_study"}, {"run_id": 3, "tag": "loss_study"},
+        {"run_id": 1, "tag": "baseline"}, {"run_id": 4, "tag": "ablation/v2:lr=3e-3"},
+    ]
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
-ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004}
+ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005}
 
 
 def write_fixture(revision: str, path: Path) -> None:

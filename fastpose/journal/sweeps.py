@@ -1,0 +1,201 @@
+"""Sweeps in the journal: the sweep rows, which run is which cell, and each cell's state. Torch-free.
+
+A sweep (``fastpose sweep FILE.toml``) is a grid of cells; a cell is one combination of axis values,
+e.g. ``{"loss.name": "mse", "train.seed": 0}``, stored as canonical JSON (sorted keys). Its group is the
+same without the seed axes (``SEED_KEYS``): the runs a group comparison pools. A cell may hold several runs:
+an attempt that crashed, was interrupted or lost, and the resumed run that continued it. Its state is
+``completed`` if any of them completed, else the state of its newest run, else ``pending``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from fastpose.errors import FastposeError
+from fastpose.journal.records import json_value, to_utc
+
+if TYPE_CHECKING:
+    from fastpose.journal.reader import JournalReader
+    from fastpose.journal.store import JournalStore
+
+SEED_KEYS = ("train.seed", "data.seed")
+# The spec fields that define the cells: a sweep id re-used with other values here is refused.
+IDENTITY_FIELDS = ("name", "base", "axes")
+
+
+class UnknownSweepError(FastposeError):
+    """A sweep reference matched no sweep."""
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    id: int
+    name: str
+    spec: dict[str, Any]
+    source: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CellRun:
+    """One run of one cell (``status`` is the run's)."""
+
+    run_id: int
+    cell: str
+    group_key: str
+    status: str
+    name: str
+    label: str
+    run_dir: str | None
+    epoch: int | None
+    started_at: datetime
+
+
+# ----------------------------------------------------------------------------- keys
+def cell_key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+def group_key(values: dict[str, Any] | str) -> str:
+    if isinstance(values, str):
+        values = json.loads(values)
+    return cell_key({k: v for k, v in values.items() if k not in SEED_KEYS})
+
+
+def describe(key: str) -> str:
+    """``{"loss.name": "mse"}`` -> ``loss.name=mse`` (``all`` for the empty group)."""
+    values = json.loads(key)
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "all"
+
+
+# ----------------------------------------------------------------------------- reads
+def _record(row: dict[str, Any]) -> SweepRecord:
+    return SweepRecord(row["id"], row["name"], json_value(row["spec"]) or {}, row["source"], to_utc(row["created_at"]))
+
+
+def list_sweeps(reader: JournalReader) -> list[SweepRecord]:
+    return [_record(r) for r in reader._fetch("SELECT * FROM sweeps ORDER BY created_at DESC, id DESC")]
+
+
+def find_sweep(reader: JournalReader, ref: str) -> SweepRecord | None:
+    rows = reader._fetch("SELECT * FROM sweeps WHERE name = :ref", {"ref": str(ref)})
+    if not rows and str(ref).isdigit():
+        rows = reader._fetch("SELECT * FROM sweeps WHERE id = :id", {"id": int(ref)})
+    return _record(rows[0]) if rows else None
+
+
+def get_sweep(reader: JournalReader, ref: str) -> SweepRecord:
+    """A sweep by its id text (or numeric row id); else one line naming the sweeps there are."""
+    found = find_sweep(reader, ref)
+    if found is not None:
+        return found
+    names = [s.name for s in list_sweeps(reader)]
+    import difflib
+
+    close = difflib.get_close_matches(str(ref), names, n=5, cutoff=0.4)
+    hint = f"; closest: {', '.join(close)}" if close else ("; the journal has no sweeps" if not names else "")
+    raise UnknownSweepError(f"no sweep {str(ref)!r}{hint}")
+
+
+def cell_runs(reader: JournalReader, sweep_id: int) -> list[CellRun]:
+    """Every run of the sweep, oldest first."""
+    rows = reader._fetch(
+        "SELECT s.run_id, s.cell, s.group_key, r.status, r.name, r.label, r.run_dir, r.epoch, r.started_at "
+        "FROM sweep_runs s JOIN runs r ON r.id = s.run_id WHERE s.sweep_id = :id ORDER BY r.started_at, r.id",
+        {"id": int(sweep_id)},
+    )
+    return [
+        CellRun(r["run_id"], r["cell"], r["group_key"], r["status"], r["name"], r["label"], r["run_dir"], r["epoch"],
+                to_utc(r["started_at"]))
+        for r in rows
+    ]
+
+
+def cell_states(runs: list[CellRun]) -> dict[str, tuple[str, CellRun]]:
+    """``{cell: (state, the run that decides it)}``: the completed run if any, else the newest one."""
+    out: dict[str, tuple[str, CellRun]] = {}
+    for run in runs:  # oldest first: the newest overwrites, a completed one stays
+        if run.cell in out and out[run.cell][0] == "completed":
+            continue
+        out[run.cell] = (run.status, run)
+    return out
+
+
+def sweep_of_run(reader: JournalReader, run_id: int) -> tuple[int, str, str] | None:
+    """``(sweep_id, cell, group_key)`` of a run, or None when it is in no sweep."""
+    rows = reader._fetch("SELECT sweep_id, cell, group_key FROM sweep_runs WHERE run_id = :id", {"id": int(run_id)})
+    return (rows[0]["sweep_id"], rows[0]["cell"], rows[0]["group_key"]) if rows else None
+
+
+# ----------------------------------------------------------------------------- writes
+def open_sweep(store: JournalStore, name: str, spec: dict[str, Any], source: str | None) -> SweepRecord:
+    """The sweep ``name``, created with ``spec`` on first use; a later use must define the same cells."""
+    import sqlalchemy as sa
+
+    from fastpose.journal.models import Sweep
+
+    table = Sweep.__table__
+
+    def work(conn: Any) -> None:
+        if conn.execute(sa.select(table.c.id).where(table.c.name == name)).first() is None:
+            conn.execute(sa.insert(table).values(name=name, spec=spec, source=source,
+                                                 created_at=datetime.now(timezone.utc)))
+
+    existing = find_sweep(store, name)
+    if existing is None:
+        try:
+            store._write(work)
+        except sa.exc.IntegrityError:  # created by another process at the same moment
+            pass
+        existing = get_sweep(store, name)
+    differs = [f for f in IDENTITY_FIELDS if _normal(existing.spec.get(f)) != _normal(spec.get(f))]
+    if differs:
+        raise FastposeError(
+            f"sweep {name!r} already exists in the journal with another {' and '.join(differs)}; "
+            "give this sweep another id ([sweep] id = \"...\") or restore the file it was started with"
+        )
+    return existing
+
+
+def _normal(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def attach(store: JournalStore, run_id: int, sweep_id: int, cell: dict[str, Any] | str) -> None:
+    """Record run ``run_id`` as (an attempt at) ``cell`` of the sweep, and tag it with the sweep's id."""
+    import sqlalchemy as sa
+
+    from fastpose.journal.models import SweepRun
+    from fastpose.journal.tags import add_tags
+
+    key = cell if isinstance(cell, str) else cell_key(cell)
+    sweep = by_id(store, sweep_id)
+    table = SweepRun.__table__
+
+    def work(conn: Any) -> None:
+        store._require(conn, run_id)
+        conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+        conn.execute(sa.insert(table).values(run_id=run_id, sweep_id=sweep.id, cell=key, group_key=group_key(key)))
+
+    store._write(work)
+    add_tags(store, run_id, [sweep.name])
+
+
+def inherit(store: JournalStore, parent_id: int, child_id: int) -> None:
+    """A resumed run continues its parent: the same sweep cell (if any) and the same tags."""
+    from fastpose.journal.tags import add_tags, run_tags
+
+    membership = sweep_of_run(store, parent_id)
+    if membership is not None:
+        attach(store, child_id, membership[0], membership[1])
+    add_tags(store, child_id, run_tags(store, [parent_id])[parent_id])
+
+
+def by_id(reader: JournalReader, sweep_id: int) -> SweepRecord:
+    rows = reader._fetch("SELECT * FROM sweeps WHERE id = :id", {"id": int(sweep_id)})
+    if not rows:
+        raise UnknownSweepError(f"no sweep with row id {sweep_id}")
+    return _record(rows[0])

@@ -1,0 +1,285 @@
+"""The sweep file: a base config (the tables of ``--config``) plus a ``[sweep]`` table of axes. Torch-free.
+
+```toml
+name = "LS"                         # base run NAME; each cell is NAME plus its axis values
+[train]
+epochs = 8
+[sweep]
+id = "loss_study"                   # optional: the sweep's id in the journal (default: the file's stem)
+tags = ["paper"]                    # optional: extra tags on every cell (the sweep id is always one)
+"loss.name" = ["mse", "qloss"]      # an axis: a dotted config key and a non-empty list of values
+"train.seed" = [0, 1, 2]            # seed axes (train.seed, data.seed) do not split groups
+[slurm]                             # optional: resources for --launcher slurm (see fastpose.studies.slurm)
+partition = "gpu"
+```
+
+Every combination of axis values is a cell; its group is its values without the seed axes. ``load_sweep``
+checks everything (unknown keys, empty or duplicated axes, value types, every cell's config) before the
+caller writes anything, and raises ``ConfigError`` with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastpose.config import NAME_PATTERN, ConfigError, RunConfig, load_toml, validate_name
+
+CONFIG_TABLES = ("data", "model", "loss", "train")
+SWEEP_SETTINGS = ("id", "tags")
+# [slurm] keys and the types they take; anything else is an error (``additional`` holds raw sbatch options).
+SLURM_KEYS: dict[str, tuple[type, ...]] = {
+    "partition": (str,),
+    "nodes": (int,),
+    "gpus_per_node": (int,),
+    "tasks_per_node": (int,),
+    "cpus_per_task": (int,),
+    "mem_gb": (int, float),
+    "time": (int,),  # minutes
+    "account": (str,),
+    "qos": (str,),
+    "constraint": (str,),
+    "array_parallelism": (int,),
+    "setup": (list,),  # shell lines run before each job (module load ..., source venv)
+    "additional": (dict,),  # extra sbatch options, e.g. {"mail-type" = "END"}
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of axis values and the run config it trains."""
+
+    values: dict[str, Any]  # axis -> value, in the file's axis order
+    config: RunConfig
+
+    @property
+    def key(self) -> str:
+        from fastpose.journal.sweeps import cell_key
+
+        return cell_key(self.values)
+
+    @property
+    def group(self) -> str:
+        from fastpose.journal.sweeps import group_key
+
+        return group_key(self.values)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    id: str  # the sweep's id in the journal
+    name: str  # base run NAME
+    base: dict[str, Any]  # the config tables, as in the file (no name)
+    axes: dict[str, list[Any]]
+    tags: tuple[str, ...] = ()
+    slurm: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    def cells(self) -> list[Cell]:
+        base = RunConfig.from_dict({"name": self.name, **self.base})
+        out = []
+        for combo in itertools.product(*self.axes.values()):
+            values = dict(zip(self.axes, combo))
+            config = base.override({**values, "name": cell_name(self.name, values)})
+            out.append(Cell(values, config))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """What the journal keeps of the sweep (``--resume SWEEP`` rebuilds the spec from it)."""
+        return {"name": self.name, "base": self.base, "axes": self.axes, "tags": list(self.tags), "slurm": self.slurm}
+
+    @classmethod
+    def from_json(cls, sweep_id: str, data: dict[str, Any], source: str | None = None) -> SweepSpec:
+        return cls(sweep_id, data["name"], data.get("base") or {}, data["axes"], tuple(data.get("tags") or ()),
+                   data.get("slurm") or {}, source)
+
+
+# ----------------------------------------------------------------------------- loading
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check a sweep file; every problem is one ConfigError line, and nothing is written."""
+    path = Path(path)
+    data = load_toml(path)
+    where = f"sweep file {path.name}"
+    unknown = [k for k in data if k not in ("name", "sweep", "slurm", *CONFIG_TABLES)]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; a sweep file has name, [data], [model], [loss], "
+                          "[train], [sweep] and [slurm]")
+    sweep = data.get("sweep")
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{where}: no [sweep] table; add one with at least one axis, e.g. \"train.seed\" = [0, 1, 2]")
+    name = data.get("name")
+    if name is None:
+        raise ConfigError(f'{where}: the base config needs a run NAME: name = "..." at the top of the file')
+    validate_name(name)
+    base = {k: v for k, v in data.items() if k in CONFIG_TABLES}
+    RunConfig.from_dict(base)  # unknown sections or keys
+    for key, value in _flatten(base).items():
+        check_type(key, value, where)
+
+    sweep_id = sweep.get("id", _default_id(path))
+    if not isinstance(sweep_id, str) or not NAME_PATTERN.fullmatch(sweep_id):
+        raise ConfigError(f"{where}: [sweep] id {sweep_id!r} must be 1-100 characters from A-Z a-z 0-9 _ . -")
+    tags = sweep.get("tags", [])
+    if not isinstance(tags, list):
+        raise ConfigError(f"{where}: [sweep] tags must be a list of strings, got {tags!r}")
+    from fastpose.journal.tags import validate_tag
+
+    try:
+        tags = [validate_tag(t) for t in tags]
+    except Exception as exc:  # FastposeError -> ConfigError with the file named
+        raise ConfigError(f"{where}: {exc}") from None
+
+    axes = _axes({k: v for k, v in sweep.items() if k not in SWEEP_SETTINGS}, where)
+    slurm = _slurm(data.get("slurm", {}), where)
+    spec = SweepSpec(sweep_id, name, base, axes, tuple(tags), slurm, str(path.resolve()))
+    for cell in spec.cells():
+        try:
+            cell.config.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: cell {describe_values(cell.values)}: {exc}") from None
+    return spec
+
+
+def _default_id(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("_.-") or "sweep"
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _axes(table: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    known = set(RunConfig().flat()) - {"name"}
+    axes = _flatten(table)
+    if not axes:
+        raise ConfigError(f'{where}: [sweep] has no axis; add one, e.g. "train.seed" = [0, 1, 2]')
+    for key, values in axes.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}" if close else "; axes are config keys like loss.name"
+            raise ConfigError(f"{where}: [sweep] unknown key {key!r}{hint}")
+        if not isinstance(values, list):
+            raise ConfigError(f"{where}: axis {key!r} must be a list of values, got {values!r}")
+        if not values:
+            raise ConfigError(f"{where}: axis {key!r} is empty; give it at least one value")
+        for value in values:
+            check_type(key, value, where)
+        if len({json.dumps(v) for v in values}) != len(values):
+            raise ConfigError(f"{where}: axis {key!r} repeats a value: {values!r}")
+    return axes
+
+
+def _slurm(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [slurm] must be a table")
+    for key, value in table.items():
+        if key not in SLURM_KEYS:
+            raise ConfigError(f"{where}: [slurm] unknown key {key!r}; known: {', '.join(SLURM_KEYS)}")
+        types = SLURM_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ConfigError(f"{where}: [slurm] {key} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+        if isinstance(value, (int, float)) and value <= 0:
+            raise ConfigError(f"{where}: [slurm] {key} must be > 0, got {value!r}")
+    return dict(table)
+
+
+# The type of every config field, from the dataclasses' annotations (strings under `from __future__`).
+def _field_types() -> dict[str, str]:
+    out = {}
+    for section in dataclasses.fields(RunConfig):
+        if section.name == "name":
+            continue
+        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
+            out[f"{section.name}.{f.name}"] = str(f.type).replace(" ", "")
+    return out
+
+
+_TYPES: dict[str, str] | None = None
+
+
+def check_type(key: str, value: Any, where: str) -> None:
+    """ConfigError unless ``value`` fits config field ``key`` (an int where an int is due, ...)."""
+    global _TYPES
+    _TYPES = _TYPES or _field_types()
+    kind = _TYPES.get(key)
+    if kind is None:
+        return  # unknown keys are reported by RunConfig.from_dict / _axes
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str|None": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }.get(kind, True)
+    if not ok:
+        want = {"int": "an integer", "float": "a number", "str": "a string", "str|None": "a string", "bool": "true or false"}[kind]
+        raise ConfigError(f"{where}: {key} must be {want}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- names and cells
+def describe_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "all"
+
+
+def cell_name(base: str, values: dict[str, Any]) -> str:
+    """``NAME-mse-seed0``: NAME, then each axis value (numbers after their key's last part)."""
+    parts = []
+    for key, value in values.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not isinstance(value, str):
+            text = key.rsplit(".", 1)[-1] + text
+        parts.append(re.sub(r"[^A-Za-z0-9_.]+", "_", text))
+    name = "-".join([base, *parts])
+    if len(name) > 100:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:91]}-{digest}"
+    return validate_name(name)
+
+
+def parse_sweep_cell(text: str) -> dict[str, Any]:
+    """``train --sweep-cell``'s JSON ``{"sweep": <row id>, "cell": {axis: value}}`` (set by fastpose sweep)."""
+    try:
+        data = json.loads(text)
+        ok = isinstance(data, dict) and isinstance(data.get("sweep"), int) and isinstance(data.get("cell"), dict)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError('--sweep-cell takes {"sweep": ID, "cell": {...}} (it is set by fastpose sweep)')
+    return data
+
+
+def cell_toml(config: RunConfig) -> str:
+    """The cell's config as a TOML file for ``fastpose train --config`` (scalars only: what RunConfig holds)."""
+    lines = [f"name = {_toml(config.name)}"]
+    for section, values in config.to_dict().items():
+        if not isinstance(values, dict):
+            continue
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string

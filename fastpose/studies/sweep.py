@@ -1,0 +1,165 @@
+"""``fastpose sweep``: plan a sweep's cells against the journal and run them (locally or on SLURM).
+
+Planning (``plan``), from each cell's runs in the journal (``fastpose.journal.sweeps``):
+
+| the cell's state              | what the sweep does                                              |
+| ----------------------------- | ---------------------------------------------------------------- |
+| no run yet                    | ``fastpose train --config <cell>.toml`` (a fresh run)             |
+| completed (any of its runs)   | skip                                                             |
+| running (process alive)       | skip: another sweep process is running it                        |
+| crashed, interrupted, lost    | ``fastpose resume RUN`` from its last.ckpt (fresh if it has none) |
+| diverged                      | skip: a NaN loss is a result, not an accident; counted as failed |
+
+Lost runs are marked first (``mark_lost``), so a cell whose process was killed is continued. A cell is
+always a subprocess of the real CLI: the same code path as ``fastpose train``, and a crash in one cell
+cannot take the sweep down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastpose.config import ConfigError
+from fastpose.errors import FastposeError
+from fastpose.studies.spec import Cell, SweepSpec, cell_toml, describe_values, load_sweep
+
+LAUNCHERS = ("local", "slurm")
+
+
+@dataclass
+class Task:
+    """What the sweep does with one cell, and (while it runs) how it goes."""
+
+    cell: Cell
+    action: str  # train | resume | skip
+    parent_id: int | None = None  # resume: the run continued
+    reason: str = ""
+    state: str = "pending"  # pending | running | completed | crashed | interrupted | diverged | lost | skipped
+    run_id: int | None = None
+    exit_code: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sweep_command(
+    file: Path | None,
+    *,
+    jobs: int = 1,
+    launcher: str = "local",
+    dry_run: bool = False,
+    resume: str | None = None,
+) -> int:
+    """The whole command; returns the exit code (0: every cell completed)."""
+    if (file is None) == (resume is None):
+        raise FastposeError("give a sweep FILE.toml, or --resume SWEEP (not both)")
+    if jobs < 1:
+        raise FastposeError(f"--jobs must be >= 1, got {jobs}")
+    if launcher not in LAUNCHERS:
+        raise FastposeError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    from fastpose.journal.db import journal_url, sqlite_path
+
+    url = journal_url()
+    if launcher == "slurm" and sqlite_path(url) is not None:
+        raise FastposeError(
+            "--launcher slurm needs a PostgreSQL journal (set FASTPOSE_JOURNAL_URL): SQLite's file locks do not "
+            "hold on the network file systems cluster nodes share, so jobs on several nodes would corrupt it"
+        )
+    spec = load_sweep(file) if file is not None else _spec_from_journal(resume)
+    cells = spec.cells()
+    if dry_run:
+        _print_cells(spec, cells)
+        return 0
+
+    from fastpose.journal.store import JournalStore
+    from fastpose.journal.sweeps import open_sweep
+
+    with JournalStore.open(url) as store:
+        record = open_sweep(store, spec.id, spec.to_json(), spec.source)
+        store.mark_lost()
+        tasks = plan(store, record.id, cells)
+    if launcher == "local":
+        from fastpose.studies.local import run_local
+
+        return run_local(spec, record.id, tasks, jobs=jobs, url=url)
+    from fastpose.studies.slurm import run_slurm
+
+    return run_slurm(spec, record.id, tasks, url=url)
+
+
+def _spec_from_journal(ref: str | None) -> SweepSpec:
+    from fastpose.journal.reader import open_reader
+    from fastpose.journal.sweeps import get_sweep
+
+    reader = open_reader()
+    if reader is None:
+        raise FastposeError(f"no journal yet, so no sweep {ref!r} to resume")
+    try:
+        record = get_sweep(reader, str(ref))
+    finally:
+        reader.close()
+    return SweepSpec.from_json(record.name, record.spec, record.source)
+
+
+def plan(reader: Any, sweep_id: int, cells: list[Cell]) -> list[Task]:
+    """One Task per cell, from the cell's runs in the journal (table in the module docstring)."""
+    from fastpose.journal.sweeps import cell_runs, cell_states
+
+    states = cell_states(cell_runs(reader, sweep_id))
+    tasks = []
+    for cell in cells:
+        found = states.get(cell.key)
+        if found is None:
+            tasks.append(Task(cell, "train", reason="new"))
+            continue
+        status, run = found
+        if status in ("completed", "running", "diverged"):
+            tasks.append(Task(cell, "skip", reason=f"{status} (run #{run.run_id})", state=status, run_id=run.run_id))
+            continue
+        ckpt = Path(run.run_dir) / "checkpoints" / "last.ckpt" if run.run_dir else None
+        if ckpt is not None and ckpt.is_file():
+            tasks.append(Task(cell, "resume", parent_id=run.run_id, reason=f"{status} run #{run.run_id}: resume"))
+        else:
+            tasks.append(Task(cell, "train", reason=f"{status} run #{run.run_id} left no checkpoint: start again"))
+    return tasks
+
+
+def cell_command(spec: SweepSpec, sweep_id: int, task: Task, cell_dir: Path) -> list[str]:
+    """The ``fastpose`` command line of a task (``train`` with the cell's config file, or ``resume``)."""
+    exe = [sys.executable, "-m", "fastpose"]
+    if task.action == "resume":
+        return [*exe, "resume", str(task.parent_id), "--note", f"sweep {spec.id}: continuing the cell"]
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    path = cell_dir / f"{task.cell.name}.toml"
+    path.write_text(cell_toml(task.cell.config), encoding="utf-8")
+    tags = [arg for tag in spec.tags for arg in ("--tag", tag)]
+    cell = json.dumps({"sweep": sweep_id, "cell": task.cell.values}, sort_keys=True)
+    return [*exe, "train", "--config", str(path), "--no-progress", "--sweep-cell", cell, *tags]
+
+
+def sweep_dir(spec: SweepSpec) -> Path:
+    from fastpose.journal.db import journal_home
+
+    return journal_home() / "sweeps" / spec.id
+
+
+def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.journal.sweeps import describe
+
+    table = Table(title=f"sweep {spec.id}: {len(cells)} cells (dry run: nothing started, nothing written)",
+                  title_justify="left")
+    for col in ("#", "run NAME", "group", "axis values"):
+        table.add_column(col)
+    for i, cell in enumerate(cells, 1):
+        table.add_row(str(i), Text(cell.name), Text(describe(cell.group)), Text(describe_values(cell.values)))
+    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+
+
+__all__ = ["sweep_command", "plan", "Task", "cell_command", "sweep_dir", "ConfigError", "os"]
