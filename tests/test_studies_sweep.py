@@ -1,0 +1,249 @@
+"""`fastpose sweep` end to end: real tiny cells through the real CLI, a real journal, real signals.
+
+Each cell is 16 images of 32x32 in batches of 8 (two steps an epoch). The slow tests share one 2 x 2 sweep
+(module fixture); the fault test slows its steps through $FASTPOSE_FAULT so the signals land mid-training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SWEEP = """
+name = "SW"
+[data]
+image_size = 32
+train_size = 16
+val_size = 8
+[train]
+epochs = {epochs}
+batch_size = 8
+log_images = 0
+[sweep]
+id = "{sweep_id}"
+tags = ["tiny"]
+"loss.name" = ["mse", "qloss"]
+"train.seed" = [0, 1]
+"""
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTPOSE_JOURNAL_URL", "FASTPOSE_FAULT", "FASTPOSE_HOME")}
+    env.update(FASTPOSE_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def fastpose(home: Path, *args: str, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastpose", *args], env=env_for(home, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def reader_at(home: Path):
+    from fastpose.journal.reader import open_reader
+
+    return open_reader(f"sqlite:///{home / 'fastpose.db'}")
+
+
+def sweep_file(tmp: Path, sweep_id: str, epochs: int = 2) -> Path:
+    path = tmp / f"{sweep_id}.toml"
+    path.write_text(SWEEP.format(epochs=epochs, sweep_id=sweep_id))
+    return path
+
+
+@pytest.fixture(scope="module")
+def done_sweep(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """A finished 2 x 2 sweep run with --jobs 2: (home, sweep file, the sweep's process)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    home = tmp / "home"
+    path = sweep_file(tmp, "grid")
+    return home, path, fastpose(home, "sweep", str(path), "--jobs", "2")
+
+
+@pytest.mark.slow
+def test_a_2x2_sweep_journals_4_runs_with_sweep_id_and_groups(done_sweep) -> None:
+    home, path, proc = done_sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4/4 completed" in proc.stdout and "1 thread(s) each" in proc.stdout
+    from fastpose.journal.sweeps import cell_runs, get_sweep
+    from fastpose.journal.tags import run_tags
+
+    reader = reader_at(home)
+    try:
+        runs = reader.list_runs()
+        sweep = get_sweep(reader, "grid")
+        cells = cell_runs(reader, sweep.id)
+        tags = run_tags(reader, [r.id for r in runs])
+    finally:
+        reader.close()
+    assert sorted(r.name for r in runs) == ["SW-mse-seed0", "SW-mse-seed1", "SW-qloss-seed0", "SW-qloss-seed1"]
+    assert all(r.status == "completed" and r.epoch == 1 for r in runs)
+    assert sorted(c.group_key for c in cells) == ['{"loss.name": "mse"}'] * 2 + ['{"loss.name": "qloss"}'] * 2
+    for run in runs:  # the run's own config is the cell's
+        assert run.name == f"SW-{run.config['loss']['name']}-seed{run.config['train']['seed']}"
+        assert tags[run.id] == ["grid", "tiny"]
+        assert (home / "sweeps" / "grid" / "logs" / f"{run.name}.log").is_file()
+    assert sweep.spec["axes"] == {"loss.name": ["mse", "qloss"], "train.seed": [0, 1]}
+
+    again = fastpose(home, "sweep", str(path), "--jobs", "2")  # nothing left to do: no duplicate cells
+    assert again.returncode == 0, again.stderr
+    assert "4/4 completed" in again.stdout and again.stdout.count("completed (run #") == 4
+    reader = reader_at(home)
+    assert len(reader.list_runs()) == 4
+    reader.close()
+
+
+def _wait(predicate, proc: subprocess.Popen | None, timeout: float = 300, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"sweep ended early ({proc.returncode}) waiting for {what}:\n{proc.stdout.read()[-3000:]}")
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _runs(home: Path) -> list:
+    if not (home / "fastpose.db").exists():
+        return []
+    reader = reader_at(home)
+    try:
+        return reader.list_runs()
+    finally:
+        reader.close()
+
+
+def _has_checkpoint(run) -> bool:  # noqa: ANN001
+    return bool(run.run_dir) and (Path(run.run_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_interrupts_every_cell_and_sigkill_then_rerun_finishes_exactly_the_4_cells(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    path = sweep_file(tmp_path, "killed", epochs=8)
+    slow = {"FASTPOSE_FAULT": "sleep:0.2@step:0"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "fastpose", "sweep", str(path), "--jobs", "2"],
+                                env=env_for(home, **slow), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # 1. Ctrl-C (SIGINT to the sweep alone: the cells run in their own sessions) once two cells have a checkpoint.
+    proc = start()
+    try:
+        _wait(lambda: sum(_has_checkpoint(r) for r in _runs(home)) >= 2, proc, what="two checkpoints")
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    first = _runs(home)
+    assert len(first) == 2 and all(r.status == "interrupted" for r in first), [(r.name, r.status) for r in first]
+
+    # 2. Rerun: the two interrupted cells resume, the two others start; SIGKILL the sweep once a resumed cell
+    # has trained an epoch. Its cells die with it (SIGTERM from the kernel): interrupted, with checkpoints.
+    proc = start()
+    try:
+        _wait(lambda: any(r.parent_id and r.epoch is not None and r.epoch >= 2 for r in _runs(home)), proc,
+              what="a resumed cell in its third epoch")  # of 8
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    _wait(lambda: all(r.status != "running" for r in _runs(home)), None, timeout=120, what="the cells to stop")
+    second = _runs(home)
+    assert {r.status for r in second} <= {"interrupted", "completed"}, [(r.name, r.status) for r in second]
+    assert any(r.status == "interrupted" for r in second)
+
+    # 3. The same command again (at full speed) finishes the sweep: exactly one completed run per cell.
+    done = fastpose(home, "sweep", str(path), "--jobs", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = _runs(home)
+    completed = [r for r in runs if r.status == "completed"]
+    assert sorted(r.name for r in completed) == ["SW-mse-seed0", "SW-mse-seed1", "SW-qloss-seed0", "SW-qloss-seed1"]
+    assert all(r.status in ("completed", "interrupted") for r in runs)
+    by_id = {r.id: r for r in runs}
+    reader = reader_at(home)
+    try:
+        for run in completed:
+            epochs = sorted(p.epoch for p in reader.metric_history(run.id) if p.name == "train/loss")
+            if run.parent_id is None:
+                assert epochs == list(range(8)), (run.name, epochs)
+                continue
+            # a continuation: it starts where its parent's checkpoint stopped, and ends at the last epoch
+            parent = by_id[run.parent_id]
+            assert parent.status == "interrupted" and parent.name == run.name
+            assert epochs and epochs[0] >= 1 and epochs[-1] == 7, (run.name, epochs)
+        assert sum(r.parent_id is not None for r in completed) >= 1
+    finally:
+        reader.close()
+
+
+BAD = {
+    "unknown key": ('name = "B"\n[sweep]\n"loss.nme" = ["mse"]\n', "unknown key 'loss.nme'"),
+    "unknown table": ('name = "B"\n[sweeps]\n"loss.name" = ["mse"]\n', "unknown key 'sweeps'"),
+    "empty axis": ('name = "B"\n[sweep]\n"train.seed" = []\n', "axis 'train.seed' is empty"),
+    "not a list": ('name = "B"\n[sweep]\n"train.seed" = 3\n', "must be a list"),
+    "wrong type": ('name = "B"\n[sweep]\n"train.lr" = ["fast"]\n', "train.lr must be a number"),
+    "wrong base type": ('name = "B"\n[train]\nepochs = "2"\n[sweep]\n"train.seed" = [0]\n', "train.epochs must be an integer"),
+    "bad value": ('name = "B"\n[sweep]\n"loss.name" = ["mse", "l2"]\n', "unknown loss 'l2'"),
+    "no axes": ('name = "B"\n[sweep]\nid = "x"\n', "has no axis"),
+    "no name": ('[sweep]\n"train.seed" = [0]\n', "needs a run NAME"),
+    "bad slurm": ('name = "B"\n[sweep]\n"train.seed" = [0]\n[slurm]\ngpus = 2\n', "[slurm] unknown key 'gpus'"),
+    "malformed": ('name = "B"\n[sweep\n', "malformed TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_sweep_files_are_one_line_exit_2_and_write_nothing(case: str, tmp_path: Path) -> None:
+    text, message = BAD[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    home = tmp_path / "home"
+    proc = fastpose(home, "sweep", str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert not home.exists()
+
+
+def test_slurm_on_sqlite_is_refused_saying_why(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, "cluster")
+    home = tmp_path / "home"
+    proc = fastpose(home, "sweep", str(path), "--launcher", "slurm")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "needs a PostgreSQL journal" in proc.stderr and "SQLite" in proc.stderr
+    assert not home.exists()
+
+
+def test_dry_run_prints_the_cells_and_writes_nothing(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, "dry")
+    home = tmp_path / "home"
+    proc = fastpose(home, "sweep", str(path), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("SW-mse-seed0", "SW-mse-seed1", "SW-qloss-seed0", "SW-qloss-seed1"):
+        assert name in proc.stdout
+    assert "4 cells" in proc.stdout and not home.exists()
+
+
+def test_a_changed_sweep_file_under_the_same_id_is_refused(tmp_path: Path) -> None:
+    from fastpose.journal.store import JournalStore
+    from fastpose.journal.sweeps import open_sweep
+    from fastpose.studies.spec import load_sweep
+
+    home = tmp_path / "home"
+    home.mkdir()
+    spec = load_sweep(sweep_file(tmp_path, "same"))
+    with JournalStore.open(f"sqlite:///{home / 'fastpose.db'}") as store:
+        open_sweep(store, spec.id, spec.to_json(), spec.source)
+    path = tmp_path / "same.toml"
+    path.write_text(path.read_text().replace('"train.seed" = [0, 1]', '"train.seed" = [0, 1, 2]'))
+    proc = fastpose(home, "sweep", str(path))
+    assert proc.returncode == 2 and "already exists in the journal with another axes" in proc.stderr, proc.stderr
+    assert not (home / "sweeps").exists()
