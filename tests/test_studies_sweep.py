@@ -247,3 +247,39 @@ def test_a_changed_sweep_file_under_the_same_id_is_refused(tmp_path: Path) -> No
     proc = fastpose(home, "sweep", str(path))
     assert proc.returncode == 2 and "already exists in the journal with another axes" in proc.stderr, proc.stderr
     assert not (home / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_a_2_cell_sweep_end_to_end(tmp_path: Path) -> None:
+    """--launcher slurm through submitit, with its LocalExecutor standing in for the cluster, into PostgreSQL."""
+    from conftest import drop_pg_database, fresh_pg_database, pg_admin_engine
+
+    admin = pg_admin_engine()
+    url = fresh_pg_database(admin)
+    try:
+        path = tmp_path / "cluster.toml"
+        path.write_text(SWEEP.format(epochs=1, sweep_id="cluster").replace('"train.seed" = [0, 1]\n', "")
+                        + "[slurm]\ntime = 10\ncpus_per_task = 1\n")
+        home = tmp_path / "home"
+        proc = fastpose(home, "sweep", str(path), "--launcher", "slurm", FASTPOSE_JOURNAL_URL=url,
+                        FASTPOSE_SUBMITIT_CLUSTER="local")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "2/2 completed" in proc.stdout and "submitit local: 2 job(s)" in proc.stdout
+        from fastpose.journal.store import JournalStore
+        from fastpose.journal.sweeps import cell_runs, get_sweep
+
+        with JournalStore.open(url) as store:
+            runs = store.list_runs()
+            cells = cell_runs(store, get_sweep(store, "cluster").id)
+        assert sorted(r.name for r in runs) == ["SW-mse", "SW-qloss"]
+        assert all(r.status == "completed" for r in runs)
+        assert sorted(c.group_key for c in cells) == ['{"loss.name": "mse"}', '{"loss.name": "qloss"}']
+        # submitit's own records: one folder per job, with the pickled result of CellJob
+        results = list((home / "sweeps" / "cluster" / "submitit").glob("*/*_result.pkl"))
+        assert len(results) == 2
+        again = fastpose(home, "sweep", str(path), "--launcher", "slurm", FASTPOSE_JOURNAL_URL=url,
+                         FASTPOSE_SUBMITIT_CLUSTER="local")
+        assert again.returncode == 0 and "0 job(s)" in again.stdout, again.stdout
+    finally:
+        drop_pg_database(admin, url)
+        admin.dispose()
