@@ -160,16 +160,29 @@ def sweep(
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Two or more runs: id, label, label prefix or NAME.")],
+    runs: Annotated[Optional[list[str]], typer.Argument(help="Two or more runs: id, label, label prefix or NAME.")] = None,
     plot: Annotated[Optional[Path], _opt("Also draw the metric curves into this PNG file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    sweep: Annotated[Optional[str], _opt("Compare the groups of this sweep (its id): statistics and a verdict.")] = None,
+    by: Annotated[Optional[list[str]], _opt("Group the runs by this config key, e.g. loss.name (repeatable).")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Groups: print one CSV row per run (config, final and best metrics).")] = False,
 ) -> None:
-    """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences."""
-    from fastpose.compare import check_plot_path, load_comparison, plot as plot_runs, render
+    """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
+
+    With --sweep ID or --by KEY: one row per group (n, mean ± sd, min-max) and Welch's t-test of the best
+    group against each other on the primary metric."""
+    from fastpose.compare import check_plot_path
 
     if plot is not None:
         check_plot_path(plot)  # before reading anything
-    cmp = load_comparison(list(runs))
+    if sweep is not None or by:
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out)
+        return
+    if csv_out:
+        raise FastposeError("--csv needs groups: add --sweep ID or --by KEY")
+    from fastpose.compare import load_comparison, plot as plot_runs, render
+
+    cmp = load_comparison(list(runs or []))
     if plot is not None:
         plot_runs(cmp, str(plot))
     if json_out:
@@ -263,6 +276,30 @@ def _run(argv: list[str]) -> int:
         print(f"error: {visible(error, newlines=False)}", file=sys.stderr)
         return error.exit_code
     return 0
+
+
+def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
+                    csv_out: bool) -> None:
+    if json_out and csv_out:
+        raise FastposeError("choose one of --json and --csv")
+    from fastpose.studies.groups import load_groups, plot as plot_groups, render
+
+    cmp = load_groups(sweep=sweep, refs=runs, by=by)
+    if plot is not None:
+        plot_groups(cmp, str(plot))
+    if csv_out:
+        sys.stdout.write(cmp.csv_text())
+        return
+    if json_out:
+        from fastpose.text import strict_json
+
+        print(strict_json(cmp.to_json(), indent=2))
+        return
+    from fastpose.text import safe_console, visible
+
+    render(cmp, safe_console())
+    if plot is not None:
+        print(f"plot written to {visible(plot)}")
 
 
 def main() -> None:

@@ -51,16 +51,23 @@ def primary_metric(config: dict | None = None) -> str:
     return monitor if isinstance(monitor, str) and monitor else "val/rot_err_median"
 
 
-# Config keys that change what a loss value means: a loss logged under other values is another quantity.
-LOSS_DEFINITION_KEYS = ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight")
+# Config keys that change what each logged loss value means (the terms are logged unweighted; the total is
+# mask_weight * loss_mask + rot_weight * loss_rot). A loss logged under other values is another quantity.
+LOSS_DEFINITION_KEYS = {
+    "loss_mask": (),  # the same cross-entropy for every rotation loss
+    "loss_rot": ("loss.name", "loss.eps"),
+    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight"),
+}
 
 
 def comparable_across(name: str, flat_configs: list[dict]) -> bool:
     """Can values of metric ``name`` from runs with these (flattened) configs be ranked against each other?
 
-    Errors, APs and rates are measured the same way for every run; a loss (``*/loss*``) is comparable only
-    when every run defines it the same way (same loss kind, eps and weights).
+    Errors, APs and rates are measured the same way for every run; a loss (``*/loss*``) only when every run
+    defines it the same way (``LOSS_DEFINITION_KEYS``; an unknown loss term needs the whole [loss] table equal).
     """
-    if "loss" not in name.split("/")[-1]:
+    short = name.split("/")[-1]
+    if "loss" not in short:
         return True
-    return all(len({repr(c.get(k)) for c in flat_configs}) <= 1 for k in LOSS_DEFINITION_KEYS)
+    keys = LOSS_DEFINITION_KEYS.get(short, LOSS_DEFINITION_KEYS["loss"])
+    return all(len({repr(c.get(k)) for c in flat_configs}) <= 1 for k in keys)

@@ -1,0 +1,425 @@
+"""``fastpose compare --sweep ID`` and ``compare RUN... --by KEY``: runs pooled into groups. Torch-free.
+
+Each run contributes its *final* value of each metric (what ``compare`` ranks by). A sweep contributes one
+run per cell: the cell's completed run (a resumed continuation carries the cell's last epochs; its history
+is joined with its parents'); cells not completed are listed as left out, never silently averaged in.
+For each metric, one row per group: n, mean ± sd (ddof 1) and min-max. For the primary metric
+(``fastpose.journal.metrics.primary_metric``), the best group by mean is tested against each other group
+with Welch's t-test (``fastpose.studies.stats``), and each pair gets one sentence of verdict. A metric whose
+values mean different things across the runs (a loss under different loss definitions,
+``comparable_across``) gets no star and no test.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastpose.errors import FastposeError
+from fastpose.journal.metrics import DIRECTIONS, comparable_across, direction, is_better, primary_metric
+from fastpose.studies.stats import TEST_NAME, Summary, Welch, describe, welch
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+ALPHA = 0.05
+
+
+@dataclass
+class Group:
+    label: str
+    key: dict[str, Any]  # the grouping values
+    runs: list[Any] = field(default_factory=list)  # RunRecord
+
+
+@dataclass
+class Contrast:
+    best: Group
+    other: Group
+    metric: str
+    test: Welch | None
+    verdict: str
+
+
+@dataclass
+class GroupComparison:
+    title: str
+    groups: list[Group]
+    summaries: dict[int, dict[str, Any]]  # run id -> name -> MetricSummary
+    histories: dict[int, dict[str, list[tuple[int, float]]]]  # run id -> name -> [(epoch, value)] (cell chain)
+    left_out: list[str]  # why a cell or run is not in the statistics
+    cells: dict[int, str] = field(default_factory=dict)  # run id -> cell (sweeps)
+    sweep: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    primary: str = ""
+
+    def __post_init__(self) -> None:
+        names = {n for s in self.summaries.values() for n in s}
+        known = [n for n in DIRECTIONS if n in names]
+        self.metrics = known + sorted(names - set(known))
+        first = self.runs[0].config if self.runs else None
+        self.primary = primary_metric(first)
+
+    @property
+    def runs(self) -> list[Any]:
+        return [r for g in self.groups for r in g.runs]
+
+    def values(self, group: Group, name: str) -> list[float | None]:
+        out = []
+        for run in group.runs:
+            s = self.summaries[run.id].get(name)
+            out.append(None if s is None else s.final)
+        return out
+
+    def summary(self, group: Group, name: str) -> Summary:
+        return describe(self.values(group, name))
+
+    def comparable(self, name: str) -> bool:
+        from fastpose.compare import flatten
+
+        return comparable_across(name, [flatten(r.config) for r in self.runs])
+
+    def best(self, name: str) -> Group | None:
+        """The group with the best mean (None if fewer than two groups have values, or not comparable)."""
+        if not self.comparable(name):
+            return None
+        scored = [(g, self.summary(g, name).mean) for g in self.groups if self.summary(g, name).n]
+        if len(scored) < 2 or len({mean for _, mean in scored}) == 1:
+            return None  # nothing to rank, or every group ties
+        best = None
+        for group, mean in scored:
+            if best is None or is_better(name, mean, best[1]):
+                best = (group, mean)
+        return best[0] if best is not None else None
+
+    def contrasts(self, name: str | None = None) -> list[Contrast]:
+        name = name or self.primary
+        best = self.best(name)
+        if best is None:
+            return []
+        out = []
+        for other in self.groups:
+            if other is best or not self.summary(other, name).n:
+                continue
+            test = welch(self.values(best, name), self.values(other, name))
+            out.append(Contrast(best, other, name, test, verdict(best, other, name, test,
+                                                                 self.summary(best, name), self.summary(other, name))))
+        return out
+
+    # -- exports
+    def csv_text(self) -> str:
+        """One row per run: run, group and cell, every config key (``config.*``), final and best of every metric."""
+        from fastpose.compare import flatten
+
+        config_keys = sorted({k for r in self.runs for k in flatten(r.config)})
+        head = ["run_id", "label", "name", "status", "sweep", "group", "cell"]
+        head += [f"config.{k}" for k in config_keys]
+        head += [f"final.{m}" for m in self.metrics] + [f"best.{m}" for m in self.metrics]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        for group in self.groups:
+            for run in group.runs:
+                flat = flatten(run.config)
+                s = self.summaries[run.id]
+                writer.writerow(
+                    [run.id, run.label, run.name, run.status, self.sweep or "", group.label, self.cells.get(run.id, "")]
+                    + [_cell(flat.get(k)) for k in config_keys]
+                    + [_cell(s[m].final if m in s else None) for m in self.metrics]
+                    + [_cell(s[m].best if m in s else None) for m in self.metrics]
+                )
+        return buf.getvalue()
+
+    def to_json(self) -> dict[str, Any]:
+        from fastpose.journal.views import run_to_json
+
+        groups = []
+        for g in self.groups:
+            metrics = {}
+            for name in self.metrics:
+                s = self.summary(g, name)
+                metrics[name] = {"n": s.n, "mean": _num(s.mean), "sd": _num(s.sd), "min": _num(s.min), "max": _num(s.max)}
+            groups.append({"group": g.label, "key": g.key, "n": len(g.runs), "runs": [r.id for r in g.runs],
+                           "metrics": metrics})
+        contrasts = []
+        for c in self.contrasts():
+            t = c.test
+            contrasts.append({
+                "metric": c.metric, "best": c.best.label, "other": c.other.label, "verdict": c.verdict,
+                "difference": None if t is None else _num(t.diff),
+                "ci95": None if t is None else [_num(t.ci_low), _num(t.ci_high)],
+                "p": None if t is None else _num(t.p), "t": None if t is None else _num(t.t),
+                "df": None if t is None else _num(t.df),
+                "n": [self.summary(c.best, c.metric).n, self.summary(c.other, c.metric).n],
+            })
+        runs = []
+        for g in self.groups:
+            for run in g.runs:
+                item = run_to_json(run, summaries=self.summaries[run.id], notes=[])
+                item["group"] = g.label
+                item["cell"] = self.cells.get(run.id)
+                item["history"] = {n: [[e, _num(v)] for e, v in h] for n, h in self.histories[run.id].items()}
+                runs.append(item)
+        return {
+            "sweep": self.sweep, "test": TEST_NAME, "values": "final value of each run", "alpha": ALPHA,
+            "primary_metric": self.primary, "groups": groups, "comparisons": contrasts, "runs": runs,
+            "left_out": self.left_out,
+            "directions": {m: direction(m) for m in self.metrics},
+            "comparable": {m: self.comparable(m) for m in self.metrics},
+        }
+
+
+def verdict(best: Group, other: Group, name: str, test: Welch | None, sb: Summary, so: Summary) -> str:
+    """One plain sentence on best vs other for metric ``name``."""
+    values = f"{_fmt(sb.mean)} vs {_fmt(so.mean)}"
+    if test is None:
+        return (f"{best.label} vs {other.label} on {name}: {values}; too few runs for a test "
+                f"(n = {sb.n} + {so.n}, needs 2 + 2).")
+    detail = (f"difference {_fmt(test.diff, signed=True)} (95 % CI {_fmt(test.ci_low, signed=True)} to "
+              f"{_fmt(test.ci_high, signed=True)}), p = {_p(test.p)}, n = {test.n_a} + {test.n_b}")
+    if test.p < ALPHA and test.diff != 0:
+        word = "lower" if direction(name) == "min" else "higher"
+        return f"{best.label} beats {other.label} on {name} ({word} is better): {values}, {detail}."
+    return f"{best.label} vs {other.label} on {name}: not distinguishable at this n ({values}, {detail})."
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "nan"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "nan"
+    text = f"{value:+.3g}" if signed else f"{value:.3g}"
+    return text
+
+
+def _num(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else str(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- loading
+def group_label(key: dict[str, Any]) -> str:
+    if not key:
+        return "all"
+    if len(key) == 1:
+        return str(next(iter(key.values())))
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+def check_by(keys: list[str]) -> list[str]:
+    """``--by`` keys (repeatable, or comma-separated): dotted config keys; unknown ones are an error."""
+    from fastpose.journal.tags import parse_where
+
+    out = [k.strip() for item in keys for k in item.split(",") if k.strip()]
+    parse_where([f"{k}=x" for k in out])  # the same key check and message as journal --where
+    return out
+
+
+def load_groups(*, sweep: str | None = None, refs: list[str] | None = None, by: list[str] | None = None,
+                reader: Any = None) -> GroupComparison:
+    by = check_by(by or [])
+    refs = list(refs or [])
+    if sweep is None and not by:
+        raise FastposeError("grouping needs --sweep ID or --by KEY")
+    if sweep is not None and refs:
+        raise FastposeError("give either runs or --sweep, not both")
+    if sweep is None and len(refs) < 2:
+        raise FastposeError("compare --by needs at least two runs")
+    close = False
+    if reader is None:
+        from fastpose.journal.db import journal_url
+        from fastpose.journal.reader import open_reader
+
+        reader = open_reader()
+        if reader is None:
+            raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
+        close = True
+    try:
+        reader.mark_lost()
+        return _load(reader, sweep, refs, by)
+    finally:
+        if close:
+            reader.close()
+
+
+def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str]) -> GroupComparison:
+    from fastpose.compare import flatten
+
+    left_out: list[str] = []
+    cells: dict[int, str] = {}
+    chains: dict[int, list[int]] = {}
+    if sweep is not None:
+        from fastpose.journal.sweeps import cell_runs, cell_states, describe, get_sweep
+        from fastpose.studies.spec import SweepSpec
+
+        record = get_sweep(reader, sweep)
+        all_runs = cell_runs(reader, record.id)
+        states = cell_states(all_runs)
+        order = [c.key for c in SweepSpec.from_json(record.name, record.spec).cells()]
+        ids, gkeys = [], {}
+        for cell in order + sorted(set(states) - set(order)):
+            if cell not in states:
+                left_out.append(f"cell {describe(cell)}: not run yet")
+                continue
+            status, run = states[cell]
+            if status != "completed":
+                left_out.append(f"cell {describe(cell)}: {status} (run #{run.run_id})")
+                continue
+            ids.append(run.run_id)
+            cells[run.run_id], gkeys[run.run_id] = describe(cell), run.group_key
+        runs = [reader.get_run(i) for i in ids]
+        for run in runs:
+            chain, parent = [run.id], run.parent_id
+            while parent is not None and any(c.run_id == parent for c in all_runs):
+                chain.insert(0, parent)
+                parent = reader.get_run(parent).parent_id
+            chains[run.id] = chain
+        title = f"sweep {record.name}"
+    else:
+        runs, seen, gkeys = [], set(), {}
+        for ref in refs:
+            run = reader.resolve(ref)
+            if run.id not in seen:
+                seen.add(run.id)
+                runs.append(run)
+        chains = {r.id: [r.id] for r in runs}
+        title = f"{len(runs)} runs"
+    if not runs:
+        raise FastposeError(f"{title}: no completed runs to compare" + (f" ({'; '.join(left_out[:3])})" if left_out else ""))
+
+    groups: dict[str, Group] = {}
+    for run in runs:
+        flat = flatten(run.config)
+        if by:
+            key = {k: flat.get(k) for k in by}
+        else:
+            key = json.loads(gkeys[run.id])
+        label = group_label(key)
+        groups.setdefault(json.dumps(key, sort_keys=True, default=str), Group(label, key)).runs.append(run)
+
+    every = sorted({i for chain in chains.values() for i in chain})
+    summaries = reader.metric_summaries([r.id for r in runs])
+    histories: dict[int, dict[str, list[tuple[int, float]]]] = {}
+    per_run: dict[int, dict[str, dict[int, float]]] = {}
+    for run_id in every:
+        per: dict[str, dict[int, float]] = defaultdict(dict)
+        for point in reader.metric_history(run_id):
+            if point.epoch is not None:
+                per[point.name][point.epoch] = point.value
+        per_run[run_id] = per
+    for run in runs:
+        joined: dict[str, dict[int, float]] = defaultdict(dict)
+        for run_id in chains[run.id]:  # oldest first: a continuation overwrites the epochs it re-trained
+            for name, points in per_run[run_id].items():
+                joined[name].update(points)
+        histories[run.id] = {n: sorted(p.items()) for n, p in joined.items()}
+    return GroupComparison(title, list(groups.values()), summaries, histories, left_out, cells, sweep)
+
+
+# ----------------------------------------------------------------------------- rendering
+def render(cmp: GroupComparison, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.journal.views import fmt_value
+
+    table = Table(title=Text(f"{cmp.title}: final values per group (mean ± sd, [min, max]; ★ = best mean, where "
+                             "comparable)"), title_justify="left")
+    table.add_column("group")
+    table.add_column("n", justify="right")
+    shown = [m for m in cmp.metrics if any(cmp.summary(g, m).n for g in cmp.groups)]
+    for name in shown:
+        arrow = "↓" if direction(name) == "min" else "↑"
+        mark = "" if cmp.comparable(name) else " (not comparable)"
+        table.add_column(Text(f"{name} {arrow}{mark}", style="bold" if name == cmp.primary else ""), justify="right")
+    best = {name: cmp.best(name) for name in shown}
+    for group in cmp.groups:
+        cells: list[Any] = [Text(group.label), str(len(group.runs))]
+        for name in shown:
+            s = cmp.summary(group, name)
+            if not s.n:
+                cells.append(Text("-", style="dim"))
+                continue
+            text = Text(f"{fmt_value(s.mean)} ± {fmt_value(s.sd) if s.n > 1 else '-'}",
+                        style="bold green" if best[name] is group else "")
+            if best[name] is group:
+                text.append(" ★", style="bold green")
+            text.append(f"\n[{fmt_value(s.min)}, {fmt_value(s.max)}]", style="dim")
+            if s.n != len(group.runs):
+                text.append(f" (n={s.n})", style="dim")
+            cells.append(text)
+        table.add_row(*cells)
+    console.print(table)
+    contrasts = cmp.contrasts()
+    if contrasts:
+        console.print(Text(f"Primary metric {cmp.primary}: best group vs each other, {TEST_NAME}, on each run's "
+                           f"final value; 95 % confidence interval of the difference (best − other); p not corrected "
+                           f"for the {len(contrasts)} comparison(s).", style="dim"))
+    else:
+        reason = ("not comparable across these runs" if not cmp.comparable(cmp.primary)
+                  else "fewer than two groups have values")
+        console.print(Text(f"No verdict on {cmp.primary}: {reason}."))
+    for c in contrasts:
+        console.print(Text(f"• {c.verdict}"))
+    for line in cmp.left_out:
+        console.print(Text(f"left out: {line}", style="yellow"))
+
+
+def plot(cmp: GroupComparison, path: str) -> None:
+    """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in cmp.metrics if any(cmp.histories[r.id].get(n) for r in cmp.runs)]
+    if not names:
+        raise FastposeError("these runs have no metric history to plot")
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for group in cmp.groups:
+            by_epoch: dict[int, list[float]] = defaultdict(list)
+            for run in group.runs:
+                for epoch, value in cmp.histories[run.id].get(name, []):
+                    if math.isfinite(value):
+                        by_epoch[epoch].append(value)
+            if not by_epoch:
+                continue
+            epochs = sorted(by_epoch)
+            stats = [describe(by_epoch[e]) for e in epochs]
+            means = [s.mean for s in stats]
+            sds = [s.sd if s.n > 1 else 0.0 for s in stats]
+            line = ax.plot(epochs, means, marker="o", markersize=3, label=f"{group.label} (n={len(group.runs)})")[0]
+            ax.fill_between(epochs, [m - d for m, d in zip(means, sds)], [m + d for m, d in zip(means, sds)],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, title="group mean ± sd", title_fontsize=7)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise FastposeError(f"cannot write plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
