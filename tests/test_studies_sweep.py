@@ -283,3 +283,24 @@ def test_submitit_local_executor_runs_a_2_cell_sweep_end_to_end(tmp_path: Path) 
     finally:
         drop_pg_database(admin, url)
         admin.dispose()
+
+
+@pytest.mark.slow
+def test_cluster_started_ranks_take_the_ddp_spec_from_rank_zeros_file(tmp_path: Path) -> None:
+    """srun starts every rank itself (no inherited environment): rank zero writes $FASTPOSE_DDP_SPEC_FILE,
+    another rank waits for it and trains that run without journaling a second one."""
+    home = tmp_path / "home"
+    spec_file = tmp_path / "ddp" / "job-0.spec.json"
+    tiny = ["--image-size", "32", "--train-size", "16", "--val-size", "8", "--batch-size", "8", "--epochs", "1",
+            "--no-progress", "--log-images", "0", "--name", "RANKS"]
+    rank0 = fastpose(home, "train", *tiny, FASTPOSE_DDP_SPEC_FILE=str(spec_file))
+    assert rank0.returncode == 0, rank0.stderr[-2000:]
+    spec = json.loads(spec_file.read_text())
+    run = _runs(home)[0]
+    assert spec["run_dir"] == run.run_dir and spec["config"]["name"] == "RANKS"
+    rank1 = fastpose(home, "train", *tiny, FASTPOSE_DDP_SPEC_FILE=str(spec_file), RANK="1")
+    assert rank1.returncode == 0, rank1.stderr[-2000:]
+    assert len(_runs(home)) == 1  # the other rank journals nothing
+    missing = fastpose(home, "train", *tiny, FASTPOSE_DDP_SPEC_FILE=str(tmp_path / "none.json"), RANK="1",
+                       FASTPOSE_DDP_SPEC_WAIT_S="1")
+    assert missing.returncode == 2 and "rank 1: rank zero wrote no spec" in missing.stderr, missing.stderr

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 ALPHA = 0.05
+METRICS_PER_TABLE = 5
 
 
 @dataclass
@@ -337,35 +338,29 @@ def render(cmp: GroupComparison, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from fastpose.journal.views import fmt_value
-
-    table = Table(title=Text(f"{cmp.title}: final values per group (mean ± sd, [min, max]; ★ = best mean, where "
-                             "comparable)"), title_justify="left")
-    table.add_column("group")
-    table.add_column("n", justify="right")
     shown = [m for m in cmp.metrics if any(cmp.summary(g, m).n for g in cmp.groups)]
-    for name in shown:
-        arrow = "↓" if direction(name) == "min" else "↑"
-        mark = "" if cmp.comparable(name) else " (not comparable)"
-        table.add_column(Text(f"{name} {arrow}{mark}", style="bold" if name == cmp.primary else ""), justify="right")
+    if cmp.primary in shown:  # the primary metric first, then the rest in their usual order
+        shown.remove(cmp.primary)
+        shown.insert(0, cmp.primary)
     best = {name: cmp.best(name) for name in shown}
-    for group in cmp.groups:
-        cells: list[Any] = [Text(group.label), str(len(group.runs))]
-        for name in shown:
-            s = cmp.summary(group, name)
-            if not s.n:
-                cells.append(Text("-", style="dim"))
-                continue
-            text = Text(f"{fmt_value(s.mean)} ± {fmt_value(s.sd) if s.n > 1 else '-'}",
-                        style="bold green" if best[name] is group else "")
-            if best[name] is group:
-                text.append(" ★", style="bold green")
-            text.append(f"\n[{fmt_value(s.min)}, {fmt_value(s.max)}]", style="dim")
-            if s.n != len(group.runs):
-                text.append(f" (n={s.n})", style="dim")
-            cells.append(text)
-        table.add_row(*cells)
-    console.print(table)
+    for start in range(0, max(1, len(shown)), METRICS_PER_TABLE):  # narrow tables rather than one too wide
+        chunk = shown[start : start + METRICS_PER_TABLE]
+        title = (f"{cmp.title}: final values per group (mean ± sd, [min, max]; ★ = best mean, where comparable)"
+                 if start == 0 else None)
+        table = Table(title=Text(title) if title else None, title_justify="left")
+        table.add_column("group")
+        table.add_column("n", justify="right")
+        for name in chunk:
+            arrow = "↓" if direction(name) == "min" else "↑"
+            mark = "" if cmp.comparable(name) else " (not comparable)"
+            table.add_column(Text(f"{name} {arrow}{mark}", style="bold" if name == cmp.primary else ""),
+                             justify="right")
+        for group in cmp.groups:
+            cells: list[Any] = [Text(group.label), str(len(group.runs))]
+            for name in chunk:
+                cells.append(_stat_cell(cmp.summary(group, name), best[name] is group, len(group.runs)))
+            table.add_row(*cells)
+        console.print(table)
     contrasts = cmp.contrasts()
     if contrasts:
         console.print(Text(f"Primary metric {cmp.primary}: best group vs each other, {TEST_NAME}, on each run's "
@@ -379,6 +374,22 @@ def render(cmp: GroupComparison, console: Console) -> None:
         console.print(Text(f"• {c.verdict}"))
     for line in cmp.left_out:
         console.print(Text(f"left out: {line}", style="yellow"))
+
+
+def _stat_cell(s: Summary, is_best: bool, runs: int) -> Any:
+    from rich.text import Text
+
+    from fastpose.journal.views import fmt_value
+
+    if not s.n:
+        return Text("-", style="dim")
+    text = Text(f"{fmt_value(s.mean)} ± {fmt_value(s.sd) if s.n > 1 else '-'}", style="bold green" if is_best else "")
+    if is_best:
+        text.append(" ★", style="bold green")
+    text.append(f"\n[{fmt_value(s.min)}, {fmt_value(s.max)}]", style="dim")
+    if s.n != runs:
+        text.append(f" (n={s.n})", style="dim")
+    return text
 
 
 def plot(cmp: GroupComparison, path: str) -> None:

@@ -18,6 +18,7 @@ time (minutes), account, qos, constraint, array_parallelism, setup (shell lines 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -65,20 +66,32 @@ class CellJob:
         os.environ["FASTPOSE_HOME"] = payload["home"]
         if payload.get("threads"):
             os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
-        from fastpose.journal.store import JournalStore
-
         spec = SweepSpec.from_json(payload["sweep"], payload["spec"])
         cell = next(c for c in spec.cells() if c.key == payload["cell"])
+        base = Path(payload["home"]) / "sweeps" / spec.id
+        # One task per GPU (tasks_per_node = gpus_per_node): every task runs the cell's command; rank zero
+        # plans it and journals, the other ranks take the command and the DDP spec from files (runner.py).
+        rank = int(os.environ.get("SLURM_PROCID") or os.environ.get("RANK") or 0)
+        attempt = f"{os.environ.get('SLURM_JOB_ID', os.getpid())}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+        os.environ["FASTPOSE_DDP_SPEC_FILE"] = str(base / "ddp" / f"{attempt}.spec.json")
+        plan_file = base / "ddp" / f"{attempt}.plan.json"
+        if rank != 0:
+            commands = json.loads(_wait_for(plan_file))
+            codes = [subprocess.call(cmd) for cmd in commands[:1]]  # rank zero's first command; see below
+            return {"cell": cell.name, "action": "rank", "exit_code": codes[0] if codes else 0}
+        from fastpose.journal.store import JournalStore
+
         with JournalStore.open(payload["url"]) as store:
             store.mark_lost()
             task = plan(store, payload["sweep_id"], [cell])[0]
+        commands = [] if task.action == "skip" else [cell_command(spec, payload["sweep_id"], task, base / "cells")]
+        _write(plan_file, json.dumps(commands))
         if task.action == "skip":
             return {"cell": cell.name, "action": "skip", "reason": task.reason, "exit_code": 0}
-        cells = Path(payload["home"]) / "sweeps" / spec.id / "cells"
-        code = subprocess.call(cell_command(spec, payload["sweep_id"], task, cells))
-        if task.action == "resume" and code == 2:  # resume refused (checkpoint holds every epoch): train again
-            task.action = "train"
-            code = subprocess.call(cell_command(spec, payload["sweep_id"], task, cells))
+        code = subprocess.call(commands[0])
+        if task.action == "resume" and code == 2:  # resume refused (checkpoint holds every epoch): train again;
+            task.action = "train"  # the other ranks' `resume` waits for the spec, which this train writes
+            code = subprocess.call(cell_command(spec, payload["sweep_id"], task, base / "cells"))
         return {"cell": cell.name, "action": task.action, "exit_code": code}
 
     def checkpoint(self, payload: dict[str, Any]) -> Any:
@@ -86,6 +99,22 @@ class CellJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(CellJob(), payload)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _wait_for(path: Path, timeout_s: float = 900.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+        time.sleep(0.5)
+    raise FastposeError(f"rank zero wrote no plan to {path} within {timeout_s:.0f} s")
 
 
 def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str) -> int:

@@ -41,6 +41,10 @@ from fastpose.config import RunConfig
 from fastpose.errors import FastposeError
 
 SPEC_ENV = "FASTPOSE_DDP_SPEC"
+# Ranks started by the cluster (srun, one task per GPU) do not inherit rank zero's environment: rank zero
+# also writes the spec to this file and the other ranks wait for it (fastpose.studies.slurm sets it).
+SPEC_FILE_ENV = "FASTPOSE_DDP_SPEC_FILE"
+SPEC_WAIT_S = float(os.environ.get("FASTPOSE_DDP_SPEC_WAIT_S", "900"))
 EXIT_CODES = {"completed": 0, "crashed": 1, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
 def _heartbeat_s() -> float:
     from fastpose.environment import positive_seconds
@@ -245,6 +249,7 @@ def _run(
             os.environ[SPEC_ENV] = json.dumps(
                 {"config": config.to_dict(), "run_dir": str(run_dir), "ckpt_path": str(ckpt_path or "")}
             )
+            _publish_spec(os.environ[SPEC_ENV])
             _fit(config, prepared, run_dir, ckpt_path, stop, journal=journal, state=state)
             store.finish(run.id, status="completed", epoch=state["epoch"], step=state["step"])
             return _done(store, run, "completed", EXIT_CODES["completed"], run_dir)
@@ -514,7 +519,30 @@ def _child_spec() -> dict | None:
     if launch_rank() == 0:
         return None
     raw = os.environ.get(SPEC_ENV)
+    if not raw and os.environ.get(SPEC_FILE_ENV):
+        raw = _wait_for_spec(Path(os.environ[SPEC_FILE_ENV]))
     return json.loads(raw) if raw else {}
+
+
+def _publish_spec(text: str) -> None:
+    """Rank zero: also write the spec where cluster-started ranks look for it (``$FASTPOSE_DDP_SPEC_FILE``)."""
+    target = os.environ.get(SPEC_FILE_ENV)
+    if not target:
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # atomic: a waiting rank never reads half a file
+
+
+def _wait_for_spec(path: Path) -> str:
+    deadline = time.monotonic() + SPEC_WAIT_S
+    while time.monotonic() < deadline:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+        time.sleep(0.5)
+    raise FastposeError(f"rank {launch_rank()}: rank zero wrote no spec to {path} within {SPEC_WAIT_S:.0f} s")
 
 
 def _run_child(spec: dict) -> Outcome:
