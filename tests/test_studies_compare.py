@@ -106,7 +106,7 @@ def test_compare_sweep_screen_json_and_csv(journal_store, run_cli, tmp_path) -> 
     flat = " ".join(screen.split())
     ref = sps.ttest_ind(QLOSS, MSE, equal_var=False)
     assert "Welch's t-test (scipy.stats.ttest_ind, equal_var=False)" in flat
-    assert f"qloss beats mse on val/rot_err_median" in flat and "n = 3 + 3" in flat and f"p = {ref.pvalue:.2g}" in flat
+    assert "qloss beats mse on val/rot_err_median" in flat and "n = 3 + 3" in flat and f"p = {ref.pvalue:.2g}" in flat
     assert "qloss vs pw-qloss on val/rot_err_median: not distinguishable at this n" in flat
     assert "left out: cell loss.name=mse, train.seed=3: crashed" in flat
     assert "train/loss ↓ (not comparable)" in flat  # losses of different kinds: no star there

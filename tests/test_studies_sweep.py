@@ -94,9 +94,15 @@ def test_a_2x2_sweep_journals_4_runs_with_sweep_id_and_groups(done_sweep) -> Non
     again = fastpose(home, "sweep", str(path), "--jobs", "2")  # nothing left to do: no duplicate cells
     assert again.returncode == 0, again.stderr
     assert "4/4 completed" in again.stdout and again.stdout.count("completed (run #") == 4
+    by_id = fastpose(home, "sweep", "--resume", "grid")  # the same from the journal, without the file
+    assert by_id.returncode == 0 and "4/4 completed" in by_id.stdout, by_id.stderr
+    unknown = fastpose(home, "sweep", "--resume", "gird")
+    assert unknown.returncode == 2 and "no sweep 'gird'; closest: grid" in unknown.stderr, unknown.stderr
     reader = reader_at(home)
     assert len(reader.list_runs()) == 4
     reader.close()
+    sweeps = json.loads(fastpose(home, "journal", "sweeps", "--json").stdout)
+    assert [(s["sweep"], s["cells"], s["completed"], s["failed"]) for s in sweeps] == [("grid", 4, 4, 0)]
 
 
 def _wait(predicate, proc: subprocess.Popen | None, timeout: float = 300, what: str = "") -> None:

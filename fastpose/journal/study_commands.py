@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fastpose.errors import FastposeError
-from fastpose.journal.commands import _console, _require_reader, journal_app, replay_spools
+from fastpose.journal.commands import _console, journal_app, replay_spools
 
 
 @journal_app.command("tag")
@@ -93,5 +92,3 @@ def sweep_overview(reader) -> list[dict]:  # noqa: ANN001 - JournalReader
         })
     return out
 
-
-__all__ = ["tag", "sweeps", "sweep_overview", "FastposeError"]

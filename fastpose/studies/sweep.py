@@ -18,13 +18,11 @@ cannot take the sweep down.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastpose.config import ConfigError
 from fastpose.errors import FastposeError
 from fastpose.studies.spec import Cell, SweepSpec, cell_toml, describe_values, load_sweep
 
@@ -161,5 +159,3 @@ def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
         table.add_row(str(i), Text(cell.name), Text(describe(cell.group)), Text(describe_values(cell.values)))
     Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
 
-
-__all__ = ["sweep_command", "plan", "Task", "cell_command", "sweep_dir", "ConfigError", "os"]

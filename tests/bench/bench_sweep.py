@@ -6,7 +6,10 @@ run two at a time by hand (two terminals, two commands each), measured side by s
 Variants, each into a fresh journal home:
 - ``sweep``: ``fastpose sweep FILE --jobs 2`` (the CPU threads split: 1 thread per cell on 2 cores).
 - ``hand-1t``: two lanes, each running two ``fastpose train --config CELL.toml --no-progress`` one after the
-  other, with ``OMP_NUM_THREADS`` as the sweep sets it: the sweep machinery's own overhead.
+  other, with ``OMP_NUM_THREADS`` as the sweep sets it: the sweep machinery's own overhead. Each lane is its
+  own session, as two terminals are: with the kernel's autogroup scheduling (on in most desktop and server
+  kernels) every session gets a fair share of the CPUs, and the sweep starts each cell in its own session, so
+  on a loaded machine lanes in one session would lose against it for that reason alone.
 - ``hand``: the same with torch's default threads (what a person typing the commands gets).
 Reported: wall seconds per variant per round, the median over rounds, and sweep / hand ratios (target <= 1.05).
 """
@@ -71,7 +74,7 @@ def run_by_hand(work: Path, cells: list[Path], threads: int | None) -> float:
     procs = [
         subprocess.Popen(["bash", "-c", script(f"{sys.executable} -m fastpose train --config {c} --no-progress"
                                                for c in lane)], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for lane in lanes
     ]
     codes = [p.wait() for p in procs]
