@@ -5,12 +5,11 @@ Torch-free; the listing reads through ``open_reader`` like ``fastpose journal``.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from fastpose.journal.commands import _console, journal_app, replay_spools
+from fastpose.journal.commands import _console, journal_app, mark_lost, replay_spools
 
 
 @journal_app.command("tag")
@@ -47,12 +46,14 @@ def sweeps(
         print("[]" if as_json else "No sweeps yet: fastpose sweep FILE.toml starts one.")
         return
     try:
-        reader.mark_lost()
+        mark_lost(reader)
         rows = sweep_overview(reader)
     finally:
         reader.close()
     if as_json:
-        print(json.dumps(rows, indent=2))
+        from fastpose.text import strict_json
+
+        print(strict_json(rows, indent=2))
         return
     if not rows:
         print("No sweeps yet: fastpose sweep FILE.toml starts one.")

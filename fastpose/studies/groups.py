@@ -252,7 +252,9 @@ def load_groups(*, sweep: str | None = None, refs: list[str] | None = None, by: 
             raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
         close = True
     try:
-        reader.mark_lost()
+        from fastpose.journal.commands import mark_lost
+
+        mark_lost(reader)  # a read-only journal still compares (one warning line)
         return _load(reader, sweep, refs, by)
     finally:
         if close:

@@ -122,9 +122,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise ConfigError(f'{where}: the base config needs a run NAME: name = "..." at the top of the file')
     validate_name(name)
     base = {k: v for k, v in data.items() if k in CONFIG_TABLES}
-    RunConfig.from_dict(base)  # unknown sections or keys
-    for key, value in _flatten(base).items():
-        check_type(key, value, where)
+    try:
+        RunConfig.from_dict(base)  # unknown sections or keys, value types
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
     sweep_id = sweep.get("id", _default_id(path))
     if not isinstance(sweep_id, str) or not NAME_PATTERN.fullmatch(sweep_id):
@@ -208,30 +209,21 @@ def _field_types() -> dict[str, str]:
         if section.name == "name":
             continue
         for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
-            out[f"{section.name}.{f.name}"] = str(f.type).replace(" ", "")
+            out[f"{section.name}.{f.name}"] = str(f.type)
     return out
 
 
-_TYPES: dict[str, str] | None = None
-
-
 def check_type(key: str, value: Any, where: str) -> None:
-    """ConfigError unless ``value`` fits config field ``key`` (an int where an int is due, ...)."""
-    global _TYPES
-    _TYPES = _TYPES or _field_types()
-    kind = _TYPES.get(key)
-    if kind is None:
-        return  # unknown keys are reported by RunConfig.from_dict / _axes
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
-        "str|None": isinstance(value, str),
-        "bool": isinstance(value, bool),
-    }.get(kind, True)
-    if not ok:
-        want = {"int": "an integer", "float": "a number", "str": "a string", "str|None": "a string", "bool": "true or false"}[kind]
-        raise ConfigError(f"{where}: {key} must be {want}, got {value!r}")
+    """ConfigError (naming the file) unless ``value`` fits config field ``key``: ``fastpose.config.check_type``."""
+    from fastpose.config import check_type as config_check_type
+
+    annotation = _field_types().get(key)
+    if annotation is None:
+        return  # unknown keys are reported by _axes
+    try:
+        config_check_type(key, value, annotation)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- names and cells

@@ -145,7 +145,6 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 
 def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -157,5 +156,7 @@ def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
         table.add_column(col)
     for i, cell in enumerate(cells, 1):
         table.add_row(str(i), Text(cell.name), Text(describe(cell.group)), Text(describe_values(cell.values)))
-    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+    from fastpose.text import safe_console
+
+    safe_console().print(table)
 

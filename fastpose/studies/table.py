@@ -13,14 +13,13 @@ class LiveTable:
     """``with LiveTable(...) as t: t.refresh_from_journal(); t.update()``; ``summary()`` after."""
 
     def __init__(self, spec: SweepSpec, sweep_id: int, tasks: list[Task], url: str, header: str = "") -> None:
-        from rich.console import Console
-
         from fastpose.journal.metrics import primary_metric
+        from fastpose.text import safe_console
 
         self.spec, self.sweep_id, self.tasks, self.url, self.header = spec, sweep_id, tasks, url, header
         self.metric = primary_metric(tasks[0].cell.config.to_dict()) if tasks else primary_metric()
         self.values: dict[str, Any] = {}
-        self.console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+        self.console = safe_console()
         self._live: Any = None
 
     def __enter__(self) -> LiveTable:
