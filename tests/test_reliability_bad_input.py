@@ -65,6 +65,8 @@ FILES = {
     "progress_str.toml": b'[train]\nprogress_bar = "yes"\n',
     "root_list.toml": b'[data]\ndata_root = ["a", "b"]\n',
     "existing.md": b"# my notes, not to be overwritten\n",
+    "sweep_empty_axis.toml": b'name = "S"\n[sweep]\n"train.seed" = []\n',
+    "sweep_unknown_axis.toml": b'name = "S"\n[sweep]\n"loss.nme" = ["mse"]\n',
 }
 
 
@@ -238,6 +240,21 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("strategy Lightning refuses", ["train", "--name", "X", "--strategy", "ddp_bogus", *TINY], {}, ["Lightning refuses"]),
     ("gpu without a GPU", ["train", "--name", "X", "--accelerator", "gpu", *TINY], {"NEEDS_NO_GPU": "1"}, ["Lightning refuses"]),
     ("resume epochs 0", ["resume", "A1", "--epochs", "0"], {}, ["A1"]),
+    # studies (issue 13): sweeps, tags, journal filters, group comparisons
+    ("sweep empty axis", ["sweep", "{root}/sweep_empty_axis.toml"], {}, ["axis 'train.seed' is empty"]),
+    ("sweep unknown axis", ["sweep", "{root}/sweep_unknown_axis.toml"], {}, ["loss.nme"]),
+    ("sweep jobs 0", ["sweep", "{root}/sweep_unknown_axis.toml", "--jobs", "0"], {}, ["--jobs"]),
+    ("sweep unknown launcher", ["sweep", "{root}/sweep_unknown_axis.toml", "--launcher", "pbs"], {}, ["--launcher"]),
+    ("sweep unknown resume", ["sweep", "--resume", "nope"], {}, ["no sweep 'nope'"]),
+    ("sweep no file", ["sweep"], {}, ["--resume"]),
+    ("tag with a space", ["journal", "tag", "A1", "a b"], {}, ["invalid tag"]),
+    ("train tag markup", ["train", "--name", "X", "--tag", "[/bold]"], {}, ["invalid tag"]),
+    ("where unknown key", ["journal", "--where", "train.sed=1"], {}, ["unknown config key"]),
+    ("where no value", ["journal", "--where", "train.seed"], {}, ["KEY=VALUE"]),
+    ("journal unknown sweep", ["journal", "--sweep", "nope"], {}, ["no sweep 'nope'"]),
+    ("compare unknown sweep", ["compare", "--sweep", "nope"], {}, ["no sweep 'nope'"]),
+    ("compare by unknown key", ["compare", "A1", "B1", "--by", "loss.nam"], {}, ["unknown config key"]),
+    ("compare csv without groups", ["compare", "A1", "B1", "--csv"], {}, ["--csv needs groups"]),
     # environment
     ("lost-after words", ["journal"], {"FASTPOSE_LOST_AFTER": "abc"}, ["$FASTPOSE_LOST_AFTER"]),
     ("lost-after nan", ["journal"], {"FASTPOSE_LOST_AFTER": "nan"}, ["$FASTPOSE_LOST_AFTER"]),
