@@ -9,6 +9,8 @@
 | `FASTPOSE_BUSY_TIMEOUT_S` | seconds a journal write waits for a lock held by another process (default 10) | a finite number > 0 |
 | `FASTPOSE_FAULT`       | fault injection for tests (`fastpose/training/faults.py`) | its own syntax            |
 | `FASTPOSE_DEBUG`       | show the traceback of an error                           | anything non-empty        |
+| `FASTPOSE_SUBMITIT_CLUSTER` | submitit executor of `sweep --launcher slurm` (default slurm; tests: local) | `slurm`, `local`, `debug` |
+| `FASTPOSE_DDP_SPEC_WAIT_S` | seconds a cluster-started rank waits for rank zero's spec (default 900) | a finite number > 0 |
 
 Torch-free and cheap: called by ``fastpose.cli.run`` before any command.
 """
@@ -54,6 +56,10 @@ def check_environment() -> None:
                 raise FastposeError(f"$FASTPOSE_HOME {home!r} is not a directory (the journal home must be one)")
         except OSError as exc:
             raise FastposeError(f"$FASTPOSE_HOME {home!r}: {exc.strerror or exc}") from None
+    cluster = os.environ.get("FASTPOSE_SUBMITIT_CLUSTER")
+    if cluster and cluster not in ("slurm", "local", "debug"):
+        raise FastposeError(f"$FASTPOSE_SUBMITIT_CLUSTER must be slurm, local or debug, got {cluster!r}")
+    positive_seconds("FASTPOSE_DDP_SPEC_WAIT_S", 900.0)
     url = os.environ.get("FASTPOSE_JOURNAL_URL")
     if url is not None and not url.strip():
         raise FastposeError("$FASTPOSE_JOURNAL_URL is set but empty; unset it for the SQLite journal in the home")

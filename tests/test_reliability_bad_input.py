@@ -255,6 +255,8 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("compare unknown sweep", ["compare", "--sweep", "nope"], {}, ["no sweep 'nope'"]),
     ("compare by unknown key", ["compare", "A1", "B1", "--by", "loss.nam"], {}, ["unknown config key"]),
     ("compare csv without groups", ["compare", "A1", "B1", "--csv"], {}, ["--csv needs groups"]),
+    ("submitit cluster unknown", ["journal"], {"FASTPOSE_SUBMITIT_CLUSTER": "pbs"}, ["$FASTPOSE_SUBMITIT_CLUSTER"]),
+    ("ddp spec wait words", ["journal"], {"FASTPOSE_DDP_SPEC_WAIT_S": "soon"}, ["$FASTPOSE_DDP_SPEC_WAIT_S"]),
     # environment
     ("lost-after words", ["journal"], {"FASTPOSE_LOST_AFTER": "abc"}, ["$FASTPOSE_LOST_AFTER"]),
     ("lost-after nan", ["journal"], {"FASTPOSE_LOST_AFTER": "nan"}, ["$FASTPOSE_LOST_AFTER"]),
