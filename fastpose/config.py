@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
+from fastpose.journal.metrics import DEFAULT_MONITOR
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -89,6 +90,8 @@ class TrainConfig:
     limit_val_batches: float = 1.0
     log_images: int = 4  # validation samples drawn with pose axes into TensorBoard (0 = off)
     progress_bar: bool = True  # rich progress bar on stderr
+    monitor: str = DEFAULT_MONITOR  # the primary metric: best checkpoint, journal headline, compare's lead;
+    #                                 its direction comes from fastpose/journal/metrics.py (README: "best")
 
 
 @dataclass
@@ -175,6 +178,8 @@ class RunConfig:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
                 raise ConfigError(f"--{label} {value!r}: a Lightning {label} name such as "
                                   + ("cpu, gpu or auto" if label == "accelerator" else "auto, ddp or ddp_spawn"))
+        if not isinstance(t.monitor, str) or not re.fullmatch(r"val/[A-Za-z0-9_]+(/[a-z]+)?", t.monitor):
+            raise ConfigError(f"--monitor must name a validation metric such as {DEFAULT_MONITOR!r}, got {t.monitor!r}")
         if d.dataset == "nocs":
             if not d.data_root:
                 raise ConfigError("--dataset nocs needs --data-root PATH")

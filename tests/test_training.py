@@ -23,7 +23,7 @@ TINY = [
     "--no-progress", "--log-images", "2",
 ]
 TRAIN_TERMS = ("train/loss", "train/loss_mask", "train/loss_rot")
-VAL_ALWAYS = ("val/loss", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20", "val/miss_rate")
+VAL_ALWAYS = ("val/loss", "val/5deg", "val/10deg", "val/20deg", "val/miss_rate", "val/rot_err_median")
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +204,7 @@ def test_compare_two_real_runs(two_runs, tmp_path):
 
     store = store_at(home)
     ids = [store.resolve("CMP_A").id, store.resolve("CMP_B").id]
-    for name in ("train/loss", "val/loss", "val/miss_rate", "val/degree_mAP_20"):
+    for name in ("train/loss", "val/loss", "val/miss_rate", "val/20deg"):
         entry = data["metrics"][name]
         finals = {i: store.summaries(i)[name][0] for i in ids}
         pick = min if entry["direction"] == "min" else max

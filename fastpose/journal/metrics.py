@@ -1,26 +1,55 @@
 """Metric names and their direction (is lower or higher better?), in one place.
 
 ``DIRECTIONS`` names the metrics fastpose logs; any other name falls back to a rule on its spelling:
-``loss``/``err``/``miss`` are minimised, ``mAP``/``acc`` maximised, anything else minimised.
+``loss``/``err``/``miss``/``false_positive`` are minimised; ``mAP``/``acc``/``iou_N``/``Ndeg`` (the
+NOCS-standard APs, per class too: ``val/10deg_5cm/mug``) maximised; anything else minimised.
+
+``DEFAULT_MONITOR`` is the primary metric (``train.monitor``'s default): it picks the best checkpoint, leads
+the journal's headline and the ``compare`` table. It is an AP that counts misses and false positives, so a
+model that finds nothing scores 0 and is never best (README, "Which checkpoint is best").
 """
 
 from __future__ import annotations
+
+import re
 
 DIRECTIONS: dict[str, str] = {
     "train/loss": "min",
     "train/loss_mask": "min",
     "train/loss_rot": "min",
+    "train/loss_trans": "min",
+    "train/loss_size": "min",
     "val/loss": "min",
-    "val/rot_err_mean": "min",
+    # NOCS-standard mean APs (fastpose.pose.evaluation): detections ranked by score, false positives counted
+    "val/iou_25": "max",
+    "val/iou_50": "max",
+    "val/iou_75": "max",
+    "val/5deg_2cm": "max",
+    "val/5deg_5cm": "max",
+    "val/10deg_2cm": "max",
+    "val/10deg_5cm": "max",
+    "val/10deg_10cm": "max",
+    "val/5deg": "max",
+    "val/10deg": "max",
+    "val/20deg": "max",
     "val/rot_err_median": "min",
+    "val/trans_err_median_cm": "min",
+    "val/miss_rate": "min",
+    "val/false_positive_rate": "min",
+    # logged by runs before issue 12 (ground-truth-only rotation metrics); kept so old journals read right
+    "val/rot_err_mean": "min",
     "val/degree_mAP_5": "max",
     "val/degree_mAP_10": "max",
     "val/degree_mAP_20": "max",
-    "val/miss_rate": "min",
 }
 
+DEFAULT_MONITOR = "val/10deg"
+
 # What the daily log shows for each run, in this order, when the run logged it.
-HEADLINE: tuple[str, ...] = ("val/rot_err_mean", "val/degree_mAP_10", "val/loss", "train/loss")
+HEADLINE: tuple[str, ...] = (DEFAULT_MONITOR, "val/rot_err_median", "val/miss_rate", "val/rot_err_mean",
+                             "val/degree_mAP_10", "val/loss", "train/loss")
+
+_AP_NAME = re.compile(r"(^|/)(iou_\d+|\d+deg(_\d+cm)?)(/|$)")
 
 
 def direction(name: str) -> str:
@@ -28,9 +57,9 @@ def direction(name: str) -> str:
     if name in DIRECTIONS:
         return DIRECTIONS[name]
     low = name.lower()
-    if any(word in low for word in ("loss", "err", "miss")):
+    if any(word in low for word in ("loss", "err", "miss", "false_positive")):
         return "min"
-    if "map" in low or "acc" in low:
+    if "map" in low or "acc" in low or _AP_NAME.search(low):
         return "max"
     return "min"
 

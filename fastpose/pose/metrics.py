@@ -28,28 +28,43 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from fastpose.pose.data.synthetic import CLASSES, SYMMETRIC_CLASSES
+
+MUG = CLASSES.index("mug") + 1
 from fastpose.pose.rotations import quat_angle, quat_rotate, safe_normalize, vector_angle
 
 
-def rotation_error_deg(pred: Tensor, gt: Tensor, class_id: Tensor | None = None) -> Tensor:
+def rotation_error_deg(pred: Tensor, gt: Tensor, class_id: Tensor | None = None,
+                       handle_visible: Tensor | None = None) -> Tensor:
     """Rotation error in degrees (N,) in [0, 180] between (N, 4) scalar-last quaternions.
 
-    ``pred`` is normalised (it may be raw network output); ``q`` and ``-q`` give the same error. If
-    ``class_id`` (N,) is given, rows of the symmetric classes (bottle 1, bowl 2, can 4) use the y-axis angle.
+    ``pred`` is normalised (it may be raw network output); ``q`` and ``-q`` give the same error. A ``pred``
+    row of (near) zero norm (< 1e-6) has no rotation: its error is NaN (a miss, never 0 degrees). If
+    ``class_id`` (N,) is given, rows of the symmetric classes (bottle 1, bowl 2, can 4) use the y-axis angle,
+    and so do mugs (6) whose ``handle_visible`` (N,) bool is False (NOCS's rule; no flag = visible).
     """
+    norm = torch.linalg.vector_norm(pred.detach(), dim=-1)
     pred, gt = safe_normalize(pred), safe_normalize(gt)
     err = quat_angle(pred, gt)
     if class_id is not None and err.numel():
-        sym = torch.zeros_like(class_id, dtype=torch.bool)
-        for c in SYMMETRIC_CLASSES:
-            sym |= class_id == c
+        sym = y_symmetric(class_id, handle_visible)
         if bool(sym.any()):
             ey = torch.zeros(3, dtype=pred.dtype, device=pred.device)
             ey[1] = 1
             y_err = vector_angle(quat_rotate(pred, ey.expand_as(pred[..., :3])),
                                  quat_rotate(gt, ey.expand_as(gt[..., :3])))
             err = torch.where(sym, y_err, err)
-    return torch.rad2deg(err)
+    return torch.rad2deg(err).masked_fill(norm < 1e-6, math.nan)
+
+
+def y_symmetric(class_id: Tensor, handle_visible: Tensor | None = None) -> Tensor:
+    """(N,) bool: the object's pose is defined up to a rotation about its y axis (bottle, bowl, can, and a
+    mug whose handle is not visible when ``handle_visible`` (N,) bool is given)."""
+    sym = torch.zeros_like(class_id, dtype=torch.bool)
+    for c in SYMMETRIC_CLASSES:
+        sym |= class_id == c
+    if handle_visible is not None:
+        sym |= (class_id == MUG) & ~handle_visible.bool()
+    return sym
 
 
 class RotationAccuracy(Metric):

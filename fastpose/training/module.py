@@ -1,8 +1,9 @@
 """The LightningModule: receives the plain ``FastPoseNet``, one shared step for train and validation.
 
-Logged names (``docs/ARCHITECTURE.md``): ``train/loss``, ``train/loss_mask``, ``train/loss_rot`` (epoch
-means), ``val/loss`` and the rotation metrics ``val/rot_err_mean``, ``val/rot_err_median``,
-``val/degree_mAP_{5,10,20}``, ``val/miss_rate``.
+Logged names (``docs/ARCHITECTURE.md``): ``train/loss`` and ``train/loss_<term>`` (epoch means),
+``val/loss``, and every key of ``fastpose.pose.evaluation.PoseEvaluation`` under ``val/`` (NOCS-standard
+mean APs such as ``val/10deg_5cm``, per class ``val/10deg_5cm/mug``, ``val/miss_rate``,
+``val/false_positive_rate``, ``val/rot_err_median``, ``val/trans_err_median_cm``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,6 @@ from torch import Tensor, nn
 from fastpose.config import RunConfig
 from fastpose.training.faults import TERMS, apply_faults, on_checkpoint_save, parse_faults
 
-VAL_METRICS = (
-    "rot_err_mean",
-    "rot_err_median",
-    "degree_mAP_5",
-    "degree_mAP_10",
-    "degree_mAP_20",
-    "miss_rate",
-)
-MONITOR = "val/rot_err_median"  # what "best" means for checkpoints
 
 
 class DivergedError(RuntimeError):
@@ -71,7 +63,7 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int):
 class PoseModule(pl.LightningModule):
     def __init__(self, model: nn.Module, config: RunConfig) -> None:
         super().__init__()
-        from fastpose.pose.metrics import DegreeErrorMeanAP, RotationAccuracy
+        from fastpose.pose.evaluation import PoseEvaluation
 
         # The whole RunConfig (a plain dict) goes into hparams.yaml and every checkpoint.
         self.save_hyperparameters(config.to_dict())
@@ -83,8 +75,7 @@ class PoseModule(pl.LightningModule):
             if name.startswith("encoder.fc."):
                 param.requires_grad_(False)
         self.loss_fn = build_loss_fn(config)
-        self.val_rot = RotationAccuracy()
-        self.val_ap = DegreeErrorMeanAP(thresholds=(5, 10, 20))
+        self.val_eval = PoseEvaluation(use_3d=getattr(model, "predicts_translation", False))
         self.faults = parse_faults()
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
@@ -116,25 +107,22 @@ class PoseModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         from fastpose.pose.aggregate import evaluate_batch
+        from fastpose.pose.evaluation import detect
 
         terms, out = self._common_step(batch, "val")
-        ev = evaluate_batch(out, batch)
-        self.val_rot.update(ev)
-        self.val_ap.update(ev)
+        self.val_eval.update(detect(out, batch["intrinsics"]), batch)
         # The first batch's predictions go to the callbacks (pose image panel); others return only the loss.
         if batch_idx == 0:
+            ev = evaluate_batch(out, batch)
             return {"loss": terms["loss"], "out": {k: v.detach() for k, v in out.items()}, "ev": ev}
         return {"loss": terms["loss"]}
 
     def on_validation_epoch_end(self) -> None:
         # torchmetrics reduce their states across ranks in compute(), so every rank holds the global value;
         # sync_dist (a mean of equal numbers) only keeps Lightning's epoch-level bookkeeping uniform.
-        values = {**self.val_rot.compute(), **self.val_ap.compute()}
-        for name in VAL_METRICS:
-            if name in values:
-                self.log(f"val/{name}", torch.as_tensor(values[name], dtype=torch.float32), sync_dist=True)
-        self.val_rot.reset()
-        self.val_ap.reset()
+        for name, value in self.val_eval.compute().items():
+            self.log(f"val/{name}", torch.as_tensor(value, dtype=torch.float32), sync_dist=True)
+        self.val_eval.reset()
 
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
         values = torch.stack([terms[name].detach().float() for name in TERMS])

@@ -303,9 +303,10 @@ def _done(store: Any, run: Any, status: str, code: int, run_dir: Path, message: 
     line = f"run {run.id} {run.label}: {status}"
     try:
         summaries = store.summaries(run.id)
-        if "val/rot_err_median" in summaries:
-            final, best = _final_best(summaries["val/rot_err_median"])
-            line += f"; val/rot_err_median final {final:.2f}, best {best:.2f}"
+        monitor = (run.config or {}).get("train", {}).get("monitor", "val/rot_err_median")
+        if monitor in summaries:
+            final, best = _final_best(summaries[monitor])
+            line += f"; {monitor} final {final:.3g}, best {best:.3g}"
     except Exception:  # noqa: BLE001 - the summary line is a courtesy
         pass
     print(line + (f" ({message})" if message and status != "crashed" else ""), file=sys.stderr)
@@ -414,14 +415,15 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
     from pytorch_lightning.loggers import TensorBoardLogger
 
     from fastpose.training.callbacks import InterruptCheckpoint, LastCheckpoint, PoseImages
-    from fastpose.training.module import MONITOR
+    from fastpose.journal.metrics import direction
 
     t = config.train
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
         LastCheckpoint(ckpt_dir),
         ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=MONITOR, mode="min",
+            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=config.train.monitor,
+            mode=direction(config.train.monitor),
             save_top_k=1, auto_insert_metric_name=False,
         ),
         InterruptCheckpoint(ckpt_dir / "last.ckpt"),
