@@ -71,6 +71,9 @@ class LossConfig:
     mask_weight: float = 1.0  # weight of the mask cross-entropy
     rot_weight: float = 0.3  # weight of the rotation term; < 1 lets the mask (which gates the rotation
     #                          metrics: only objects matched by mask IoU >= 0.5 count) learn first in the demo
+    trans_weight: float = 0.1  # weight of the translation term (centre offsets + log-depth, L1); small, so
+    #                            the mask (which gates every metric) still learns first in the demo
+    size_weight: float = 0.1  # weight of the size term (log extents, L1)
 
 
 @dataclass
@@ -165,7 +168,7 @@ class RunConfig:
                 raise ConfigError(f"--{label} must be a fraction in (0, 1] or a batch count >= 1, got {value!r}")
         if not (t.lr > 0) or t.weight_decay < 0 or not (l.eps > 0):
             raise ConfigError(f"--lr and --eps must be > 0 (got lr={t.lr}, eps={l.eps})")
-        if l.mask_weight < 0 or l.rot_weight < 0:
+        if min(l.mask_weight, l.rot_weight, l.trans_weight, l.size_weight) < 0:
             raise ConfigError("loss weights must be >= 0")
         for label, value in (("lr", t.lr), ("weight-decay", t.weight_decay), ("eps", l.eps),
                              ("mask-weight", l.mask_weight), ("rot-weight", l.rot_weight),

@@ -198,8 +198,9 @@ def _component_ids(flat: Tensor, pos: Tensor, H: int, W: int, max_iter: int | No
 
 def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -> dict[str, Tensor]:
     """Instances from the predicted mask (see the module docstring). Returns flat per-instance tensors:
-    ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4), ``area`` (K,) and the per-pixel
-    ``instance_map`` (B, H, W) with values ``0`` (none) or ``1 + instance index``."""
+    ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4), ``area`` (K,), the per-pixel
+    ``instance_map`` (B, H, W) with values ``0`` (none) or ``1 + instance index``, and the instances' pixels:
+    ``pixel`` (P,) flat ``b * H * W + p`` with ``pixel_instance`` (P,) their instance index."""
     logits = out["mask_logits"]
     B, C1, H, W = logits.shape
     min_pixels = max(4, H * W // 512) if min_pixels is None else min_pixels
@@ -245,7 +246,7 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     instance_map = torch.zeros(B * H * W, dtype=torch.long, device=logits.device)
     instance_map[f] = inv + 1
     return {"image": image_k, "class_id": class_k, "score": score, "quat": quat, "area": area_k,
-            "instance_map": instance_map.view(B, H, W)}
+            "instance_map": instance_map.view(B, H, W), "pixel": f, "pixel_instance": inv}
 
 
 def match_instances(pred_map: Tensor, pred_class: Tensor, gt_map: Tensor, gt_class: Tensor,

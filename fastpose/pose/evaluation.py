@@ -78,12 +78,10 @@ def box_corners(rot: Tensor, trans: Tensor, size: Tensor) -> Tensor:
     return trans[:, None, :] + local @ rot.transpose(1, 2)
 
 
-def _aligned_iou(c1: Tensor, c2: Tensor) -> Tensor:
-    """IoU (...,) of the axis-aligned boxes bounding corner sets (..., 8, 3) and (..., 8, 3)."""
-    lo1, hi1 = c1.amin(-2), c1.amax(-2)
-    lo2, hi2 = c2.amin(-2), c2.amax(-2)
-    inter = (torch.minimum(hi1, hi2) - torch.maximum(lo1, lo2)).clamp_min(0).prod(-1)
-    union = (hi1 - lo1).prod(-1) + (hi2 - lo2).prod(-1) - inter
+def _aligned_iou(c1: Tensor, h1: Tensor, c2: Tensor, h2: Tensor) -> Tensor:
+    """IoU (...,) of axis-aligned boxes given by centres and half-extents (..., 3)."""
+    inter = (torch.minimum(c1 + h1, c2 + h2) - torch.maximum(c1 - h1, c2 - h2)).clamp_min(0).prod(-1)
+    union = 8 * (h1.prod(-1) + h2.prod(-1)) - inter
     return torch.where(union > 0, inter / union.clamp_min(1e-30), torch.zeros_like(inter))
 
 
@@ -91,20 +89,22 @@ def box_iou_3d(pred_rot: Tensor, pred_trans: Tensor, pred_size: Tensor, gt_rot: 
                gt_size: Tensor, symmetric: Tensor | None = None, steps: int = SYMMETRY_STEPS) -> Tensor:
     """NOCS 3D IoU (N,) of row-wise pairs of posed boxes (rotations (N, 3, 3), translations and sizes (N, 3)).
 
+    Each box is replaced by the camera-frame axis-aligned box around its eight corners, whose half-extents
+    are ``|R| @ (size / 2)`` (the corners' bounds in closed form; ``box_corners`` is the slow reference).
     Rows where ``symmetric`` (N,) bool is True keep the best IoU over the predicted box turned about its own
     y axis by ``2 pi i / steps``, ``i = 0..steps-1``. Computed in float64.
     """
-    pr, pt, ps = pred_rot.double(), pred_trans.double(), pred_size.double()
-    gc = box_corners(gt_rot.double(), gt_trans.double(), gt_size.double())
-    iou = _aligned_iou(box_corners(pr, pt, ps), gc)
+    pr, pt, ph = pred_rot.double(), pred_trans.double(), pred_size.double() / 2
+    gt, gh = gt_trans.double(), (gt_rot.double().abs() @ (gt_size.double() / 2).unsqueeze(-1)).squeeze(-1)
+    iou = _aligned_iou(pt, (pr.abs() @ ph.unsqueeze(-1)).squeeze(-1), gt, gh)
     if symmetric is not None and bool(symmetric.any()):
         rows = torch.nonzero(symmetric).squeeze(1)
         a = torch.arange(steps, dtype=torch.float64) * (2 * math.pi / steps)
         c, s, z, o = torch.cos(a), torch.sin(a), torch.zeros_like(a), torch.ones_like(a)
         ry = torch.stack([c, z, s, z, o, z, -s, z, c], -1).view(steps, 3, 3)  # rotation about y
-        R = (pr[rows][:, None] @ ry[None]).reshape(-1, 3, 3)  # (n * steps, 3, 3)
-        corners = box_corners(R, pt[rows].repeat_interleave(steps, 0), ps[rows].repeat_interleave(steps, 0))
-        best = _aligned_iou(corners.view(len(rows), steps, 8, 3), gc[rows][:, None]).amax(1)
+        R = pr[rows][:, None] @ ry[None]  # (n, steps, 3, 3)
+        half = (R.abs() @ ph[rows][:, None, :, None]).squeeze(-1)  # (n, steps, 3)
+        best = _aligned_iou(pt[rows][:, None], half, gt[rows][:, None], gh[rows][:, None]).amax(1)
         iou = iou.index_put((rows,), best)
     return iou
 
@@ -296,8 +296,15 @@ class PoseEvaluation(Metric):
 def detect(out: dict[str, Tensor], intrinsics: Tensor | None = None, min_pixels: int | None = None) -> dict[str, Tensor]:
     """Detections from network outputs: ``fastpose.pose.aggregate.predicted_instances`` (image, class_id,
     score, quat, area, instance_map), plus ``trans`` (K, 3) and ``size`` (K, 3) when the network predicts
-    them (see ``fastpose.pose.translation``), recovered with the batch's ``intrinsics`` (B, 3, 3)."""
+    them (see ``fastpose.pose.translation``), recovered with the batch's ``intrinsics`` (B, 3, 3), and the
+    projected centre ``centre_uv`` (K, 2)."""
     from fastpose.pose.aggregate import predicted_instances
 
     with torch.no_grad():
-        return predicted_instances(out, min_pixels)
+        det = predicted_instances(out, min_pixels)
+        if "centre" in out and intrinsics is not None:
+            from fastpose.pose.translation import recover_translation
+
+            det["trans"], det["size"], det["centre_uv"] = recover_translation(
+                out, det["pixel"], det["pixel_instance"], det["image"], det["class_id"], intrinsics)
+        return det

@@ -1,4 +1,5 @@
-"""Rotation losses (a registry by name), each added to a mask cross-entropy.
+"""Rotation losses (a registry by name), each added to a mask cross-entropy (and, when the network predicts
+them, the translation and size terms of ``fastpose.pose.translation``: ``loss_trans``, ``loss_size``).
 
 The mask term is a cross-entropy over background + classes, with background weighted ``BACKGROUND_WEIGHT``.
 Every loss normalises predictions (a zero vector is safe), treats ``q`` and ``-q`` alike (it depends on
@@ -89,12 +90,18 @@ def _reduce(x: Tensor, reduction: str, like: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- losses on (out, batch)
 class PoseLoss:
-    """``terms = loss(out, batch)`` -> ``{"loss", "loss_mask", "loss_rot"}`` (scalars, attached)."""
+    """``terms = loss(out, batch)`` -> ``{"loss", "loss_mask", "loss_rot"}`` (scalars, attached), plus
+    ``loss_trans`` and ``loss_size`` when ``out`` has the translation heads (``"centre"``).
+
+    ``loss = mask_weight * loss_mask + rot_weight * loss_rot + trans_weight * loss_trans + size_weight * loss_size``.
+    """
 
     name = "base"
 
-    def __init__(self, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0) -> None:
+    def __init__(self, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0,
+                 trans_weight: float = 1.0, size_weight: float = 1.0) -> None:
         self.eps, self.mask_weight, self.rot_weight = eps, mask_weight, rot_weight
+        self.trans_weight, self.size_weight = trans_weight, size_weight
 
     def rotation(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
@@ -105,11 +112,19 @@ class PoseLoss:
         weight[0] = BACKGROUND_WEIGHT
         loss_mask = F.cross_entropy(logits, batch["class_mask"], weight=weight)
         loss_rot = self.rotation(out, batch)
-        return {"loss": self.mask_weight * loss_mask + self.rot_weight * loss_rot,
-                "loss_mask": loss_mask, "loss_rot": loss_rot}
+        terms = {"loss": self.mask_weight * loss_mask + self.rot_weight * loss_rot,
+                 "loss_mask": loss_mask, "loss_rot": loss_rot}
+        if "centre" in out:
+            from fastpose.pose.translation import translation_losses
+
+            extra = translation_losses(out, batch)
+            terms["loss"] = terms["loss"] + self.trans_weight * extra["loss_trans"] + self.size_weight * extra["loss_size"]
+            terms.update(extra)
+        return terms
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps}, mask_weight={self.mask_weight}, rot_weight={self.rot_weight})"
+        return (f"{type(self).__name__}(eps={self.eps}, mask_weight={self.mask_weight}, rot_weight={self.rot_weight}, "
+                f"trans_weight={self.trans_weight}, size_weight={self.size_weight})")
 
 
 def _foreground_pixels(out: dict[str, Tensor], batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -172,9 +187,11 @@ class NegLogQLoss(PoseLoss):
 LOSSES: dict[str, type[PoseLoss]] = {cls.name: cls for cls in (MSELoss, QLoss, PixelQLoss, GeodesicLoss, NegLogQLoss)}
 
 
-def build_loss(name: str, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0
+def build_loss(name: str, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0,
+               trans_weight: float = 1.0, size_weight: float = 1.0
                ) -> Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]:
     """The loss registered under ``name`` (see ``LOSSES``); an unknown name raises FastposeError."""
     if name not in LOSSES:
         raise FastposeError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-    return LOSSES[name](eps=eps, mask_weight=mask_weight, rot_weight=rot_weight)
+    return LOSSES[name](eps=eps, mask_weight=mask_weight, rot_weight=rot_weight, trans_weight=trans_weight,
+                        size_weight=size_weight)

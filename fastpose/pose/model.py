@@ -7,11 +7,14 @@ quaternions are not normalised) and at the input resolution::
     out = FastPoseNet("resnet18")(image)      # image (B, 3, H, W), H and W multiples of 32
     out["mask_logits"]   # (B, C + 1, H, W): background + C classes
     out["quaternion"]    # (B, 4 * C, H, W): channels 4c..4c+3 are (x, y, z, w) for class c + 1
+    out["centre"]        # (B, 2, H, W): offset to the object's projected centre (fastpose.pose.translation)
+    out["log_depth"]     # (B, 1, H, W): log z of the object's centre (metres)
+    out["log_size"]      # (B, 3 * C, H, W): log box extents (metres), channels 3c..3c+2 for class c + 1
 
 Decoder: lateral 1x1 convolutions on the encoder's stride 4..16 maps (``deepest_stride=32`` adds the
 stride-32 stage), top-down nearest upsampling and sums (Lin et al. 2017), a 3x3 smoothing at stride 4, a
 1x1 reduction to half the width, one more skip from the stride-2 stem and a 3x3 convolution at stride 2;
-both heads are 1x1 convolutions there, bilinearly upsampled to the input size.
+all heads are 1x1 convolutions there, bilinearly upsampled to the input size.
 
 Kept light so a resnet18 at 64x64 trains in CPU-minutes:
 - By default the encoder stops at stride 16. At 64x64 the stride-16 map (4x4) already sees the whole
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastpose.pose.backbones import build_backbone
+from fastpose.pose.translation import init_heads
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -40,6 +44,8 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
 
 
 class FastPoseNet(nn.Module):
+    predicts_translation = True  # outputs centre / log_depth / log_size (the evaluation's 3D metrics need them)
+
     def __init__(self, backbone: str = "resnet18", num_classes: int = 6, weights: str | Path | None = None,
                  decoder_channels: int = 64, *, deepest_stride: int = 16) -> None:
         super().__init__()
@@ -59,6 +65,8 @@ class FastPoseNet(nn.Module):
         self.fuse = _conv_bn_relu(h, h)
         self.mask_head = nn.Conv2d(h, num_classes + 1, 1)
         self.quat_head = nn.Conv2d(h, 4 * num_classes, 1)
+        self.geometry_head = nn.Conv2d(h, 3 + 3 * num_classes, 1)  # centre offset (2), log-depth (1), log-size (3C)
+        init_heads(self.geometry_head.bias[2:3], self.geometry_head.bias[3:])
         self.to(memory_format=torch.channels_last)
 
     def features(self, image: Tensor) -> list[Tensor]:
@@ -84,4 +92,6 @@ class FastPoseNet(nn.Module):
         def up(x: Tensor) -> Tensor:  # back to the ordinary layout at stride 2, where it is cheap
             return F.interpolate(x.contiguous(), size=(h, w), mode="bilinear", align_corners=False)
 
-        return {"mask_logits": up(self.mask_head(p)), "quaternion": up(self.quat_head(p))}
+        geometry = up(self.geometry_head(p))
+        return {"mask_logits": up(self.mask_head(p)), "quaternion": up(self.quat_head(p)),
+                "centre": geometry[:, :2], "log_depth": geometry[:, 2:3], "log_size": geometry[:, 3:]}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fastpose.errors import FastposeError
 
 ENV = "FASTPOSE_FAULT"
-TERMS = ("loss", "loss_mask", "loss_rot")
+TERMS = ("loss", "loss_mask", "loss_rot", "loss_trans", "loss_size")
 START = -1  # the "step" of raise@start: before fit
 
 

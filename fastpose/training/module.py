@@ -41,7 +41,8 @@ def build_loss_fn(config: RunConfig):
     from fastpose.pose.losses import build_loss
 
     l = config.loss
-    return build_loss(l.name, eps=l.eps, mask_weight=l.mask_weight, rot_weight=l.rot_weight)
+    return build_loss(l.name, eps=l.eps, mask_weight=l.mask_weight, rot_weight=l.rot_weight,
+                      trans_weight=l.trans_weight, size_weight=l.size_weight)
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int):
@@ -131,7 +132,7 @@ class PoseModule(pl.LightningModule):
             bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
         if bool(bad.any()):
             # name the component first: loss is just their sum
-            order = [TERMS.index(n) for n in ("loss_mask", "loss_rot", "loss")]
+            order = [TERMS.index(n) for n in ("loss_mask", "loss_rot", "loss_trans", "loss_size", "loss")]
             index = next(i for i in order if bool(bad[i]))
             raise DivergedError(TERMS[index], float(values[index]), self.current_epoch, self.global_step)
 
