@@ -217,3 +217,24 @@ class RunTag(Base):
 
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(sa.String(100), primary_key=True, index=True)
+
+
+class Evaluation(Base):
+    """A checkpoint of a run evaluated on a split by ``fastpose eval`` (revision 0006).
+
+    ``metrics`` holds the NOCS-standard values by name (``"10deg_5cm"``, ``"10deg_5cm/mug"``, ``"miss_rate"``,
+    ...; NaN as null), see ``fastpose.pose.evaluation``.
+    """
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(When)
+    checkpoint: Mapped[str] = mapped_column(sa.Text)  # the checkpoint file evaluated
+    split: Mapped[str] = mapped_column(sa.String(32))  # val | test
+    dataset: Mapped[str] = mapped_column(sa.String(32))  # synthetic | nocs
+    data_root: Mapped[str | None] = mapped_column(sa.Text)
+    num_images: Mapped[int] = mapped_column(sa.Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    plot_path: Mapped[str | None] = mapped_column(sa.Text)  # precision-recall curves (PNG)

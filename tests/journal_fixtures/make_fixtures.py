@@ -160,8 +160,24 @@ def rows_0005() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0006() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0006: + evaluations (``fastpose eval``: a checkpoint on a split, NOCS metrics as JSON, NaN as null)."""
+    rows = rows_0005()
+    rows["evaluations"] = [
+        {"id": 1, "run_id": 1, "created_at": _t(50), "checkpoint": "runs/x/checkpoints/best-epoch003.ckpt",
+         "split": "val", "dataset": "synthetic", "data_root": None, "num_images": 128,
+         "metrics": {"10deg_5cm": 0.25, "10deg_5cm/mug": 0.5, "10deg_5cm/can": None, "miss_rate": 0.125,
+                     "rot_err_median": 7.5, "iou_50": 0.375},
+         "plot_path": "runs/x/pr-val-best-epoch003.png"},
+        {"id": 2, "run_id": 1, "created_at": _t(55), "checkpoint": "/data/ckpt 'quoted'; DROP TABLE runs.ckpt",
+         "split": "test", "dataset": "nocs", "data_root": "/data/NOCS ünïcode", "num_images": 3,
+         "metrics": {}, "plot_path": None},
+    ]
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
-ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005}
+ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006}
 
 
 def write_fixture(revision: str, path: Path) -> None:
