@@ -35,6 +35,9 @@ _TRAIN_KEYS = {
     "eps": "loss.eps",
     "mask_weight": "loss.mask_weight",
     "rot_weight": "loss.rot_weight",
+    "trans_weight": "loss.trans_weight",
+    "size_weight": "loss.size_weight",
+    "monitor": "train.monitor",
     "backbone": "model.backbone",
     "weights": "model.weights",
     "decoder_channels": "model.decoder_channels",
@@ -78,6 +81,9 @@ def train(
     eps: Annotated[Optional[float], _opt("eps in log(eps + 1 - |<q, q_hat>|).")] = None,
     mask_weight: Annotated[Optional[float], _opt("Weight of the mask cross-entropy.")] = None,
     rot_weight: Annotated[Optional[float], _opt("Weight of the rotation term.")] = None,
+    trans_weight: Annotated[Optional[float], _opt("Weight of the translation term.")] = None,
+    size_weight: Annotated[Optional[float], _opt("Weight of the size term.")] = None,
+    monitor: Annotated[Optional[str], _opt("Primary metric: best checkpoint, journal headline (default val/10deg).")] = None,
     backbone: Annotated[Optional[str], _opt("Encoder: resnet18 | resnet34 | resnet50 | resnext50_32x4d.")] = None,
     weights: Annotated[Optional[str], _opt("torchvision ImageNet state_dict file for the encoder (default: from scratch).")] = None,
     decoder_channels: Annotated[Optional[int], _opt("Decoder width.")] = None,
@@ -300,6 +306,21 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     render(cmp, safe_console())
     if plot is not None:
         print(f"plot written to {visible(plot)}")
+
+
+@app.command("eval")
+def eval_command(
+    run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
+    checkpoint: Annotated[str, _opt("best (the monitor's best), last, or a checkpoint file.")] = "best",
+    split: Annotated[str, _opt("val (the run's validation set) | test (held out).")] = "val",
+    dataset: Annotated[Optional[str], _opt("synthetic | nocs (default: the run's).")] = None,
+    data_root: Annotated[Optional[str], _opt("NOCS dataset folder (default: the run's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+) -> None:
+    """NOCS-format evaluation of a checkpoint on a split: table per class, PR curves (PNG), journaled."""
+    from fastpose.evaluate import evaluate_run
+
+    evaluate_run(run, checkpoint=checkpoint, split=split, dataset=dataset, data_root=data_root, json_out=json_out)
 
 
 def main() -> None:

@@ -111,6 +111,9 @@ def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label pr
         mark_lost(reader)
         record = reader.resolve(run)
         render_run(record, reader, _console())
+        from fastpose.journal.evaluations import render_evaluations
+
+        render_evaluations(reader, record.id, _console())
     finally:
         reader.close()
 

@@ -109,13 +109,9 @@ def box_iou_3d(pred_rot: Tensor, pred_trans: Tensor, pred_size: Tensor, gt_rot: 
     return iou
 
 
-def average_precision(tp: Tensor, score: Tensor, num_gt: int) -> Tensor:
-    """AP of detections ``tp`` (K,) bool with ``score`` (K,) against ``num_gt`` ground truths (see the module
-    docstring): NaN without ground truth, 0 without detections. Tied scores enter the curve together."""
-    if num_gt == 0:
-        return torch.tensor(math.nan)
-    if tp.numel() == 0:
-        return torch.tensor(0.0)
+def precision_recall(tp: Tensor, score: Tensor, num_gt: int) -> tuple[Tensor, Tensor]:
+    """The curve of ``average_precision``: recall and monotone precision (float64), one point per distinct
+    score (highest first), padded with ``(0, 0)`` before and ``(1, 0)`` after as NOCS does."""
     order = torch.argsort(score.double(), descending=True, stable=True)
     s, t = score.double()[order], tp[order].double()
     cum_tp = torch.cumsum(t, 0)
@@ -123,11 +119,22 @@ def average_precision(tp: Tensor, score: Tensor, num_gt: int) -> Tensor:
     last[:-1] = s[1:] != s[:-1]
     n = torch.arange(1, len(s) + 1, dtype=torch.float64)[last]
     cum_tp = cum_tp[last]
-    precision = torch.cat([torch.zeros(1, dtype=torch.float64), cum_tp / n, torch.zeros(1, dtype=torch.float64)])
-    recall = torch.cat([torch.zeros(1, dtype=torch.float64), cum_tp / num_gt, torch.ones(1, dtype=torch.float64)])
+    zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    precision = torch.cat([zero, cum_tp / n, zero])
+    recall = torch.cat([zero, cum_tp / max(num_gt, 1), one])
     precision = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])
-    step = recall[1:] - recall[:-1]
-    return (step * precision[1:]).sum().float()
+    return recall, precision
+
+
+def average_precision(tp: Tensor, score: Tensor, num_gt: int) -> Tensor:
+    """AP of detections ``tp`` (K,) bool with ``score`` (K,) against ``num_gt`` ground truths (see the module
+    docstring): NaN without ground truth, 0 without detections. Tied scores enter the curve together."""
+    if num_gt == 0:
+        return torch.tensor(math.nan)
+    if tp.numel() == 0:
+        return torch.tensor(0.0)
+    recall, precision = precision_recall(tp, score, num_gt)
+    return ((recall[1:] - recall[:-1]) * precision[1:]).sum().float()
 
 
 def ground_truth(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -258,6 +265,21 @@ class PoseEvaluation(Metric):
         g = torch.nonzero(hit >= 0).squeeze(1)
         self.rot_err.append(m["rot_err"][hit[g], g].float())
         self.trans_err.append(m["trans_err_cm"][hit[g], g].float())
+
+    def _rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        T = len(CRITERIA)
+        if not len(self.score):
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, T, dtype=torch.bool)
+        return (dim_zero_cat(self.score).cpu(), dim_zero_cat(self.det_class).cpu(),
+                dim_zero_cat(self.tp).cpu().view(-1, T).bool())
+
+    def pr_curves(self, criterion: str) -> dict[int, tuple[Tensor, Tensor]]:
+        """Per class with ground truth: ``(recall, precision)`` of ``precision_recall`` for ``criterion``."""
+        score, cls, tp = self._rows()
+        j = CRITERIA.index(criterion)
+        counts = self.gt_count.cpu()
+        return {c: precision_recall(tp[cls == c, j], score[cls == c], int(counts[c]))
+                for c in range(1, self.num_classes + 1) if int(counts[c])}
 
     def compute(self) -> dict[str, Tensor]:
         T = len(CRITERIA)

@@ -1,0 +1,207 @@
+"""``fastpose eval``: a run's checkpoint evaluated on a split, the NOCS table printed and journaled.
+
+Torch, Lightning and matplotlib are imported inside the functions (``fastpose --help`` stays light).
+``evaluate_run`` is the whole command: resolve the run and the checkpoint, rebuild the network from the
+configuration stored in the checkpoint, run it over the split, compute ``fastpose.pose.evaluation``'s
+metrics, draw the precision-recall curves into ``<run dir>/pr-<split>-<checkpoint>.png``, and record an
+evaluation (``fastpose.journal.evaluations``). Bad input (unknown run, missing checkpoint, bad split or
+data) raises ``FastposeError`` before anything is written.
+
+Splits: ``val`` is the run's own validation set (the images that picked its best checkpoint); ``test`` is
+held out: for the synthetic set, ``val_size`` images of seed ``data.seed + 2`` (training uses ``seed``,
+validation ``seed + 1``); for NOCS, the ``<data root>/test`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fastpose.errors import FastposeError
+
+SPLITS = ("val", "test")
+TABLE_COLUMNS = (("iou_25", "IoU25"), ("iou_50", "IoU50"), ("iou_75", "IoU75"), ("5deg_2cm", "5°2cm"),
+                 ("5deg_5cm", "5°5cm"), ("10deg_2cm", "10°2cm"), ("10deg_5cm", "10°5cm"), ("10deg_10cm", "10°10cm"))
+PLOT_CRITERIA = ("iou_50", "10deg_5cm", "10deg")
+
+
+def find_checkpoint(run: Any, which: str) -> Path:
+    """``best`` (the monitor's best of the run), ``last``, or a path to a checkpoint file."""
+    if which not in ("best", "last"):
+        path = Path(which)
+        if not path.is_file():
+            raise FastposeError(f"--checkpoint {which!r}: no such file (use best, last or a path)")
+        return path
+    folder = Path(run.run_dir or "") / "checkpoints"
+    if which == "last":
+        candidates = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
+    else:
+        candidates = sorted(folder.glob("best-*.ckpt")) if folder.is_dir() else []
+    if not candidates:
+        raise FastposeError(f"run {run.id} ({run.label}) has no {which} checkpoint in {folder}")
+    return candidates[-1]
+
+
+def load_checkpoint(path: Path) -> tuple[Any, Any, bool]:
+    """``(model, config, has_translation)`` from a Lightning checkpoint of ``fastpose train``.
+
+    Checkpoints written before the translation and size heads existed load without them
+    (``has_translation`` False: the 3D metrics are then left out)."""
+    import torch
+
+    from fastpose.config import ConfigError, RunConfig
+    from fastpose.training.module import build_model
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        config = RunConfig.from_dict(ckpt["hyper_parameters"])
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    except (OSError, KeyError, RuntimeError, ConfigError, Exception) as exc:  # noqa: BLE001 - any unreadable file
+        raise FastposeError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    model = build_model(config.override({"model.weights": None}))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("geometry_head.") for k in missing):
+        raise FastposeError(f"checkpoint {str(path)!r} does not fit the network: missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}")
+    return model.eval(), config, not missing
+
+
+def eval_dataset(config: Any, split: str, dataset: str | None, data_root: str | None) -> Any:
+    d = config.data
+    dataset = dataset or d.dataset
+    if split not in SPLITS:
+        raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if dataset == "synthetic":
+        from fastpose.pose.data.synthetic import SyntheticPoseDataset
+
+        seed = d.seed + (1 if split == "val" else 2)
+        return SyntheticPoseDataset(d.val_size, image_size=d.image_size, seed=seed, rotations=d.rotations,
+                                    max_objects=d.max_objects)
+    if dataset == "nocs":
+        root = data_root or d.data_root
+        if not root or not Path(root).is_dir():
+            raise FastposeError(f"--dataset nocs needs --data-root DIR (got {root!r})")
+        from fastpose.pose.data.nocs import NOCSDataset
+
+        return NOCSDataset(root, split, image_size=d.image_size, max_objects=d.max_objects)
+    raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
+
+
+def evaluate_model(model: Any, data: Any, batch_size: int = 16, use_3d: bool = True) -> Any:
+    """A ``PoseEvaluation`` updated over ``data`` (no gradients)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from fastpose.pose.evaluation import PoseEvaluation, detect
+
+    metric = PoseEvaluation(use_3d=use_3d)
+    with torch.inference_mode():
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            out = model(batch["image"])
+            metric.update(detect(out, batch["intrinsics"]), batch)
+    return metric
+
+
+def plot_pr(metric: Any, path: Path, title: str) -> None:
+    """Precision-recall curves per class, one panel per criterion of ``PLOT_CRITERIA``, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastpose.pose.data.synthetic import CLASSES
+
+    criteria = [c for c in PLOT_CRITERIA if metric.use_3d or not c.startswith("iou") and "cm" not in c]
+    fig, axes = plt.subplots(1, len(criteria), figsize=(4.2 * len(criteria), 4), squeeze=False)
+    for ax, crit in zip(axes[0], criteria):
+        for c, (recall, precision) in metric.pr_curves(crit).items():
+            ax.step(recall[1:-1].numpy(), precision[1:-1].numpy(), where="post", label=CLASSES[c - 1])
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall (all ground truth)")
+        ax.set_ylabel("precision (all detections)")
+        ax.set_title(crit)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_table(values: dict[str, float], console: Any, title: str) -> None:
+    """The NOCS-format table: one row per class with ground truth and the mean; APs in percent."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.pose.data.synthetic import CLASSES
+
+    columns = [(k, h) for k, h in TABLE_COLUMNS if k in values] or [("5deg", "5°"), ("10deg", "10°"), ("20deg", "20°")]
+    console.print(Text(title))
+    table = Table()
+    table.add_column("class")
+    for _, head in columns:
+        table.add_column(head, justify="right")
+    for name in CLASSES + ("mean",):
+        cells = [values.get(k if name == "mean" else f"{k}/{name}", math.nan) for k, _ in columns]
+        if name != "mean" and all(v != v for v in cells):
+            continue  # a class without ground truth in this split
+        table.add_row(name, *("-" if v != v else f"{100 * v:.1f}" for v in cells),
+                      style="bold" if name == "mean" else None)
+    console.print(table)
+    lines = [("rotation-only AP (5°, 10°, 20°)", " / ".join(_pct(values.get(k)) for k in ("5deg", "10deg", "20deg"))),
+             ("miss rate (of all ground truth)", _num(values.get("miss_rate"))),
+             ("false-positive rate (of all detections)", _num(values.get("false_positive_rate"))),
+             ("median rotation error, matched pairs (deg)", _num(values.get("rot_err_median"))),
+             ("median translation error, matched pairs (cm)", _num(values.get("trans_err_median_cm")))]
+    for label, value in lines:
+        console.print(Text(f"{label}: {value}"))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{100 * v:.1f}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.3g}"
+
+
+def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset: str | None = None,
+                 data_root: str | None = None, json_out: bool = False) -> dict[str, Any]:
+    """The ``fastpose eval`` command (see the module docstring); returns the evaluation as JSON data."""
+    if split not in SPLITS:
+        raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if dataset is not None and dataset not in ("synthetic", "nocs"):
+        raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
+    from fastpose.journal.evaluations import record_evaluation
+    from fastpose.journal.store import JournalStore
+
+    with JournalStore.open() as store:
+        run = store.resolve(ref)
+        path = find_checkpoint(run, checkpoint)
+        model, config, has_3d = load_checkpoint(path)
+        data = eval_dataset(config, split, dataset, data_root)
+        if len(data) == 0:
+            raise FastposeError(f"the {split} split has no images")
+        metric = evaluate_model(model, data, batch_size=config.train.batch_size, use_3d=has_3d)
+        values = {k: float(v) for k, v in metric.compute().items()}
+        plot = Path(run.run_dir or ".") / f"pr-{split}-{path.stem}.png"
+        plot_pr(metric, plot, f"{run.label} · {path.name} · {split} ({len(data)} images)")
+        record = record_evaluation(store, run.id, checkpoint=str(path), split=split,
+                                   dataset=dataset or config.data.dataset, data_root=data_root or config.data.data_root,
+                                   num_images=len(data), metrics=values, plot_path=str(plot))
+    result = {"run": {"id": run.id, "label": run.label, "name": run.name}, "evaluation": record.to_json()}
+    if json_out:
+        print(json.dumps(result, indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        render_table(values, console, f"run {run.id} {run.label} · {path.name} · {split} · {len(data)} images "
+                                      f"(AP %, detections ranked by score, false positives counted)")
+        console.print(f"precision-recall curves: {plot}", markup=False, highlight=False)
+        console.print(f"journaled as evaluation #{record.id}", markup=False, highlight=False)
+    return result
