@@ -323,6 +323,21 @@ def eval_command(
     evaluate_run(run, checkpoint=checkpoint, split=split, dataset=dataset, data_root=data_root, json_out=json_out)
 
 
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
+    images: Annotated[list[str], typer.Argument(help="Image files (any size; centre-cropped and resized as in training).")],
+    intrinsics: Annotated[Optional[str], _opt("fx,fy,cx,cy of the original images (OpenCV convention).")] = None,
+    out: Annotated[Optional[str], _opt("Folder for the overlay PNGs (default: <run dir>/predictions).")] = None,
+    checkpoint: Annotated[str, _opt("best, last, or a checkpoint file.")] = "best",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the detections as JSON.")] = False,
+) -> None:
+    """Detected objects per image: class, score, quaternion (x, y, z, w), translation and size (m); overlays."""
+    from fastpose.predict import predict_images
+
+    predict_images(run, images, intrinsics=intrinsics, out=out, checkpoint=checkpoint, json_out=json_out)
+
+
 def main() -> None:
     """Console-script entry point (``fastpose``): see ``run``."""
     sys.exit(run())

@@ -1,0 +1,97 @@
+"""`fastpose eval` and `fastpose predict` through the real CLI, on a real (tiny) trained run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_training import fastpose
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--image-size", "32", "--train-size", "16", "--val-size", "8", "--batch-size", "8", "--no-progress",
+        "--log-images", "0", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("evalhome")
+    proc = fastpose(home, "train", "--name", "EV", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return home
+
+
+def _evaluations(home: Path) -> list[tuple]:
+    with sqlite3.connect(home / "fastpose.db") as conn:
+        return conn.execute("SELECT run_id, split, dataset, num_images, metrics, plot_path FROM evaluations").fetchall()
+
+
+def test_eval_prints_the_nocs_table_journals_it_and_draws_pr_curves(trained: Path) -> None:
+    before = len(_evaluations(trained))
+    proc = fastpose(trained, "eval", "EV", "--split", "test", COLUMNS="160")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in ("IoU50", "IoU75", "5°2cm", "10°5cm", "mean", "miss rate", "false-positive rate"):
+        assert text in proc.stdout, text
+    rows = _evaluations(trained)
+    assert len(rows) == before + 1
+    run_id, split, dataset, n, metrics, plot = rows[-1]
+    assert (split, dataset, n) == ("test", "synthetic", 8)
+    metrics = json.loads(metrics)
+    assert {"iou_25", "iou_50", "10deg_5cm", "10deg_5cm/mug", "miss_rate", "false_positive_rate"} <= set(metrics)
+    assert Path(plot).is_file() and Image.open(plot).size[0] > 300
+
+    as_json = fastpose(trained, "eval", "EV", "--checkpoint", "last", "--json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    data = json.loads(as_json.stdout)
+    assert data["run"]["name"] == "EV" and data["evaluation"]["split"] == "val"
+    assert data["evaluation"]["checkpoint"].endswith("last.ckpt")
+    assert 0 <= data["evaluation"]["metrics"]["miss_rate"] <= 1
+
+    shown = fastpose(trained, "journal", "show", "EV", COLUMNS="200")
+    assert shown.returncode == 0 and "evaluations" in shown.stdout and "test (synthetic)" in shown.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["eval", "NOPE"], "NOPE"),
+    (["eval", "EV", "--split", "train"], "unknown split"),
+    (["eval", "EV", "--checkpoint", "/no/such.ckpt"], "no such file"),
+    (["eval", "EV", "--dataset", "nocs", "--data-root", "/no/such/dir"], "--data-root"),
+    (["predict", "EV", "/no/such.png"], "no such image"),
+    (["predict", "EV", "IMAGE", "--intrinsics", "1,2,3"], "--intrinsics"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained: Path, tmp_path: Path, args, message) -> None:
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 30)).save(image)
+    args = [str(image) if a == "IMAGE" else a for a in args]
+    before = len(_evaluations(trained))
+    proc = fastpose(trained, *args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(_evaluations(trained)) == before
+
+
+def test_predict_gives_poses_and_overlays_for_images_of_any_size(trained: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    wide, small = tmp_path / "wide.png", tmp_path / "small.jpg"
+    Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(wide)
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(small)
+    out = tmp_path / "overlays"
+    proc = fastpose(trained, "predict", "EV", str(wide), str(small), "--intrinsics", "80,80,39.5,23.5",
+                    "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert [Path(r["image"]).name for r in data["images"]] == ["wide.png", "small.jpg"]
+    first = data["images"][0]
+    assert (first["width"], first["height"]) == (80, 48)
+    assert first["intrinsics"][0][2] == pytest.approx(40.0)  # OpenCV cx 39.5 -> pixel-centre convention 40
+    for r in data["images"]:
+        assert Image.open(r["overlay"]).size == (r["width"], r["height"])
+        for o in r["objects"]:
+            assert o["class"] in ("bottle", "bowl", "camera", "can", "laptop", "mug") and 0 <= o["score"] <= 1
+            assert len(o["quaternion"]) == 4 and abs(np.linalg.norm(o["quaternion"]) - 1) < 1e-3
+            assert len(o["translation"]) == 3 and len(o["size"]) == 3 and min(o["size"]) > 0
