@@ -28,6 +28,7 @@ SPEC = {  # docs/ARCHITECTURE.md, batch format (per sample, M = max_objects)
     "inst_rot": (("M", 3, 3), torch.float32),
     "inst_trans": (("M", 3), torch.float32),
     "inst_size": (("M", 3), torch.float32),
+    "inst_handle_visible": (("M",), torch.bool),
 }
 
 
@@ -197,3 +198,36 @@ def test_nocs_missing_folder_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "val").mkdir()
     with pytest.raises(FastposeError, match="no '<scene>/<id>_color.png'"):
         NOCSDataset(tmp_path, "val")
+
+
+def test_nocs_keeps_every_object_canonicalises_symmetric_poses_and_reads_the_handle_rule(tmp_path: Path) -> None:
+    import json
+    import math
+
+    source = SyntheticPoseDataset(12, image_size=64, seed=3, max_objects=5)
+    stems = export_nocs_layout(source, tmp_path, "val", write_pose=True)
+    loaded = NOCSDataset(tmp_path, "val", image_size=64, max_objects=3)  # asks for 3 slots: the data has 5
+    M = loaded.max_objects
+    assert M == max(int(source[i]["inst_valid"].sum()) for i in range(12)) > 3
+    turned = 0
+    a57 = math.radians(57)
+    ry = np.array([[math.cos(a57), 0, math.sin(a57)], [0, 1, 0], [-math.sin(a57), 0, math.cos(a57)]])
+    for i, stem in enumerate(stems):  # turn every symmetric object's pose by 57 degrees about its y axis
+        path = Path(f"{stem}_pose.json")
+        poses = json.loads(path.read_text())
+        for k, pose in poses.items():
+            if int(source[i]["inst_class"][int(k) - 1]) in SYMMETRIC_CLASSES:
+                pose["rotation"] = (np.array(pose["rotation"]) @ ry).tolist()
+                turned += 1
+            pose["handle_visible"] = int(k) % 2 == 1
+        path.write_text(json.dumps(poses))
+    assert turned >= 3
+    for i in range(12):
+        a, b = source[i], loaded[i]
+        check_format(b, 64, M)
+        n = a["inst_valid"].shape[0]
+        assert torch.equal(a["instance_mask"], b["instance_mask"])  # no object dropped or made background
+        assert torch.equal(b["inst_valid"][n:], torch.zeros(M - n, dtype=torch.bool))
+        v = a["inst_valid"]
+        assert torch.allclose(b["inst_rot"][:n][v], a["inst_rot"][v], atol=1e-5)  # the 57 degrees are gone
+        assert b["inst_handle_visible"][:n][v].tolist() == [k % 2 == 0 for k in range(n) if v[k]]

@@ -130,3 +130,20 @@ def test_perfect_outputs_recover_the_whole_pose(synthetic_batch) -> None:
     assert float(values["miss_rate"]) < 0.15
     assert float(values["trans_err_median_cm"]) < 0.05 and float(values["rot_err_median"]) < 0.1
     assert float(values["iou_75"]) > 0.8 and float(values["10deg_2cm"]) > 0.8
+
+
+def test_one_convention_renderer_and_nocs_loader(tmp_path) -> None:
+    """The renderer's rays are pixel_rays of its K; NOCS's matrices (OpenCV) gain half a pixel on loading."""
+    from fastpose.pose.data.nocs import CAMERA_K, NOCSDataset, export_nocs_layout
+    from fastpose.pose.data.synthetic import SyntheticPoseDataset
+    from fastpose.pose.translation import pixel_rays
+
+    ds = SyntheticPoseDataset(1, image_size=32)
+    assert torch.equal(ds._rays, pixel_rays(ds.intrinsics, 32, 32).float())
+    assert torch.allclose(pixel_rays(ds.intrinsics, 32, 32)[0], torch.tensor([-15.5 / 32, -15.5 / 32, 1], dtype=torch.float64))
+    stem = export_nocs_layout(ds, tmp_path, "val")[0]
+    assert np.loadtxt(f"{stem}_intrinsics.txt")[0, 2] == 15.5  # written in OpenCV's convention
+    loader = NOCSDataset(tmp_path, "val", image_size=32)
+    assert torch.allclose(loader[0]["intrinsics"], ds.intrinsics)
+    (tmp_path / "val" / "scene_1" / "0000_intrinsics.txt").unlink()
+    assert loader.intrinsics_native(stem)[0, 2] == CAMERA_K[0, 2] + 0.5 == 320.0

@@ -59,6 +59,16 @@ def back_project(uv: Tensor, z: Tensor, K: Tensor) -> Tensor:
     return ray / ray[:, 2:3] * z[:, None]
 
 
+def pixel_rays(K: Tensor, H: int, W: int) -> Tensor:
+    """Camera rays (H * W, 3) with z = 1 through the centres ``(u + 0.5, v + 0.5)`` of the pixels of an H x W
+    image, row-major: the one pixel-centre convention (renderer, NOCS loader, pose recovery). ``K`` (3, 3)."""
+    K = torch.as_tensor(K, dtype=torch.float64)
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    uv1 = torch.stack([u + 0.5, v + 0.5, torch.ones_like(u)], -1).reshape(-1, 3)
+    rays = torch.linalg.solve(K, uv1.T).T
+    return rays / rays[:, 2:3]
+
+
 def _pixel_uv(flat: Tensor, H: int, W: int) -> Tensor:
     """Continuous coordinates (P, 2) of the centres of flat pixels ``b * H * W + v * W + u``."""
     p = flat % (H * W)

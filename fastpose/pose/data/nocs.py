@@ -13,6 +13,17 @@ Layout, per image ``<root>/<split>/<scene>/<id>_*``:
 ``_intrinsics.txt`` optional 3x3 camera matrix; otherwise NOCS's CAMERA (or REAL, for splits named real*)
 ==================  =====================================================================================
 
+Intrinsics in these files (and NOCS's published CAMERA and REAL matrices, ``cx = 319.5`` for 640 columns) put
+pixel centres on integer coordinates (OpenCV). fastpose puts the centre of pixel ``(u, v)`` at
+``(u + 0.5, v + 0.5)`` (``fastpose.pose.translation.pixel_rays``, shared with the renderer), so the loader adds
+0.5 to ``cx, cy`` and ``export_nocs_layout`` subtracts it.
+
+Every object with pixels is kept: ``max_objects`` is raised to the largest number of objects listed in any
+image's ``_meta.txt`` (read once, at construction), so no object is dropped or left as background. Bottle, bowl
+and can poses are canonicalised as in the synthetic set (the object's x axis is ``normalise(y x z_camera)``;
+the NOCS map is turned with it), so a label is a function of the image. ``inst_handle_visible`` is the mug
+rule of the NOCS evaluation: read from ``_pose.json`` (``"handle_visible"``) when given, else True.
+
 Where no pose is given it is derived as the NOCS authors do: the similarity transform (Umeyama 1991)
 that maps the instance's NOCS coordinates (minus 0.5) onto its back-projected depth points gives
 rotation, translation and scale (the bounding-box diagonal); the size is twice the largest visible
@@ -36,7 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fastpose.errors import FastposeError
-from fastpose.pose.data.synthetic import denormalize_image, normalize_image
+from fastpose.pose.data.synthetic import SYMMETRIC_CLASSES, _canonical_symmetric, denormalize_image, normalize_image
 
 CAMERA_K = np.array([[577.5, 0, 319.5], [0, 577.5, 239.5], [0, 0, 1]], dtype=np.float64)
 REAL_K = np.array([[591.0125, 0, 322.525], [0, 590.16775, 244.11084], [0, 0, 1]], dtype=np.float64)
@@ -71,7 +82,7 @@ class NOCSDataset(Dataset):
     """Images of ``<root>/<split>/*/*_color.png`` as batch dicts (see the module docstring)."""
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int = 64, max_objects: int = 3,
-                 min_pixels: int = 3) -> None:
+                 min_pixels: int = 1) -> None:
         self.root, self.split = Path(root), split
         self.image_size, self.max_objects, self.min_pixels = image_size, max_objects, min_pixels
         folder = self.root / split
@@ -80,15 +91,27 @@ class NOCSDataset(Dataset):
         self.items = sorted(p.with_name(p.name[: -len("_color.png")]) for p in folder.glob("*/*_color.png"))
         if not self.items:
             raise FastposeError(f"no '<scene>/<id>_color.png' images under {str(folder)!r}")
+        self.max_objects = max(max_objects, max(self._listed(stem) for stem in self.items))
+
+    @staticmethod
+    def _listed(stem: Path) -> int:
+        """Objects of the six classes listed in an image's ``_meta.txt`` (0 if it cannot be read)."""
+        try:
+            lines = Path(str(stem) + "_meta.txt").read_text().split("\n")
+        except OSError:
+            return 0
+        return sum(1 for ln in lines if len(ln.split()) >= 2 and ln.split()[1].isdigit() and 1 <= int(ln.split()[1]) <= 6)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def intrinsics_native(self, stem: Path) -> np.ndarray:
         path = stem.with_name(stem.name + "_intrinsics.txt")
-        if path.is_file():
-            return np.loadtxt(path, dtype=np.float64).reshape(3, 3)
-        return REAL_K.copy() if self.split.lower().startswith("real") else CAMERA_K.copy()
+        K = np.loadtxt(path, dtype=np.float64).reshape(3, 3) if path.is_file() else \
+            REAL_K.copy() if self.split.lower().startswith("real") else CAMERA_K.copy()
+        K[0, 2] += 0.5  # OpenCV's pixel centres (integers) -> fastpose's (u + 0.5, v + 0.5)
+        K[1, 2] += 0.5
+        return K
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         stem = self.items[index]
@@ -127,11 +150,12 @@ class NOCSDataset(Dataset):
             if pix.sum() < self.min_pixels:
                 continue
             instances.append((inst_id, cls, pix))
-        instances = instances[: self.max_objects]
+        if len(instances) > self.max_objects:  # only if a _meta.txt changed since construction
+            raise FastposeError(f"{name}: {len(instances)} objects, more than the {self.max_objects} slots")
 
-        v, u = np.nonzero(np.ones((H, W), bool))
-        rays = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], np.ones_like(u, float)], -1)
-        rays = rays.reshape(H, W, 3)
+        from fastpose.pose.translation import pixel_rays
+
+        rays = pixel_rays(torch.from_numpy(K), H, W).numpy().reshape(H, W, 3)
         M = self.max_objects
         out_inst = np.zeros((H, W), np.int64)
         out_cls = np.zeros((H, W), np.int64)
@@ -139,6 +163,7 @@ class NOCSDataset(Dataset):
         inst_class = np.zeros(M, np.int64)
         inst_quat, inst_rot = np.zeros((M, 4)), np.zeros((M, 3, 3))
         inst_trans, inst_size = np.zeros((M, 3)), np.zeros((M, 3))
+        handle = np.ones(M, bool)
         for k, (inst_id, cls, pix) in enumerate(instances):
             if inst_id in poses:
                 R = np.asarray(poses[inst_id]["rotation"], float)
@@ -152,6 +177,12 @@ class NOCSDataset(Dataset):
                 dst = rays[good] * depth[good][:, None]
                 s, R, t = umeyama(src, dst)
                 size = 2 * np.abs(src).max(0) * s
+            if cls in SYMMETRIC_CLASSES:  # canonical yaw; the NOCS map turns with the object frame
+                R_canon = _canonical_symmetric(R)
+                turn = R.T @ R_canon  # a rotation about y: object coordinates p_canon = turn^T p
+                coord[pix] = (coord[pix] - 0.5) @ turn + 0.5
+                R = R_canon
+            handle[k] = bool(poses.get(inst_id, {}).get("handle_visible", True))
             out_inst[pix], out_cls[pix] = k + 1, cls
             inst_valid[k], inst_class[k] = True, cls
             inst_rot[k], inst_trans[k], inst_size[k] = R, t, size
@@ -198,6 +229,7 @@ class NOCSDataset(Dataset):
             "inst_rot": keep(inst_rot),
             "inst_trans": keep(inst_trans),
             "inst_size": keep(inst_size),
+            "inst_handle_visible": torch.from_numpy(handle),
         }
 
 
@@ -231,9 +263,13 @@ def export_nocs_layout(dataset: Dataset, root: str | Path, split: str = "train",
                 cls = int(s["inst_class"][k])
                 lines.append(f"{k + 1} {cls} synthetic_{cls}")
                 poses[str(k + 1)] = {"rotation": s["inst_rot"][k].tolist(), "translation": s["inst_trans"][k].tolist(),
-                                     "size": s["inst_size"][k].tolist()}
+                                     "size": s["inst_size"][k].tolist(),
+                                     "handle_visible": bool(s.get("inst_handle_visible", torch.ones(len(s["inst_valid"])))[k])}
         Path(f"{stem}_meta.txt").write_text("\n".join(lines) + "\n")
-        np.savetxt(f"{stem}_intrinsics.txt", s["intrinsics"].numpy())
+        K = s["intrinsics"].double().numpy().copy()
+        K[0, 2] -= 0.5  # the files hold OpenCV's convention, as NOCS's matrices (see the module docstring)
+        K[1, 2] -= 0.5
+        np.savetxt(f"{stem}_intrinsics.txt", K)
         if write_pose:
             Path(f"{stem}_pose.json").write_text(json.dumps(poses))
         stems.append(stem)

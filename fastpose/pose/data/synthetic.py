@@ -298,11 +298,10 @@ class SyntheticPoseDataset(Dataset):
         self.rotations, self.max_objects = rotations, max_objects
         self.intrinsics = intrinsics_for(image_size)
         s = image_size
-        v, u = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
-                              indexing="ij")
-        f, c = float(s), s / 2.0
-        # Ray per pixel centre with z = 1, so the ray parameter of a hit is its depth.
-        self._rays = torch.stack([(u + 0.5 - c) / f, (v + 0.5 - c) / f, torch.ones_like(u)], -1).reshape(-1, 3)
+        from fastpose.pose.translation import pixel_rays
+
+        # Ray per pixel centre (u + 0.5, v + 0.5) with z = 1, so the ray parameter of a hit is its depth.
+        self._rays = pixel_rays(self.intrinsics, s, s).float()
         self._rays_t = self._rays.T.contiguous()  # (3, HW)
         self._grain = torch.from_numpy(  # fixed, so that every sample stays a function of (seed, index)
             np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03)
@@ -537,7 +536,13 @@ class SyntheticPoseDataset(Dataset):
             out[img_o, slot_o] = x * valid_obj.view((-1,) + (1,) * (x.dim() - 1))
             return out
 
+        # The mug's handle (its parts 2..4) is visible when any of its pixels wins the z-buffer (NOCS's
+        # evaluation treats a mug without a visible handle as symmetric about y). True for other classes.
+        part_f = prim_f - (torch.cumsum(n_prim_t, 0) - n_prim_t).index_select(0, own)
+        handle_pix = (cls_obj.index_select(0, own) == 6) & (part_f >= 2) & (part_f <= 4)
+        handle_visible = (cls_obj != 6) | (torch.bincount(own[handle_pix], minlength=O) > 0)
         inst = {"inst_valid": slots(valid_obj), "inst_class": slots(cls_obj), "inst_quat": slots(quat_obj),
+                "inst_handle_visible": slots(handle_visible),
                 "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj)}
         columns = {"image": image, "class_mask": fields[:, 0].long(), "instance_mask": fields[:, 1].long(),
                    "quaternion_map": fields[:, 6:10], "nocs": fields[:, 3:6], "depth": fields[:, 2], **inst}
