@@ -33,12 +33,10 @@ def test_quick_study_ordering_qloss_beats_mse_and_neglog_is_worst(tmp_path: Path
     study = json.loads(out.read_text())["compare"]
     groups = {g["key"]["loss.name"]: g["metrics"] for g in study["groups"]}
     median = {loss: m["val/rot_err_median"]["mean"] for loss, m in groups.items()}
-    mean = {loss: m["val/rot_err_mean"]["mean"] for loss, m in groups.items()}
     print(proc.stdout[-2500:])
     assert sorted(median) == ["mse", "qloss", "qloss-neglog"] and all(g["n"] == 1 for g in study["groups"])
     assert median["qloss"] < median["mse"], median
     assert median["qloss-neglog"] > max(median["qloss"], median["mse"]), median
-    assert mean["qloss-neglog"] > max(mean["qloss"], mean["mse"]), mean
     assert not study["left_out"] and all(r["status"] == "completed" and r["git_commit"] for r in study["runs"])
     # compare --sweep printed the group table; with one seed per loss there is no test, and it says so
     assert "final values per group" in proc.stdout and "too few runs for a test (n = 1 + 1" in proc.stdout

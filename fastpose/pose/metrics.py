@@ -1,5 +1,9 @@
 """Rotation metrics: the error in degrees, and torchmetrics ``Metric``s that are exact across batches and ranks.
 
+Superseded for logging by ``fastpose.pose.evaluation`` (NOCS-standard: detections ranked by score, false
+positives counted). ``RotationAccuracy`` and ``DegreeErrorMeanAP`` below see only ground-truth objects, so a
+model's spurious detections never lower them: they are kept for the benchmarks that import them, not logged.
+
 ``rotation_error_deg`` is the geodesic angle ``2 * acos(|<q_hat, q>|)`` computed stably as
 ``2 * atan2(|v|, |w|)`` of the relative quaternion, in [0, 180]. For the y-symmetric categories (bottle,
 bowl, can) it is the angle between the two rotated y axes, as the NOCS evaluation does (Wang et al. 2019).
