@@ -342,3 +342,19 @@ def test_box_iou_3d_against_numpy() -> None:
     ref = [_np_iou_3d(q1[i], t1[i], s1[i], q2[i], t2[i], s2[i], sym[i]) for i in range(50)]
     assert np.allclose(ours.numpy(), ref, atol=1e-9)
     assert (ours > 0).sum() > 10
+
+
+def test_trivial_baseline_poses_the_detections_at_their_centroid() -> None:
+    from fastpose.pose.aggregate import predicted_instances
+    from fastpose.pose.evaluation import trivial_baseline
+
+    det, batch = _scene([GT], [dict(GT, score=0.9)])
+    logits = torch.zeros(1, 7, S, S)
+    logits[:, 0] = 5
+    logits[0, 3, 2:8, 2:8] = 10  # the camera's 6x6 square, centroid (5, 5) in continuous coordinates
+    pred = predicted_instances({"mask_logits": logits, "quaternion": torch.zeros(1, 24, S, S)}, min_pixels=4)
+    K = torch.tensor([[[16.0, 0, 8], [0, 16.0, 8], [0, 0, 1]]])
+    depth, size = torch.full((7,), 0.6), torch.full((7, 3), 0.1)
+    base = trivial_baseline(pred, K, depth, size)
+    assert torch.allclose(base["trans"], torch.tensor([[(5 - 8) / 16 * 0.6, (5 - 8) / 16 * 0.6, 0.6]]))
+    assert torch.equal(base["quat"], torch.tensor([[0.0, 0, 0, 1]])) and torch.allclose(base["size"], size[3:4])

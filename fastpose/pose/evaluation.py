@@ -330,3 +330,42 @@ def detect(out: dict[str, Tensor], intrinsics: Tensor | None = None, min_pixels:
             det["trans"], det["size"], det["centre_uv"] = recover_translation(
                 out, det["pixel"], det["pixel_instance"], det["image"], det["class_id"], intrinsics)
         return det
+
+
+def class_means(dataset, num_classes: int = len(CLASSES), samples: int = 256) -> tuple[Tensor, Tensor]:
+    """Per-class mean depth (C + 1,) and size (C + 1, 3) of the ground truth of the first ``samples`` items of
+    ``dataset`` (the trivial baseline's priors; row 0 and classes never seen hold the overall mean)."""
+    depth_sum = torch.zeros(num_classes + 1, dtype=torch.float64)
+    size_sum = torch.zeros(num_classes + 1, 3, dtype=torch.float64)
+    count = torch.zeros(num_classes + 1, dtype=torch.float64)
+    for i in range(min(samples, len(dataset))):
+        s = dataset[i]
+        v = s["inst_valid"]
+        c = s["inst_class"][v]
+        count.index_add_(0, c, torch.ones(len(c), dtype=torch.float64))
+        depth_sum.index_add_(0, c, s["inst_trans"][v][:, 2].double())
+        size_sum.index_add_(0, c, s["inst_size"][v].double())
+    total = count.sum().clamp_min(1)
+    depth = torch.where(count > 0, depth_sum / count.clamp_min(1), depth_sum.sum() / total)
+    size = torch.where(count[:, None] > 0, size_sum / count.clamp_min(1)[:, None], size_sum.sum(0) / total)
+    return depth.float(), size.float()
+
+
+def trivial_baseline(det: dict[str, Tensor], intrinsics: Tensor, depth: Tensor, size: Tensor) -> dict[str, Tensor]:
+    """The same detections with a trivial pose: the box centred on the ray through the instance mask's
+    centroid at the class-mean ``depth`` (C + 1,), the class-mean ``size`` (C + 1, 3), identity rotation."""
+    from fastpose.pose.translation import _pixel_uv, back_project, group_mean
+
+    H, W = det["instance_map"].shape[-2:]
+    K = det["class_id"].numel()
+    out = dict(det)
+    if K == 0:
+        out["trans"], out["size"] = torch.zeros(0, 3), torch.zeros(0, 3)
+        out["quat"] = torch.zeros(0, 4)
+        return out
+    centroid = group_mean(_pixel_uv(det["pixel"], H, W), det["pixel_instance"], K)
+    z = depth.to(centroid).index_select(0, det["class_id"])
+    out["trans"] = back_project(centroid, z, intrinsics.float().index_select(0, det["image"]))
+    out["size"] = size.to(centroid).index_select(0, det["class_id"])
+    out["quat"] = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(K, 4).clone()
+    return out
