@@ -72,6 +72,17 @@ class Comparison:
         names = {n for s in self.summaries.values() for n in s} | {n for h in self.histories.values() for n in h}
         known = [n for n in DIRECTIONS if n in names]
         self.metrics = known + sorted(names - set(known))
+        if self.primary in self.metrics:  # the primary metric (train.monitor) leads the table
+            self.metrics.remove(self.primary)
+            self.metrics.insert(0, self.primary)
+
+    @property
+    def primary(self) -> str:
+        """The first run's ``train.monitor`` (the metric that picked its best checkpoint), else the default."""
+        from fastpose.journal.metrics import DEFAULT_MONITOR
+
+        config = (self.runs[0].config or {}) if self.runs else {}
+        return (config.get("train") or {}).get("monitor") or DEFAULT_MONITOR
 
     # -- per metric
     def values(self, name: str, kind: str) -> list[float | None]:
@@ -138,8 +149,11 @@ class Comparison:
                 "winner": None if w is None else self.runs[w].id,
                 "winner_label": None if w is None else self.runs[w].label,
             }
+        w = self.winner(self.primary, "best")
         return {
             "runs": runs,
+            "primary": {"metric": self.primary, "direction": direction(self.primary),
+                        "winner": None if w is None else self.runs[w].id},  # on the best-so-far values
             "metrics": metrics,
             "config_diff": {k: v for k, v in self.config_diff().items()},
         }
