@@ -358,3 +358,20 @@ def test_trivial_baseline_poses_the_detections_at_their_centroid() -> None:
     base = trivial_baseline(pred, K, depth, size)
     assert torch.allclose(base["trans"], torch.tensor([[(5 - 8) / 16 * 0.6, (5 - 8) / 16 * 0.6, 0.6]]))
     assert torch.equal(base["quat"], torch.tensor([[0.0, 0, 0, 1]])) and torch.allclose(base["size"], size[3:4])
+
+
+def test_a_model_that_finds_nothing_is_never_best() -> None:
+    from fastpose.config import ConfigError, RunConfig
+    from fastpose.journal.metrics import DEFAULT_MONITOR, direction, is_better
+
+    det, batch = _scene([GT], [dict(GT, score=0.9, quat=_about_y(8))])
+    nothing = {k: v[:0] for k, v in det.items() if k != "instance_map"}
+    nothing["instance_map"] = torch.zeros_like(det["instance_map"])
+    name = DEFAULT_MONITOR.split("/", 1)[1]
+    empty, found = _evaluate(nothing, batch), _evaluate(det, batch)
+    assert empty[name] == 0 and found[name] == 1 and empty["miss_rate"] == 1
+    assert math.isnan(empty["rot_err_median"])  # the old monitor: NaN, or flattering on a few matches
+    assert direction(DEFAULT_MONITOR) == "max" and not is_better(DEFAULT_MONITOR, empty[name], found[name])
+    assert RunConfig().train.monitor == DEFAULT_MONITOR
+    with pytest.raises(ConfigError, match="--monitor"):
+        RunConfig(name="X").override({"train.monitor": "rot_err"}).validate()

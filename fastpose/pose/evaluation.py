@@ -258,7 +258,7 @@ class PoseEvaluation(Metric):
         m = match_detections(det, gt)
         self.score.append(det["score"].float())
         self.det_class.append(det["class_id"].long())
-        self.tp.append(m["tp"])
+        self.tp.append(m["tp"].to(torch.uint8))  # uint8: gloo cannot all-gather bool tensors
         self.gt_count += torch.bincount(gt["class_id"], minlength=self.num_classes + 1).to(self.gt_count)
         hit = m["gt_match"][:, CRITERIA.index("det")]
         self.gt_missed += int((hit < 0).sum())
