@@ -22,8 +22,8 @@ TINY = [
     "--image-size", "32", "--train-size", "16", "--val-size", "8", "--batch-size", "8",
     "--no-progress", "--log-images", "2",
 ]
-TRAIN_TERMS = ("train/loss", "train/loss_mask", "train/loss_rot")
-VAL_ALWAYS = ("val/loss", "val/5deg", "val/10deg", "val/20deg", "val/miss_rate", "val/rot_err_median")
+TRAIN_TERMS = ("train/loss", "train/loss_mask", "train/loss_rot", "train/loss_trans", "train/loss_size")
+VAL_ALWAYS = ("val/loss", "val/5deg", "val/10deg", "val/20deg", "val/iou_25", "val/10deg_5cm", "val/miss_rate")
 
 pytestmark = pytest.mark.slow
 
