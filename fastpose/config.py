@@ -172,6 +172,7 @@ class RunConfig:
             raise ConfigError("loss weights must be >= 0")
         for label, value in (("lr", t.lr), ("weight-decay", t.weight_decay), ("eps", l.eps),
                              ("mask-weight", l.mask_weight), ("rot-weight", l.rot_weight),
+                             ("trans-weight", l.trans_weight), ("size-weight", l.size_weight),
                              ("limit-train-batches", t.limit_train_batches),
                              ("limit-val-batches", t.limit_val_batches)):
             if not math.isfinite(value):

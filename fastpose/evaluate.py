@@ -14,7 +14,6 @@ validation ``seed + 1``); for NOCS, the ``<data root>/test`` folder.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -177,8 +176,18 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
     if dataset is not None and dataset not in ("synthetic", "nocs"):
         raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
     from fastpose.journal.evaluations import record_evaluation
+    from fastpose.journal.reader import open_reader
     from fastpose.journal.store import JournalStore
 
+    reader = open_reader()  # never creates a journal for a run that cannot be in it
+    if reader is None:
+        from fastpose.journal.db import journal_url
+
+        raise FastposeError(f"the journal is empty ({journal_url()}): no runs to evaluate")
+    try:
+        reader.resolve(ref)
+    finally:
+        reader.close()
     with JournalStore.open() as store:
         run = store.resolve(ref)
         path = find_checkpoint(run, checkpoint)
@@ -195,11 +204,13 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
                                    num_images=len(data), metrics=values, plot_path=str(plot))
     result = {"run": {"id": run.id, "label": run.label, "name": run.name}, "evaluation": record.to_json()}
     if json_out:
-        print(json.dumps(result, indent=2))
-    else:
-        from rich.console import Console
+        from fastpose.text import strict_json
 
-        console = Console()
+        print(strict_json(result, indent=2))
+    else:
+        from fastpose.text import safe_console
+
+        console = safe_console()
         render_table(values, console, f"run {run.id} {run.label} · {path.name} · {split} · {len(data)} images "
                                       f"(AP %, detections ranked by score, false positives counted)")
         console.print(f"precision-recall curves: {plot}", markup=False, highlight=False)

@@ -17,7 +17,6 @@ green, z blue, half the box's extent long), labelled with class and score; drawn
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +136,14 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
 
     from fastpose.evaluate import find_checkpoint, load_checkpoint
     from fastpose.journal.reader import open_reader
-    from fastpose.journal.store import JournalStore
     from fastpose.pose.data.synthetic import CLASSES
     from fastpose.pose.evaluation import detect
 
-    reader = open_reader() or JournalStore.open()
+    reader = open_reader()
+    if reader is None:
+        from fastpose.journal.db import journal_url
+
+        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
     try:
         run = reader.resolve(ref)
     finally:
@@ -164,11 +166,13 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
         draw_overlay(image, objects, K.numpy(), overlay)
         results.append({"image": str(path), "width": image.size[0], "height": image.size[1],
                         "intrinsics": K.tolist(), "overlay": str(overlay), "objects": objects})
+    from fastpose.text import strict_json, visible
+
     if json_out:
-        print(json.dumps({"run": {"id": run.id, "label": run.label}, "images": results}, indent=2))
+        print(strict_json({"run": {"id": run.id, "label": run.label}, "images": results}, indent=2))
     else:
         for r in results:
-            print(f"{r['image']}: {len(r['objects'])} object(s); overlay {r['overlay']}")
+            print(f"{visible(r['image'])}: {len(r['objects'])} object(s); overlay {visible(r['overlay'])}")
             for o in r["objects"]:
                 t = ", ".join(f"{v:.3f}" for v in o["translation"])
                 print(f"  {o['class']:<7} {o['score']:.2f}  t = ({t}) m")
