@@ -76,9 +76,11 @@ def test_partial_and_unreadable_files_are_refused(tmp_path: Path) -> None:
 def test_fastposenet_output_shapes(name: str) -> None:
     model = FastPoseNet(name, num_classes=6, decoder_channels=32)
     out = model(torch.randn(2, 3, 64, 64))
-    assert set(out) == {"mask_logits", "quaternion"}
+    assert set(out) == {"mask_logits", "quaternion", "centre", "log_depth", "log_size"}
     assert out["mask_logits"].shape == (2, 7, 64, 64)
     assert out["quaternion"].shape == (2, 24, 64, 64)
+    assert out["centre"].shape == (2, 2, 64, 64) and out["log_depth"].shape == (2, 1, 64, 64)
+    assert out["log_size"].shape == (2, 18, 64, 64)
     out = FastPoseNet("resnet18", num_classes=3)(torch.randn(1, 3, 96, 128))
     assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)
 
@@ -91,7 +93,7 @@ def test_fastposenet_default_stops_at_stride_16_and_freezes_layer4() -> None:
         set(build_backbone("resnet18").state_dict())
     out = model(torch.randn(2, 3, 64, 64))
     assert all(v.is_contiguous() for v in out.values())
-    (out["mask_logits"].mean() + out["quaternion"].mean()).backward()
+    sum(v.mean() for v in out.values()).backward()
     for name, p in model.named_parameters():
         if name.startswith(("encoder.layer4.", "encoder.fc.")):
             assert p.grad is None, name

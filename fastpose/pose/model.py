@@ -94,4 +94,5 @@ class FastPoseNet(nn.Module):
 
         geometry = up(self.geometry_head(p))
         return {"mask_logits": up(self.mask_head(p)), "quaternion": up(self.quat_head(p)),
-                "centre": geometry[:, :2], "log_depth": geometry[:, 2:3], "log_size": geometry[:, 3:]}
+                "centre": geometry[:, :2].contiguous(), "log_depth": geometry[:, 2:3].contiguous(),
+                "log_size": geometry[:, 3:].contiguous()}
