@@ -1,4 +1,4 @@
-"""Evaluations in the journal (revision 0005): ``fastpose eval`` records one per checkpoint and split.
+"""Evaluations in the journal (revision 0006): ``fastpose eval`` records one per checkpoint and split.
 
 Torch-free, like the rest of ``fastpose.journal``. ``record_evaluation`` writes through a ``JournalStore``;
 ``list_evaluations`` reads through any ``JournalReader`` (the stdlib-sqlite3 reader of ``journal show`` or the

@@ -71,10 +71,10 @@ def checks(data: dict) -> list[tuple[str, bool]]:
             out.append((f"qloss median {med['qloss']['mean']:.2f} < mse median {med['mse']['mean']:.2f}",
                         med["qloss"]["mean"] < med["mse"]["mean"]))
     if "qloss-neglog" in groups:
-        neg = groups["qloss-neglog"]["val/rot_err_mean"]
-        hist = [r["history"].get("val/rot_err_mean", []) for r in data["runs"] if r["group"] == "qloss-neglog"]
+        neg = groups["qloss-neglog"]["val/rot_err_median"]  # rot_err_mean is no longer logged (issue 12)
+        hist = [r["history"].get("val/rot_err_median", []) for r in data["runs"] if r["group"] == "qloss-neglog"]
         rising = all(len(h) >= 2 and h[-1][1] > h[0][1] for h in hist)
-        out.append((f"qloss-neglog mean error {neg['mean']:.1f} > 120 and rising (first -> last epoch: "
+        out.append((f"qloss-neglog median error {neg['mean']:.1f} > 120 and rising (first -> last epoch: "
                     + ", ".join(f"{h[0][1]:.0f} -> {h[-1][1]:.0f}" for h in hist if h) + ")", neg["mean"] > 120 and rising))
         worst = max(med, key=lambda loss: med[loss]["mean"])
         out.append((f"qloss-neglog has the worst median error ({worst} is worst)", worst == "qloss-neglog"))
