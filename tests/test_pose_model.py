@@ -85,23 +85,22 @@ def test_fastposenet_output_shapes(name: str) -> None:
     assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)
 
 
-def test_fastposenet_default_stops_at_stride_16_and_freezes_layer4() -> None:
+def test_fastposenet_default_stops_at_stride_16_and_leaves_out_layer4_and_fc() -> None:
     torch.manual_seed(0)
     model = FastPoseNet("resnet18", decoder_channels=16)
-    # every torchvision encoder entry is still there, so ImageNet files load as before
-    assert {k[len("encoder."):] for k in model.state_dict() if k.startswith("encoder.")} == \
-        set(build_backbone("resnet18").state_dict())
+    # torchvision's encoder entries except the parts never run: layer4 (stride 32) and the classifier fc
+    full = set(build_backbone("resnet18").state_dict())
+    kept = {k[len("encoder."):] for k in model.state_dict() if k.startswith("encoder.")}
+    assert kept == {k for k in full if not k.startswith(("layer4.", "fc."))}
+    assert not hasattr(model.encoder, "layer4") and not hasattr(model.encoder, "fc")
     out = model(torch.randn(2, 3, 64, 64))
     assert all(v.is_contiguous() for v in out.values())
     sum(v.mean() for v in out.values()).backward()
-    for name, p in model.named_parameters():
-        if name.startswith(("encoder.layer4.", "encoder.fc.")):
-            assert p.grad is None, name
-            if name.startswith("encoder.layer4."):
-                assert not p.requires_grad, name
-        else:
-            assert p.grad is not None, name
+    for name, p in model.named_parameters():  # nothing frozen is left: every parameter learns
+        assert p.requires_grad and p.grad is not None, name
     deep = FastPoseNet("resnet18", decoder_channels=16, deepest_stride=32)
+    assert {k[len("encoder."):] for k in deep.state_dict() if k.startswith("encoder.")} == \
+        {k for k in full if not k.startswith("fc.")}
     assert all(p.requires_grad for p in deep.encoder.layer4.parameters())
     assert len(deep.lateral) == 4 and len(model.lateral) == 3
     out = deep(torch.randn(1, 3, 64, 96))
@@ -110,3 +109,67 @@ def test_fastposenet_default_stops_at_stride_16_and_freezes_layer4() -> None:
     assert deep.encoder.layer4[1].conv2.weight.grad is not None
     with pytest.raises(ValueError, match="deepest_stride"):
         FastPoseNet("resnet18", deepest_stride=8)
+    with pytest.raises(RuntimeError, match="without layer4 and fc"):
+        model.encoder(torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_leaving_parts_out_draws_the_same_random_numbers(name: str) -> None:
+    """Reference: the full torchvision-layout network under the same seed. Every kept entry is identical and
+    the next draw is too, so the decoder (built after the encoder) and the data order do not change."""
+    torch.manual_seed(3)
+    full = build_backbone(name).state_dict()
+    after_full = torch.rand(8)
+    for stages, classifier in ((3, False), (3, True), (4, False)):
+        torch.manual_seed(3)
+        part = build_backbone(name, stages=stages, classifier=classifier).state_dict()
+        assert torch.equal(torch.rand(8), after_full), (stages, classifier)
+        assert set(part) < set(full)
+        assert all(torch.equal(part[k], full[k]) for k in part), (stages, classifier)
+
+
+def test_full_imagenet_file_loads_into_the_default_model_and_used_keys_are_checked(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
+             for k, v in build_backbone("resnet18").state_dict().items()}  # torchvision's full file
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(state, path)
+    model = FastPoseNet("resnet18", weights=path)  # stride 16: layer4.* and fc.* ignored
+    encoder = model.encoder.state_dict()
+    assert encoder and all(torch.equal(v, state[k]) for k, v in encoder.items())
+    deep = FastPoseNet("resnet18", weights=path, deepest_stride=32)
+    assert torch.equal(deep.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+    # A file without layer4 serves the default model, not the one that runs layer4.
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4.")}, tmp_path / "no_layer4.pth")
+    FastPoseNet("resnet18", weights=tmp_path / "no_layer4.pth")
+    with pytest.raises(FastposeError, match=r"missing: layer4\.0\.conv1\.weight"):
+        FastPoseNet("resnet18", weights=tmp_path / "no_layer4.pth", deepest_stride=32)
+    # Every used entry is checked: one missing, one of the wrong shape, one unknown.
+    broken = dict(state)
+    del broken["layer3.1.bn2.weight"]
+    broken["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    broken["layer3.9.conv1.weight"] = torch.zeros(1)
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(FastposeError) as info:
+        FastPoseNet("resnet18", weights=tmp_path / "broken.pth")
+    msg = str(info.value)
+    assert "1 missing: layer3.1.bn2.weight" in msg and "1 unexpected: layer3.9.conv1.weight" in msg
+    assert "layer1.0.conv1.weight (64, 64, 1, 1) != (64, 64, 3, 3)" in msg
+
+
+def test_a_state_dict_that_still_holds_layer4_and_fc_loads() -> None:
+    """Checkpoints written before layer4 and fc were left out hold their (frozen, unused) entries."""
+    torch.manual_seed(0)
+    model = FastPoseNet("resnet18", decoder_channels=16)
+    old = {**{f"encoder.{k}": v for k, v in build_backbone("resnet18").state_dict().items()},
+           **{k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()
+              if not k.startswith("encoder.")}}
+    old.update({k: torch.randn_like(v) for k, v in old.items() if k == "encoder.conv1.weight"})
+    fresh = FastPoseNet("resnet18", decoder_channels=16)
+    fresh.load_state_dict(old)  # strict: layer4/fc entries dropped, everything else must match
+    assert torch.equal(fresh.encoder.conv1.weight, old["encoder.conv1.weight"])
+    assert torch.equal(fresh.quat_head.weight, old["quat_head.weight"])
+    del old["encoder.layer3.0.conv1.weight"]
+    with pytest.raises(RuntimeError, match="Missing key"):
+        fresh.load_state_dict(old)

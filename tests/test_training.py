@@ -168,6 +168,28 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
     store.close()
 
 
+def test_checkpoints_of_a_default_run_hold_no_layer4_or_classifier(two_runs):
+    """At the default deepest_stride=16 the encoder's layer4 never runs (and fc never does): neither is in
+    any checkpoint, and every parameter saved is one the optimizer trains."""
+    import torch
+
+    home, _, _ = two_runs
+    store = store_at(home)
+    run = store.resolve("CMP_A")
+    store.close()
+    assert run.config["model"] == {"backbone": "resnet18", "weights": None, "decoder_channels": 64}
+    files = sorted((Path(run.run_dir) / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in files} >= {"last.ckpt"} and any(p.name.startswith("best-") for p in files)
+    for path in files:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        keys = list(ckpt["state_dict"])
+        assert any(k.startswith("model.encoder.layer3.") for k in keys), path.name
+        assert not [k for k in keys if "layer4" in k or k.startswith("model.encoder.fc.")], path.name
+        params = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point()
+                  and not k.endswith(("running_mean", "running_var"))]
+        assert len(ckpt["optimizer_states"][0]["state"]) == len(params), path.name
+
+
 def test_the_same_seed_gives_the_same_numbers(two_runs, tmp_path):
     """Deterministic on the CPU: the same command and seed reproduce every journaled number exactly (what the
     loss study's "run it twice, get the same table" rests on)."""

@@ -3,12 +3,19 @@
 ``resnet18``, ``resnet34``, ``resnet50`` and ``resnext50_32x4d`` follow He et al. 2016 and Xie et al. 2017
 as torchvision builds them (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``, ``fc``...),
 so a torchvision ImageNet ``state_dict`` saved with ``torch.save`` loads with ``load_state_dict`` as is.
-``fc`` is kept only for that compatibility; the pose model uses the feature maps.
+
+The pose model uses the feature maps only, so it builds the encoder without the classifier
+(``classifier=False``: no ``avgpool``/``fc``) and, at its default stride 16, without ``layer4``
+(``stages=3``). Parts left out are not in the state_dict (nor in checkpoints); a full torchvision file still
+loads (``load_weights`` ignores the keys of the parts left out and checks every key that is used), and so
+does an old checkpoint that still holds them (``load_state_dict`` drops those keys).
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -67,11 +74,20 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet layout; ``features(x)`` returns the maps at strides 2, 4, 8, 16, 32."""
+    """torchvision's ResNet layout; ``features(x)`` returns the maps at strides 2, 4, 8, 16 (and 32).
+
+    ``stages=3`` leaves out ``layer4`` (stride 32) and ``classifier=False`` leaves out ``avgpool`` and ``fc``.
+    The initialisation draws the same random numbers in the same order whatever is left out (the parts left
+    out are built and initialised, then dropped), so under one seed every part that is kept gets the same
+    weights as in the full network, and every later draw (the decoder's, the data order) is unchanged.
+    """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], groups: int = 1,
-                 width_per_group: int = 64, num_classes: int = 1000) -> None:
+                 width_per_group: int = 64, num_classes: int = 1000, *, stages: int = 4,
+                 classifier: bool = True) -> None:
         super().__init__()
+        if stages not in (3, 4):
+            raise ValueError(f"stages must be 3 or 4, not {stages!r}")
         self.inplanes, self.groups, self.base_width = 64, groups, width_per_group
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -80,16 +96,29 @@ class ResNet(nn.Module):
         self.layer1 = self._make_layer(block, 64, layers[0])
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        fc = nn.Linear(512 * block.expansion, num_classes)  # constructed in torchvision's order: same draws
+        dropped: list[nn.Module] = []
+        if stages == 4:
+            self.layer4 = layer4
+        else:
+            dropped.append(layer4)
+        if classifier:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = fc
+        else:
+            dropped.append(fc)
+        self.stages, self.classifier = stages, classifier
+        self.left_out = tuple(name for name, keep in (("layer4", stages == 4), ("fc", classifier)) if not keep)
         self.channels = [64] + [c * block.expansion for c in (64, 128, 256, 512)]
-        for m in self.modules():
+        # The full network's order: every conv of the kept stages, then layer4's (fc has no conv).
+        for m in itertools.chain(self.modules(), *(d.modules() for d in dropped)):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        self.register_load_state_dict_pre_hook(_drop_left_out_keys)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -103,15 +132,26 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def features(self, x: Tensor) -> list[Tensor]:
-        c1 = self.relu(self.bn1(self.conv1(x)))
-        c2 = self.layer1(self.maxpool(c1))
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c1, c2, c3, c4, c5]
+        x = self.relu(self.bn1(self.conv1(x)))
+        maps = [x]
+        x = self.maxpool(x)
+        for layer in (self.layer1, self.layer2, self.layer3, getattr(self, "layer4", None))[:self.stages]:
+            x = layer(x)
+            maps.append(x)
+        return maps
 
     def forward(self, x: Tensor) -> Tensor:  # the classifier, as torchvision's (unused by the pose model)
+        if self.left_out:
+            raise RuntimeError(f"this ResNet was built without {' and '.join(self.left_out)}: use features()")
         return self.fc(torch.flatten(self.avgpool(self.features(x)[-1]), 1))
+
+
+def _drop_left_out_keys(module: ResNet, state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: entries of parts this ResNet left out are dropped, not "unexpected"
+    (a full torchvision state_dict, or a checkpoint written before those parts were left out, loads)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key[len(prefix):].split(".", 1)[0] in module.left_out:
+            del state_dict[key]
 
 
 _ARCHS = {
@@ -123,19 +163,28 @@ _ARCHS = {
 BACKBONES = tuple(_ARCHS)
 
 
-def build_backbone(name: str, weights: str | Path | None = None) -> ResNet:
-    """A ResNet by torchvision name; ``weights`` is a ``torch.save``d state_dict (e.g. torchvision's ImageNet)."""
+def build_backbone(name: str, weights: str | Path | None = None, *, stages: int = 4,
+                   classifier: bool = True) -> ResNet:
+    """A ResNet by torchvision name; ``weights`` is a ``torch.save``d state_dict (e.g. torchvision's ImageNet).
+
+    ``stages=3`` leaves out ``layer4``, ``classifier=False`` leaves out ``fc`` (see ``ResNet``); the weights
+    file is the full network's either way.
+    """
     if name not in _ARCHS:
         raise FastposeError(f"unknown backbone {name!r}; choose one of: {', '.join(_ARCHS)}")
     block, layers, kw = _ARCHS[name]
-    model = ResNet(block, layers, **kw)
+    model = ResNet(block, layers, **kw, stages=stages, classifier=classifier)
     if weights is not None:
         load_weights(model, weights, name)
     return model
 
 
 def load_weights(model: nn.Module, path: str | Path, arch: str = "model") -> None:
-    """Load a state_dict file strictly; a mismatch raises FastposeError naming the first offending keys."""
+    """Load a state_dict file strictly; a mismatch raises FastposeError naming the first offending keys.
+
+    Every entry ``model`` has must be in the file with its shape, and the file may hold nothing else, except
+    the entries of the parts ``model`` left out (``model.left_out``, e.g. ``layer4``, ``fc``), which are ignored.
+    """
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -148,6 +197,8 @@ def load_weights(model: nn.Module, path: str | Path, arch: str = "model") -> Non
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FastposeError(f"weights file {str(path)!r} does not hold a state_dict of tensors")
     own = model.state_dict()
+    left_out = tuple(getattr(model, "left_out", ()))
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in left_out}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()

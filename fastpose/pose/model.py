@@ -19,9 +19,11 @@ all heads are 1x1 convolutions there, bilinearly upsampled to the input size.
 Kept light so a resnet18 at 64x64 trains in CPU-minutes:
 - By default the encoder stops at stride 16. At 64x64 the stride-16 map (4x4) already sees the whole
   image, while ``layer4`` holds 75% of a resnet18's weights (the optimizer's cost) and a quarter of its
-  convolution work on a 2x2 map. Its parameters keep their torchvision names (ImageNet files load as
-  before) but are frozen, so optimizers that take ``requires_grad`` parameters skip them and DDP sees no
-  unused trainable parameter. Pass ``deepest_stride=32`` for large images.
+  convolution work on a 2x2 map. It is not built (nor is the ImageNet classifier ``fc``, never used), so
+  neither is in the state_dict or in checkpoints; the kept parameters have torchvision's names and a full
+  ImageNet file loads (its ``layer4``/``fc`` entries ignored). The random initialisation is the one the
+  full network gets under the same seed (see ``fastpose.pose.backbones.ResNet``). Pass
+  ``deepest_stride=32`` for large images.
 - The network runs in channels-last memory format (faster convolutions and BatchNorm with oneDNN on
   CPU); the outputs are ordinary contiguous tensors.
 """
@@ -52,10 +54,8 @@ class FastPoseNet(nn.Module):
         if deepest_stride not in (16, 32):
             raise ValueError(f"deepest_stride must be 16 or 32, not {deepest_stride!r}")
         self.num_classes = num_classes
-        self.encoder = build_backbone(backbone, weights)
         self.levels = 4 if deepest_stride == 32 else 3  # encoder stages after the stem that are used
-        if self.levels < 4:
-            self.encoder.layer4.requires_grad_(False)
+        self.encoder = build_backbone(backbone, weights, stages=self.levels, classifier=False)
         ch, d = self.encoder.channels, decoder_channels
         self.lateral = nn.ModuleList([nn.Conv2d(c, d, 1) for c in ch[1:1 + self.levels]])  # strides 4..16|32
         self.smooth = _conv_bn_relu(d, d)
@@ -71,14 +71,7 @@ class FastPoseNet(nn.Module):
 
     def features(self, image: Tensor) -> list[Tensor]:
         """The encoder maps used: stride 2 (stem), then strides 4, 8, 16 (and 32)."""
-        e = self.encoder
-        x = e.relu(e.bn1(e.conv1(image)))
-        maps = [x]
-        x = e.maxpool(x)
-        for layer in (e.layer1, e.layer2, e.layer3, e.layer4)[:self.levels]:
-            x = layer(x)
-            maps.append(x)
-        return maps
+        return self.encoder.features(image)
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         h, w = image.shape[-2:]

@@ -70,11 +70,6 @@ class PoseModule(pl.LightningModule):
         self.save_hyperparameters(config.to_dict())
         self.config = config
         self.model = model
-        # The encoder's ImageNet classifier (kept so torchvision weight files load) never reaches the loss;
-        # frozen, because DDP refuses trainable parameters that get no gradient.
-        for name, param in model.named_parameters():
-            if name.startswith("encoder.fc."):
-                param.requires_grad_(False)
         self.loss_fn = build_loss_fn(config)
         self.val_eval = PoseEvaluation(use_3d=getattr(model, "predicts_translation", False))
         self.faults = parse_faults()

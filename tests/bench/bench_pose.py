@@ -163,7 +163,6 @@ def bench_train_step(repeats: int, batch_size: int = 32, size: int = 64) -> dict
     for name, stride in (("default (stride 16)", 16), ("with layer4 (stride 32)", 32)):
         torch.manual_seed(0)
         model = FastPoseNet("resnet18", deepest_stride=stride)
-        model.encoder.fc.requires_grad_(False)  # as the training module does
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=1e-4)
         setups[name] = (model, opt)
 

@@ -39,9 +39,6 @@ def plain_loop(config: RunConfig) -> float:
     t = config.train
     torch.manual_seed(t.seed)
     model = build_model(config)
-    for name, p in model.named_parameters():
-        if name.startswith("encoder.fc."):
-            p.requires_grad_(False)
     loss_fn = build_loss_fn(config)
     train_set, val_set = build_datasets(config)
     train = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, drop_last=True,
