@@ -190,6 +190,32 @@ def test_checkpoints_of_a_default_run_hold_no_layer4_or_classifier(two_runs):
         assert len(ckpt["optimizer_states"][0]["state"]) == len(params), path.name
 
 
+def test_one_checkpoint_file_per_epoch_end_linked_under_every_name(two_runs):
+    """CMP_B keeps last.ckpt, the best and one per epoch (--save-every 1): the checkpoints due at one epoch end
+    are one file under several names (hard links), each holding its own epoch; last.ckpt knows the best."""
+    import torch
+
+    home, _, _ = two_runs
+    store = store_at(home)
+    run = store.resolve("CMP_B")
+    store.close()
+    ckpt_dir = Path(run.run_dir) / "checkpoints"
+    files = {p.name: p for p in ckpt_dir.iterdir()}
+    best = [n for n in files if n.startswith("best-epoch")]
+    assert set(files) == {"last.ckpt", "epoch000.ckpt", "epoch001.ckpt", *best} and len(best) == 1, files
+    loaded = {n: torch.load(p, map_location="cpu", weights_only=False) for n, p in files.items()}
+    assert loaded["last.ckpt"]["epoch"] == 1 and loaded["epoch000.ckpt"]["epoch"] == 0
+    assert os.path.samefile(files["last.ckpt"], files["epoch001.ckpt"])
+    assert not os.path.samefile(files["epoch000.ckpt"], files["epoch001.ckpt"])
+    best_epoch = int(best[0][len("best-epoch"):-len(".ckpt")])
+    assert loaded[best[0]]["epoch"] == best_epoch
+    assert os.path.samefile(files[best[0]], files[f"epoch{best_epoch:03d}.ckpt"])
+    states = loaded["last.ckpt"]["callbacks"]
+    monitor = run.config["train"]["monitor"]
+    best_state = next(v for k, v in states.items() if k.startswith(f"ModelCheckpoint{{'monitor': '{monitor}'"))
+    assert Path(best_state["best_model_path"]).name == best[0]
+
+
 def test_the_same_seed_gives_the_same_numbers(two_runs, tmp_path):
     """Deterministic on the CPU: the same command and seed reproduce every journaled number exactly (what the
     loss study's "run it twice, get the same table" rests on)."""

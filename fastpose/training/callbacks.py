@@ -7,11 +7,15 @@ on stderr once per kind and training goes on (the reliability work adds a spool 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
@@ -88,7 +92,74 @@ class JournalCallback(pl.Callback):
         self.stop_heartbeat()
 
 
-class LastCheckpoint(ModelCheckpoint):
+class CheckpointsWritten:
+    """What the run's checkpoint callbacks share: the file written last and the global step it holds."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.path: str | None = None
+
+
+class SharedCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that writes a file at most once per global step for the whole run.
+
+    At an epoch end several checkpoints are due at the same step (the best, ``last.ckpt``, every
+    ``--save-every``), and Lightning dumps the same trainer state for each: serialising it again is the
+    largest fixed cost of an epoch. The first callback due writes the file (atomically, as Lightning does);
+    each later one hard-links it under its own name (a copy where the filesystem has no links), through a
+    temporary name and an atomic rename, so no name ever points at a partial file. The callbacks' own
+    bookkeeping in the file is the first writer's (the best callback runs first, so ``last.ckpt`` knows the
+    best so far); the weights, optimizer and loop state are the step's either way. The decision depends only
+    on the global step, the same on every rank, and only global rank zero touches files (then a barrier).
+
+    ``key_name`` keeps the state key of the class it replaces, so checkpoints written before still resume
+    with their callback state.
+    """
+
+    key_name = "ModelCheckpoint"
+
+    def __init__(self, written: CheckpointsWritten, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.written = written
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return f"{self.key_name}{kwargs!r}"
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        source = self.written.path
+        if self.written.step != trainer.global_step or source is None:
+            super()._save_checkpoint(trainer, filepath)
+            self.written.step, self.written.path = trainer.global_step, filepath
+            return
+        if trainer.is_global_zero and os.path.abspath(source) != os.path.abspath(filepath):
+            link_or_copy(source, filepath)
+        trainer.strategy.barrier("SharedCheckpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """Make ``target`` the same file as ``source``: a hard link, else a copy; atomic (temp name + rename)."""
+    tmp = f"{target}.link-tmp"
+    try:
+        try:
+            os.link(source, tmp)
+        except FileExistsError:
+            os.remove(tmp)
+            os.link(source, tmp)
+        except OSError:  # no hard links here (some network and FUSE filesystems): copy
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+class LastCheckpoint(SharedCheckpoint):
     """``last.ckpt`` after every epoch, overwritten in place (full trainer state, what ``resume`` uses).
 
     Lightning 2.6 writes ``save_last`` only in steps where a top-k checkpoint was also written, so a run whose
@@ -96,8 +167,11 @@ class LastCheckpoint(ModelCheckpoint):
     (its own class, so its state key never clashes with ``--save-every``'s ModelCheckpoint).
     """
 
-    def __init__(self, dirpath: Path) -> None:
-        super().__init__(dirpath=dirpath, filename="last", save_top_k=1, enable_version_counter=False)
+    key_name = "LastCheckpoint"
+
+    def __init__(self, dirpath: Path, written: CheckpointsWritten | None = None) -> None:
+        super().__init__(written or CheckpointsWritten(), dirpath=dirpath, filename="last", save_top_k=1,
+                         enable_version_counter=False)
 
 
 class InterruptCheckpoint(pl.Callback):

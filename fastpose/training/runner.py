@@ -411,29 +411,34 @@ def _limit(value: float) -> float | int:
 
 
 def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl.Trainer:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.callbacks import LearningRateMonitor, RichProgressBar
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from fastpose.training.callbacks import InterruptCheckpoint, LastCheckpoint, PoseImages
     from fastpose.journal.metrics import direction
+    from fastpose.training.callbacks import (
+        CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, PoseImages, SharedCheckpoint,
+    )
 
     t = config.train
     ckpt_dir = run_dir / "checkpoints"
+    # One file written per epoch end: the first checkpoint due writes it, the others link it (SharedCheckpoint).
+    # The best goes first (Lightning keeps checkpoint callbacks in this order), so last.ckpt knows the best.
+    written = CheckpointsWritten()
     callbacks = [
-        LastCheckpoint(ckpt_dir),
-        ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=config.train.monitor,
+        SharedCheckpoint(
+            written, dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=config.train.monitor,
             mode=direction(config.train.monitor),
             save_top_k=1, auto_insert_metric_name=False,
         ),
+        LastCheckpoint(ckpt_dir, written),
         InterruptCheckpoint(ckpt_dir / "last.ckpt"),
         PoseImages(t.log_images),
         LearningRateMonitor(logging_interval="epoch"),
         *extra_callbacks,
     ]
     if t.save_every:
-        callbacks.append(ModelCheckpoint(
-            dirpath=ckpt_dir, filename="epoch{epoch:03d}", every_n_epochs=t.save_every,
+        callbacks.append(SharedCheckpoint(
+            written, dirpath=ckpt_dir, filename="epoch{epoch:03d}", every_n_epochs=t.save_every,
             save_top_k=-1, auto_insert_metric_name=False,
         ))
     if t.progress_bar:
