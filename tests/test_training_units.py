@@ -183,3 +183,38 @@ def test_resume_note_names_code_and_config_changes():
     assert note.startswith("resumed from run 7 (26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch, interrupted)")
     assert "code: commit aaaaaaaaaa -> bbbbbbbbbb" in note and "uncommitted changes differ" in note
     assert "name 'Q' -> 'Q2'" in note and f"train.epochs {RunConfig().train.epochs} -> 9" in note
+
+
+def test_epoch_writes_leave_the_training_thread_and_land_before_the_run_ends():
+    """A slow journal (a busy SQLite lock) does not hold the epoch end; stopping drains the queue in order."""
+    import threading
+    import time
+
+    from fastpose.training.callbacks import JournalCallback
+
+    calls: list[tuple[str, str]] = []
+    release = threading.Event()
+
+    class Slow:
+        def log_metrics(self, run_id, points):
+            release.wait(10)
+            calls.append(("metrics", threading.current_thread().name))
+
+        def heartbeat(self, run_id, epoch=None, step=None):
+            calls.append((f"heartbeat {epoch}", threading.current_thread().name))
+
+    cb = JournalCallback(Slow(), run_id=1, heartbeat_s=60)
+
+    class Trainer:
+        is_global_zero, sanity_checking, current_epoch, global_step = True, False, 3, 40
+        callback_metrics = {"train/loss": torch.tensor(0.5)}
+
+    cb.start_heartbeat()
+    cb.on_train_epoch_end(Trainer(), None)  # returns while the journal is still blocked
+    assert calls == []
+    release.set()
+    cb.stop_heartbeat()
+    assert calls == [("metrics", "fastpose-journal"), ("heartbeat 3", "fastpose-journal")]
+    cb.stop_heartbeat()  # idempotent
+    cb.on_train_epoch_end(Trainer(), None)  # no thread any more: written at once, on this thread
+    assert calls[-1] == ("heartbeat 3", threading.current_thread().name)

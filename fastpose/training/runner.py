@@ -416,7 +416,7 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
 
     from fastpose.journal.metrics import direction
     from fastpose.training.callbacks import (
-        CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, PoseImages, SharedCheckpoint,
+        CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, LocalCheckpointIO, PoseImages, SharedCheckpoint,
     )
 
     t = config.train
@@ -456,6 +456,7 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         limit_val_batches=_limit(t.limit_val_batches),
         logger=logger,
         callbacks=callbacks,
+        plugins=[LocalCheckpointIO()],
         enable_progress_bar=t.progress_bar,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
@@ -502,6 +503,8 @@ def _fit(
         trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     finally:
         stop.trainer = None
+        if journal is not None:
+            journal.stop_heartbeat()  # the epochs' queued journal writes land before the run's end does
         if state["epoch"] is None:
             state["epoch"] = trainer.current_epoch
         state["step"] = trainer.global_step
