@@ -1,8 +1,9 @@
 """Throughput of a journaled `fastpose train` run against a plain PyTorch loop doing the same work.
 
 Same model (FastPoseNet, same seed), same synthetic data, batch size, optimizer and schedule, same
-validation work per epoch (loss, evaluate_batch, rotation metrics). The timed span is the training itself
-(first to last batch including the per-epoch validation), not interpreter start-up or imports.
+validation work per epoch (loss, detection and the PoseEvaluation metric, as PoseModule does). The timed
+span is the training itself (first to last batch including the per-epoch validation), not interpreter
+start-up or imports.
 The fastpose side is the real run: Lightning, journal (SQLite), heartbeat, TensorBoard, checkpoints and the
 pose image panel. Both sides run in this process, interleaved repeat by repeat, so drift in the machine's
 load hits both alike; each figure is the median over the repeats, in wall-clock time and in CPU time of the
@@ -51,8 +52,7 @@ def plain_loop(config: RunConfig) -> tuple[float, float]:
     """(wall, CPU) seconds for the training epochs (with validation) in plain PyTorch."""
     from torch.utils.data import DataLoader
 
-    from fastpose.pose.aggregate import evaluate_batch
-    from fastpose.pose.metrics import DegreeErrorMeanAP, RotationAccuracy
+    from fastpose.pose.evaluation import PoseEvaluation, detect
     from fastpose.training.datamodule import build_datasets
     from fastpose.training.module import build_loss_fn, build_model, cosine_with_warmup
 
@@ -70,7 +70,7 @@ def plain_loop(config: RunConfig) -> tuple[float, float]:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     total = t.epochs * len(train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, min(100, max(1, total // 20))))
-    rot, ap = RotationAccuracy(), DegreeErrorMeanAP(thresholds=(5, 10, 20))
+    evaluation = PoseEvaluation(use_3d=getattr(model, "predicts_translation", False))  # as PoseModule
     clock = Clock()
     clock.start()
     for _ in range(t.epochs):
@@ -87,11 +87,9 @@ def plain_loop(config: RunConfig) -> tuple[float, float]:
             for batch in val:
                 out = model(batch["image"])
                 loss_fn(out, batch)
-                ev = evaluate_batch(out, batch)
-                rot.update(ev)
-                ap.update(ev)
-        rot.compute(), ap.compute()
-        rot.reset(), ap.reset()
+                evaluation.update(detect(out, batch["intrinsics"]), batch)
+        evaluation.compute()
+        evaluation.reset()
     return clock.stop()
 
 
