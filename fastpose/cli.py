@@ -192,9 +192,7 @@ def compare(
     if plot is not None:
         plot_runs(cmp, str(plot))
     if json_out:
-        import json
-
-        from fastpose.journal.views import strict_json
+        from fastpose.text import strict_json
 
         print(strict_json(cmp.to_json(), indent=2))
         return

@@ -291,8 +291,9 @@ def check_plot_path(path: Any) -> None:
         raise FastposeError(f"--plot {shown}: {exc.strerror or exc}") from None
 
 
-def plot(cmp: Comparison, path: str) -> None:
-    """One panel per metric, one line per run, value over epochs (matplotlib, Agg: no display needed)."""
+def metric_panels(cmp: Any) -> tuple[Any, Any, Any, list[str]]:
+    """``(plt, fig, axes, names)``: a grid of panels, three wide, one per metric ``cmp`` has a history of
+    (matplotlib, Agg: no display needed). ``cmp`` is a Comparison or a GroupComparison."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -304,6 +305,12 @@ def plot(cmp: Comparison, path: str) -> None:
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    return plt, fig, axes, names
+
+
+def plot(cmp: Comparison, path: str) -> None:
+    """One panel per metric, one line per run, value over epochs."""
+    plt, fig, axes, names = metric_panels(cmp)
     for ax, name in zip(axes.flat, names):
         for i, run in enumerate(cmp.runs, 1):
             points = [(e, v) for e, v in cmp.histories[run.id].get(name, []) if e is not None]

@@ -93,7 +93,7 @@ def journal(
     finally:
         reader.close()
     if as_json:
-        from fastpose.journal.views import strict_json
+        from fastpose.text import strict_json
 
         print(strict_json(log.to_json(), indent=2))
         return

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from fastpose.journal.metrics import HEADLINE
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
-from fastpose.text import finite_json, lit, strict_json, visible  # noqa: F401 - strict_json re-exported
+from fastpose.text import finite_json, lit, strict_json, visible
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -396,17 +396,9 @@ def _stat_cell(s: Summary, is_best: bool, runs: int) -> Any:
 
 def plot(cmp: GroupComparison, path: str) -> None:
     """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
-    import matplotlib
+    from fastpose.compare import metric_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n in cmp.metrics if any(cmp.histories[r.id].get(n) for r in cmp.runs)]
-    if not names:
-        raise FastposeError("these runs have no metric history to plot")
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    plt, fig, axes, names = metric_panels(cmp)
     for ax, name in zip(axes.flat, names):
         for group in cmp.groups:
             by_epoch: dict[int, list[float]] = defaultdict(list)

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import Task, cell_command, sweep_dir
+from fastpose.studies.sweep import Task, cell_command, finish_sweep, sweep_dir
 
 POLL_S = 0.2  # how often finished cells are noticed
 JOURNAL_POLL_S = 2.0  # how often the table re-reads the journal
@@ -105,7 +105,4 @@ def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, u
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    table.summary()
-    if stopping["signal"] is not None:
-        return 128 + int(stopping["signal"])
-    return 0 if all(t.state == "completed" for t in tasks) else 1
+    return finish_sweep(table, tasks, stopping)

@@ -28,7 +28,7 @@ from typing import Any
 
 from fastpose.errors import FastposeError
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import Task, cell_command, plan, sweep_dir
+from fastpose.studies.sweep import Task, cell_command, finish_sweep, plan, sweep_dir
 
 CLUSTER_ENV = "FASTPOSE_SUBMITIT_CLUSTER"
 POLL_S = 2.0
@@ -178,7 +178,4 @@ def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str) ->
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    table.summary()
-    if stopping["signal"] is not None:
-        return 128 + int(stopping["signal"])
-    return 0 if all(t.state == "completed" for t in tasks) else 1
+    return finish_sweep(table, tasks, stopping)

@@ -160,3 +160,12 @@ def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
 
     safe_console().print(table)
 
+
+
+def finish_sweep(table: Any, tasks: list[Task], stopping: dict[str, Any]) -> int:
+    """Both launchers' last step: the summary, then the exit code (128 + signal when stopped by one,
+    0 when every cell completed, else 1)."""
+    table.summary()
+    if stopping["signal"] is not None:
+        return 128 + int(stopping["signal"])
+    return 0 if all(t.state == "completed" for t in tasks) else 1
