@@ -95,7 +95,7 @@ def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, u
                 if stopping["signal"] is not None and not running:
                     break
                 now = time.monotonic()
-                if now - last_read >= JOURNAL_POLL_S:
+                if table.live and now - last_read >= JOURNAL_POLL_S:  # nobody watches a log file: read at the end
                     table.refresh_from_journal()
                     last_read = now
                 table.update()

@@ -37,6 +37,11 @@ class LiveTable:
         else:
             self.console.print(self.render())
 
+    @property
+    def live(self) -> bool:
+        """Whether the table is drawn live (a terminal); otherwise it is printed once, at the end."""
+        return self._live is not None
+
     def update(self) -> None:
         if self._live is not None:
             self._live.update(self.render())
