@@ -172,6 +172,7 @@ def compare(
     sweep: Annotated[Optional[str], _opt("Compare the groups of this sweep (its id): statistics and a verdict.")] = None,
     by: Annotated[Optional[list[str]], _opt("Group the runs by this config key, e.g. loss.name (repeatable).")] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Groups: print one CSV row per run (config, final and best metrics).")] = False,
+    tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
 
@@ -181,8 +182,10 @@ def compare(
 
     if plot is not None:
         check_plot_path(plot)  # before reading anything
+    if tuning and sweep is None:
+        raise FastposeError("--tuning needs --sweep ID")
     if sweep is not None or by:
-        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out)
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning)
         return
     if csv_out:
         raise FastposeError("--csv needs groups: add --sweep ID or --by KEY")
@@ -283,12 +286,12 @@ def _run(argv: list[str]) -> int:
 
 
 def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
-                    csv_out: bool) -> None:
+                    csv_out: bool, tuning: bool = False) -> None:
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
     from fastpose.studies.groups import load_groups, plot as plot_groups, render
 
-    cmp = load_groups(sweep=sweep, refs=runs, by=by)
+    cmp = load_groups(sweep=sweep, refs=runs, by=by, tuning=tuning)
     if plot is not None:
         plot_groups(cmp, str(plot))
     if csv_out:

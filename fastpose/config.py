@@ -24,6 +24,11 @@ DATASETS = ("synthetic", "nocs")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
 LOSSES = ("mse", "qloss", "pw-qloss", "geodesic", "qloss-neglog")
 ROTATIONS = ("so3", "tabletop")
+# The synthetic splits, each a seed offset from data.seed: training uses seed, validation seed + 1, the held-out
+# test split seed + 2 (`fastpose eval --split test`), and the tuning split seed + 3, on which a sweep's [tune]
+# stage chooses its hyper-parameters so that the split its final table is scored on never chose anything.
+SPLIT_SEED_OFFSET = {"train": 0, "val": 1, "test": 2, "tune": 3}
+VAL_SPLITS = ("val", "tune")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
 
 
@@ -52,6 +57,8 @@ class DataConfig:
     rotations: str = "tabletop"  # tabletop (upright, tilt, any yaw: the NOCS setting; the demo's default) | so3
     #                              (uniform over all rotations; the loss study passes it explicitly)
     max_objects: int = 3  # objects per synthetic image are drawn from 1..max_objects
+    val_split: str = "val"  # the split validation (and so the best checkpoint) uses: val | tune (synthetic
+    #                         only; a sweep's [tune] stage sets it, see SPLIT_SEED_OFFSET)
     num_workers: int = 0  # DataLoader worker processes
     seed: int = 0  # synthetic data seed (train uses it, validation seed+1); kept apart from train.seed so
     #                runs with different training seeds are compared on identical data
@@ -146,6 +153,9 @@ class RunConfig:
         _choice("backbone", m.backbone, BACKBONES)
         _choice("loss", l.name, LOSSES)
         _choice("rotations", d.rotations, ROTATIONS)
+        _choice("val-split", d.val_split, VAL_SPLITS)
+        if d.val_split != "val" and d.dataset != "synthetic":
+            raise ConfigError(f"--val-split {d.val_split} exists for the synthetic dataset only; {d.dataset} has val")
         _choice("precision", str(t.precision), PRECISIONS)
         for label, value in (
             ("image-size", d.image_size),

@@ -20,7 +20,7 @@ from typing import Any
 
 from fastpose.errors import FastposeError
 
-SPLITS = ("val", "test")
+SPLITS = ("val", "test", "tune")
 TABLE_COLUMNS = (("iou_25", "IoU25"), ("iou_50", "IoU50"), ("iou_75", "IoU75"), ("5deg_2cm", "5°2cm"),
                  ("5deg_5cm", "5°5cm"), ("10deg_2cm", "10°2cm"), ("10deg_5cm", "10°5cm"), ("10deg_10cm", "10°10cm"))
 PLOT_CRITERIA = ("iou_50", "10deg_5cm", "10deg")
@@ -75,10 +75,14 @@ def eval_dataset(config: Any, split: str, dataset: str | None, data_root: str | 
     if dataset == "synthetic":
         from fastpose.pose.data.synthetic import SyntheticPoseDataset
 
-        seed = d.seed + (1 if split == "val" else 2)
+        from fastpose.config import SPLIT_SEED_OFFSET
+
+        seed = d.seed + SPLIT_SEED_OFFSET[split]
         return SyntheticPoseDataset(d.val_size, image_size=d.image_size, seed=seed, rotations=d.rotations,
                                     max_objects=d.max_objects)
     if dataset == "nocs":
+        if split == "tune":
+            raise FastposeError("the tune split exists for the synthetic dataset only")
         root = data_root or d.data_root
         if not root or not Path(root).is_dir():
             raise FastposeError(f"--dataset nocs needs --data-root DIR (got {root!r})")

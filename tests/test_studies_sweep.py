@@ -203,6 +203,12 @@ BAD = {
     "no name": ('[sweep]\n"train.seed" = [0]\n', "needs a run NAME"),
     "bad slurm": ('name = "B"\n[sweep]\n"train.seed" = [0]\n[slurm]\ngpus = 2\n', "[slurm] unknown key 'gpus'"),
     "malformed": ('name = "B"\n[sweep\n', "malformed TOML"),
+    "tune without grid": ('name = "B"\n[sweep]\n"train.seed" = [0]\n[tune]\n"train.epochs" = 1\n', "[tune] has no tuning axis"),
+    "tune twice": ('name = "B"\n[sweep]\n"loss.rot_weight" = [1.0]\n[tune]\n"loss.rot_weight" = [0.1]\n',
+                   "both a [sweep] axis and a [tune] key"),
+    "tune a seed": ('name = "B"\n[sweep]\n"loss.name" = ["mse"]\n[tune]\n"train.seed" = [0, 1]\n', "cannot tune a seed"),
+    "tune bad type": ('name = "B"\n[sweep]\n"train.seed" = [0]\n[tune]\n"loss.rot_weight" = [0.1]\n"train.epochs" = "1"\n',
+                      "config key 'train.epochs' must be an integer"),
 }
 
 
@@ -217,6 +223,86 @@ def test_bad_sweep_files_are_one_line_exit_2_and_write_nothing(case: str, tmp_pa
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr, proc.stderr
     assert not home.exists()
+
+
+TUNED = """
+name = "TU"
+[data]
+image_size = 32
+train_size = 16
+val_size = 8
+[train]
+epochs = 2
+batch_size = 8
+log_images = 0
+[sweep]
+id = "tuned"
+"loss.name" = ["mse"]
+"train.seed" = [0, 1]
+[tune]
+"loss.rot_weight" = [0.1, 3.0]
+"train.epochs" = 1
+"""
+
+
+@pytest.mark.slow
+def test_a_tune_stage_chooses_on_the_tune_split_then_runs_the_seeds_at_the_choice(tmp_path: Path) -> None:
+    path = tmp_path / "tuned.toml"
+    path.write_text(TUNED)
+    home = tmp_path / "home"
+    proc = fastpose(home, "sweep", str(path), "--jobs", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "chosen" in proc.stderr, proc.stderr
+    reader = reader_at(home)
+    try:
+        runs = {r.name: r for r in reader.list_runs()}
+        tuning = [r for n, r in runs.items() if "-tune-" in n]
+        final = [r for n, r in runs.items() if "-tune-" not in n]
+        assert sorted(r.name for r in tuning) == ["TU-mse-tune-rot_weight0.1-seed0", "TU-mse-tune-rot_weight3.0-seed0"]
+        assert all(r.status == "completed" for r in runs.values()) and len(final) == 2
+        for r in tuning:  # the tuning budget, validated on the tune split
+            assert r.config["data"]["val_split"] == "tune" and r.config["train"]["epochs"] == 1
+        # the choice, recomputed here from the journal: the better best value of the primary metric
+        from fastpose.journal.metrics import is_better, primary_metric
+
+        metric = primary_metric(tuning[0].config)
+        summaries = reader.metric_summaries([r.id for r in tuning])
+        best = None
+        for r in sorted(tuning, key=lambda r: r.config["loss"]["rot_weight"]):
+            value = summaries[r.id][metric].best
+            if best is None or is_better(metric, value, best[1]):
+                best = (r.config["loss"]["rot_weight"], value)
+        for r in final:
+            assert r.config["data"]["val_split"] == "val" and r.config["train"]["epochs"] == 2
+            assert r.config["loss"]["rot_weight"] == best[0], (r.name, best)
+        assert sorted(r.config["train"]["seed"] for r in final) == [0, 1]
+    finally:
+        reader.close()
+    again = fastpose(home, "sweep", str(path), "--jobs", "2")  # resumable: nothing left to run
+    assert again.returncode == 0 and "2/2 completed" in again.stdout, again.stdout + again.stderr
+    reader = reader_at(home)
+    try:
+        assert len(reader.list_runs()) == 4
+    finally:
+        reader.close()
+    groups = fastpose(home, "compare", "--sweep", "tuned", "--json")
+    assert groups.returncode == 0, groups.stderr
+    data = json.loads(groups.stdout)
+    assert [g["group"] for g in data["groups"]] == [f"loss.name=mse, loss.rot_weight={best[0]}"], data["groups"]
+    assert any("2 tuning cells" in line for line in data["left_out"]), data["left_out"]
+    tuned = fastpose(home, "compare", "--sweep", "tuned", "--tuning", "--json")
+    assert tuned.returncode == 0 and len(json.loads(tuned.stdout)["groups"]) == 2, tuned.stdout + tuned.stderr
+
+
+def test_the_tune_split_is_its_own_images() -> None:
+    from fastpose.config import RunConfig
+    from fastpose.training.datamodule import build_datasets
+
+    config = RunConfig.from_dict({"data": {"image_size": 32, "train_size": 2, "val_size": 2}})
+    val = build_datasets(config)[1]
+    tune = build_datasets(config.override({"data.val_split": "tune"}))[1]
+    assert (val.seed, tune.seed) == (config.data.seed + 1, config.data.seed + 3)
+    assert not val[0]["image"].equal(tune[0]["image"])
 
 
 def test_slurm_on_sqlite_is_refused_saying_why(tmp_path: Path) -> None:

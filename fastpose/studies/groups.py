@@ -233,7 +233,7 @@ def check_by(keys: list[str]) -> list[str]:
 
 
 def load_groups(*, sweep: str | None = None, refs: list[str] | None = None, by: list[str] | None = None,
-                reader: Any = None) -> GroupComparison:
+                reader: Any = None, tuning: bool = False) -> GroupComparison:
     by = check_by(by or [])
     refs = list(refs or [])
     if sweep is None and not by:
@@ -255,13 +255,13 @@ def load_groups(*, sweep: str | None = None, refs: list[str] | None = None, by: 
         from fastpose.journal.commands import mark_lost
 
         mark_lost(reader)  # a read-only journal still compares (one warning line)
-        return _load(reader, sweep, refs, by)
+        return _load(reader, sweep, refs, by, tuning)
     finally:
         if close:
             reader.close()
 
 
-def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str]) -> GroupComparison:
+def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning: bool = False) -> GroupComparison:
     from fastpose.compare import flatten
 
     left_out: list[str] = []
@@ -274,7 +274,24 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str]) -> Gro
         record = get_sweep(reader, sweep)
         all_runs = cell_runs(reader, record.id)
         states = cell_states(all_runs)
-        order = [c.key for c in SweepSpec.from_json(record.name, record.spec).cells()]
+        spec = SweepSpec.from_json(record.name, record.spec)
+        if spec.tune_axes:  # a tuned sweep: its final cells, or (--tuning) its tuning stage
+            from fastpose.studies.spec import STAGE_KEY
+
+            stage = {c: json.loads(c).get(STAGE_KEY) == "tune" for c in states}
+            def rank(c: str) -> tuple:  # the file's axis order, not the JSON's
+                v = json.loads(c)
+                return tuple(spec.axes[a].index(v[a]) if v.get(a) in spec.axes[a] else 0 for a in spec.axes)
+
+            order = [c.key for c in spec.tuning_cells()] if tuning else sorted(
+                (c for c in states if not stage[c]), key=rank)
+            states = {c: v for c, v in states.items() if stage[c] == tuning}
+            if not tuning and any(stage.values()):
+                left_out.append(f"{sum(stage.values())} tuning cells (compare them with --tuning)")
+        else:
+            if tuning:
+                raise FastposeError(f"sweep {record.name} has no [tune] stage")
+            order = [c.key for c in spec.cells()]
         ids, gkeys = [], {}
         for cell in order + sorted(set(states) - set(order)):
             if cell not in states:

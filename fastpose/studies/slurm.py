@@ -67,7 +67,7 @@ class CellJob:
         if payload.get("threads"):
             os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
         spec = SweepSpec.from_json(payload["sweep"], payload["spec"])
-        cell = next(c for c in spec.cells() if c.key == payload["cell"])
+        cell = spec.cell(payload["values"])  # a tuning or a final cell, its values in the sweep's order
         base = Path(payload["home"]) / "sweeps" / spec.id
         # One task per GPU (tasks_per_node = gpus_per_node): every task runs the cell's command; rank zero
         # plans it and journals, the other ranks take the command and the DDP spec from files (runner.py).
@@ -137,7 +137,7 @@ def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str) ->
     todo = [t for t in tasks if t.action != "skip"]
     payloads = [
         {"url": url, "home": str(journal_home()), "sweep": spec.id, "sweep_id": sweep_id, "spec": spec.to_json(),
-         "cell": t.cell.key, "threads": spec.slurm.get("cpus_per_task")}
+         "cell": t.cell.key, "values": t.cell.values, "threads": spec.slurm.get("cpus_per_task")}
         for t in todo
     ]
     jobs = []

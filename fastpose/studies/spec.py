@@ -9,6 +9,9 @@ id = "loss_study"                   # optional: the sweep's id in the journal (d
 tags = ["paper"]                    # optional: extra tags on every cell (the sweep id is always one)
 "loss.name" = ["mse", "qloss"]      # an axis: a dotted config key and a non-empty list of values
 "train.seed" = [0, 1, 2]            # seed axes (train.seed, data.seed) do not split groups
+[tune]                              # optional: a tuning stage before the seeds (see below)
+"loss.rot_weight" = [0.1, 0.3, 1.0] # a list: a tuning axis (its grid)
+"train.epochs" = 5                  # a scalar: set on the tuning runs only (e.g. a smaller budget)
 [slurm]                             # optional: resources for --launcher slurm (see fastpose.studies.slurm)
 partition = "gpu"
 ```
@@ -16,6 +19,14 @@ partition = "gpu"
 Every combination of axis values is a cell; its group is its values without the seed axes. ``load_sweep``
 checks everything (unknown keys, empty or duplicated axes, value types, every cell's config) before the
 caller writes anything, and raises ``ConfigError`` with one line naming the problem.
+
+**Tuning.** With a ``[tune]`` table the sweep runs in two stages. First, for every group, one tuning cell per
+combination of the tuning axes, at the first value of each seed axis, validated on the synthetic ``tune``
+split (``data.val_split = "tune"``: its own images, see ``fastpose.config.SPLIT_SEED_OFFSET``); its values
+carry ``"stage": "tune"``. Then each group's tuning values are chosen by the best value of the primary metric
+(``train.monitor``) its tuning runs reached (``choose``), and the group's seed cells run with them,
+validated on ``val``: the split the final table is scored on chose nothing. The chosen values are part of
+the final cells' values, so they show in run names, groups and ``compare --sweep``.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from fastpose.config import NAME_PATTERN, ConfigError, RunConfig, load_toml, val
 
 CONFIG_TABLES = ("data", "model", "loss", "train")
 SWEEP_SETTINGS = ("id", "tags")
+STAGE_KEY = "stage"  # in a tuning cell's values: {"stage": "tune"}; final cells have no such key
 # [slurm] keys and the types they take; anything else is an error (``additional`` holds raw sbatch options).
 SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "partition": (str,),
@@ -84,24 +96,59 @@ class SweepSpec:
     tags: tuple[str, ...] = ()
     slurm: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    tune_axes: dict[str, list[Any]] = field(default_factory=dict)  # [tune] lists: the tuning grid
+    tune_set: dict[str, Any] = field(default_factory=dict)  # [tune] scalars: set on tuning runs only
 
-    def cells(self) -> list[Cell]:
+    def cell(self, values: dict[str, Any]) -> Cell:
+        """The cell of ``values`` (a tuning cell when they hold ``"stage": "tune"``)."""
         base = RunConfig.from_dict({"name": self.name, **self.base})
+        overrides = {k: v for k, v in values.items() if k != STAGE_KEY}
+        if values.get(STAGE_KEY) == "tune":
+            overrides.update(self.tune_set)
+            overrides["data.val_split"] = "tune"
+        return Cell(values, base.override({**overrides, "name": cell_name(self.name, values)}))
+
+    def cells(self, chosen: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+        """The final cells. A tuned sweep needs ``chosen`` (group key -> tuning values, from ``choose``); a
+        group without a choice has no final cells yet."""
+        from fastpose.journal.sweeps import group_key
+
         out = []
         for combo in itertools.product(*self.axes.values()):
             values = dict(zip(self.axes, combo))
-            config = base.override({**values, "name": cell_name(self.name, values)})
-            out.append(Cell(values, config))
+            if self.tune_axes:
+                pick = (chosen or {}).get(group_key(values))
+                if pick is None:
+                    continue
+                values = {**values, **pick}
+            out.append(self.cell(values))
+        return out
+
+    def tuning_cells(self) -> list[Cell]:
+        """Per group, one cell per combination of the tuning axes, at the first value of each seed axis."""
+        from fastpose.journal.sweeps import SEED_KEYS
+
+        groups = {k: v for k, v in self.axes.items() if k not in SEED_KEYS}
+        seeds = {k: v[0] for k, v in self.axes.items() if k in SEED_KEYS}
+        out = []
+        for combo in itertools.product(*groups.values()):
+            for tune in itertools.product(*self.tune_axes.values()):
+                values = {**dict(zip(groups, combo)), STAGE_KEY: "tune", **dict(zip(self.tune_axes, tune)), **seeds}
+                out.append(self.cell(values))
         return out
 
     def to_json(self) -> dict[str, Any]:
         """What the journal keeps of the sweep (``--resume SWEEP`` rebuilds the spec from it)."""
-        return {"name": self.name, "base": self.base, "axes": self.axes, "tags": list(self.tags), "slurm": self.slurm}
+        out = {"name": self.name, "base": self.base, "axes": self.axes, "tags": list(self.tags), "slurm": self.slurm}
+        if self.tune_axes:
+            out["tune"] = {"axes": self.tune_axes, "set": self.tune_set}
+        return out
 
     @classmethod
     def from_json(cls, sweep_id: str, data: dict[str, Any], source: str | None = None) -> SweepSpec:
+        tune = data.get("tune") or {}
         return cls(sweep_id, data["name"], data.get("base") or {}, data["axes"], tuple(data.get("tags") or ()),
-                   data.get("slurm") or {}, source)
+                   data.get("slurm") or {}, source, tune.get("axes") or {}, tune.get("set") or {})
 
 
 # ----------------------------------------------------------------------------- loading
@@ -110,10 +157,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     data = load_toml(path)
     where = f"sweep file {path.name}"
-    unknown = [k for k in data if k not in ("name", "sweep", "slurm", *CONFIG_TABLES)]
+    unknown = [k for k in data if k not in ("name", "sweep", "tune", "slurm", *CONFIG_TABLES)]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; a sweep file has name, [data], [model], [loss], "
-                          "[train], [sweep] and [slurm]")
+                          "[train], [sweep], [tune] and [slurm]")
     sweep = data.get("sweep")
     if not isinstance(sweep, dict):
         raise ConfigError(f"{where}: no [sweep] table; add one with at least one axis, e.g. \"train.seed\" = [0, 1, 2]")
@@ -142,8 +189,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
     axes = _axes({k: v for k, v in sweep.items() if k not in SWEEP_SETTINGS}, where)
     slurm = _slurm(data.get("slurm", {}), where)
-    spec = SweepSpec(sweep_id, name, base, axes, tuple(tags), slurm, str(path.resolve()))
-    for cell in spec.cells():
+    tune_axes, tune_set = _tune(data.get("tune"), axes, base, where)
+    spec = SweepSpec(sweep_id, name, base, axes, tuple(tags), slurm, str(path.resolve()), tune_axes, tune_set)
+    for cell in [*spec.tuning_cells(), *_every_final_cell(spec)]:
         try:
             cell.config.validate()
         except ConfigError as exc:
@@ -186,6 +234,50 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, list[Any]]:
         if len({json.dumps(v) for v in values}) != len(values):
             raise ConfigError(f"{where}: axis {key!r} repeats a value: {values!r}")
     return axes
+
+
+def _every_final_cell(spec: SweepSpec) -> list[Cell]:
+    """The final cells at every tuning value the sweep may choose (all of them are checked up front)."""
+    if not spec.tune_axes:
+        return spec.cells()
+    from fastpose.journal.sweeps import group_key
+
+    groups = {group_key(dict(zip(spec.axes, c))) for c in itertools.product(*spec.axes.values())}
+    out = []
+    for combo in itertools.product(*spec.tune_axes.values()):
+        out += spec.cells({g: dict(zip(spec.tune_axes, combo)) for g in groups})
+    return out
+
+
+def _tune(table: Any, axes: dict[str, list[Any]], base: dict[str, Any], where: str) -> tuple[dict, dict]:
+    """The [tune] table: (tuning axes, scalars set on tuning runs). Empty without one."""
+    if table is None:
+        return {}, {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [tune] must be a table")
+    flat = _flatten(table)
+    grid = {k: v for k, v in flat.items() if isinstance(v, list)}
+    if not grid:
+        raise ConfigError(f'{where}: [tune] has no tuning axis; add a list, e.g. "loss.rot_weight" = [0.1, 0.3, 1.0]')
+    grid = _axes(grid, f"{where} [tune]")
+    scalars = {k: v for k, v in flat.items() if not isinstance(v, list)}
+    known = set(RunConfig().flat()) - {"name"}
+    from fastpose.journal.sweeps import SEED_KEYS
+
+    for key, value in scalars.items():
+        if key not in known:
+            raise ConfigError(f"{where}: [tune] unknown key {key!r}; keys are config keys like train.epochs")
+        check_type(key, value, f"{where} [tune]")
+    for key in [*grid, *scalars]:
+        if key in axes:
+            raise ConfigError(f"{where}: {key!r} is both a [sweep] axis and a [tune] key; keep it in one of them")
+        if key in SEED_KEYS and key in grid:
+            raise ConfigError(f"{where}: [tune] cannot tune a seed ({key}); seeds are [sweep] axes")
+        if key == "data.val_split":
+            raise ConfigError(f"{where}: [tune] sets data.val_split itself (tuning runs validate on 'tune')")
+    if base.get("data", {}).get("dataset", "synthetic") != "synthetic":
+        raise ConfigError(f"{where}: [tune] needs the synthetic dataset (its tune split); NOCS has none")
+    return grid, scalars
 
 
 def _slurm(table: Any, where: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
-from fastpose.studies.spec import Cell, SweepSpec, cell_toml, describe_values, load_sweep
+from fastpose.studies.spec import STAGE_KEY, Cell, SweepSpec, cell_toml, describe_values, load_sweep
 
 LAUNCHERS = ("local", "slurm")
 
@@ -67,9 +67,8 @@ def sweep_command(
             "hold on the network file systems cluster nodes share, so jobs on several nodes would corrupt it"
         )
     spec = load_sweep(file) if file is not None else _spec_from_journal(resume)
-    cells = spec.cells()
     if dry_run:
-        _print_cells(spec, cells)
+        _print_cells(spec, spec.tuning_cells() if spec.tune_axes else spec.cells())
         return 0
 
     from fastpose.journal.store import JournalStore
@@ -77,15 +76,110 @@ def sweep_command(
 
     with JournalStore.open(url) as store:
         record = open_sweep(store, spec.id, spec.to_json(), spec.source)
+    if spec.tune_axes:  # stage 1: the tuning cells; stage 2 needs all of them
+        code = _launch(spec, record.id, spec.tuning_cells(), launcher, jobs, url)
+        if code != 0:
+            return code
+        with JournalStore.open(url) as store:
+            choice = choose(store, record.id, spec)
+        print_choice(spec, choice)
+        cells = spec.cells({g: c.values for g, c in choice.items() if c.values is not None})
+    else:
+        cells = spec.cells()
+    return _launch(spec, record.id, cells, launcher, jobs, url)
+
+
+def _launch(spec: SweepSpec, sweep_id: int, cells: list[Cell], launcher: str, jobs: int, url: str) -> int:
+    from fastpose.journal.store import JournalStore
+
+    with JournalStore.open(url) as store:
         store.mark_lost()
-        tasks = plan(store, record.id, cells)
+        tasks = plan(store, sweep_id, cells)
     if launcher == "local":
         from fastpose.studies.local import run_local
 
-        return run_local(spec, record.id, tasks, jobs=jobs, url=url)
+        return run_local(spec, sweep_id, tasks, jobs=jobs, url=url)
     from fastpose.studies.slurm import run_slurm
 
-    return run_slurm(spec, record.id, tasks, url=url)
+    return run_slurm(spec, sweep_id, tasks, url=url)
+
+
+@dataclass
+class Choice:
+    """One group's tuning result: every grid point's best primary-metric value, and the chosen values."""
+
+    group: str  # group key (the [sweep] axes without seeds)
+    metric: str
+    points: list[tuple[dict[str, Any], str, float | None]]  # (tuning values, cell state, best value)
+    values: dict[str, Any] | None  # the chosen tuning values; None while a grid point is unfinished
+
+
+def choose(reader: Any, sweep_id: int, spec: SweepSpec) -> dict[str, Choice]:
+    """Per group, the tuning values whose run reached the best value of the primary metric (``train.monitor``;
+    the best over the cell's run and the runs it continued, i.e. what its best checkpoint holds). A diverged
+    grid point is a result (it never wins); a group with a grid point not yet finished has no choice. Ties go
+    to the earlier grid point."""
+    from fastpose.journal.metrics import is_better, primary_metric
+    from fastpose.journal.sweeps import cell_runs, cell_states, group_key
+
+    runs = cell_runs(reader, sweep_id)
+    states = cell_states(runs)
+    parents = {r.run_id: reader.get_run(r.run_id).parent_id for r in runs}
+    summaries = reader.metric_summaries(list(parents))
+    out: dict[str, Choice] = {}
+    for cell in spec.tuning_cells():
+        metric = primary_metric(cell.config.to_dict())
+        base = {k: v for k, v in cell.values.items() if k not in spec.tune_axes and k != STAGE_KEY}
+        group = group_key(base)
+        choice = out.setdefault(group, Choice(group, metric, [], None))
+        pick = {k: cell.values[k] for k in spec.tune_axes}
+        state, run = states.get(cell.key, ("pending", None))
+        best = None
+        if run is not None and state == "completed":
+            chain, rid = [], run.run_id
+            while rid is not None and rid in parents:
+                chain.append(rid)
+                rid = parents[rid]
+            for rid in chain:
+                s = summaries.get(rid, {}).get(metric)
+                if s is not None and is_better(metric, s.best, best):
+                    best = s.best
+        choice.points.append((pick, state, best))
+    for choice in out.values():
+        if any(state not in ("completed", "diverged") for _, state, _ in choice.points):
+            continue
+        best_value = None
+        for pick, _, value in choice.points:
+            if is_better(choice.metric, value, best_value):
+                best_value, choice.values = value, pick
+        if choice.values is None:  # every grid point diverged or logged nothing: the first one, said so
+            choice.values = choice.points[0][0]
+    return out
+
+
+def print_choice(spec: SweepSpec, choice: dict[str, Choice]) -> None:
+    """The tuning stage's table: per group, each grid point's best primary-metric value; the chosen marked."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.journal.sweeps import describe
+    from fastpose.journal.views import fmt_value
+    from fastpose.text import safe_console
+
+    metric = next(iter(choice.values())).metric if choice else ""
+    table = Table(title=f"sweep {spec.id}: tuning on the tune split ({metric}, best over epochs)",
+                  title_justify="left")
+    table.add_column("group")
+    for axis in spec.tune_axes:
+        table.add_column(axis, justify="right")
+    table.add_column(metric, justify="right")
+    table.add_column("")
+    for c in choice.values():
+        for pick, state, value in c.points:
+            mark = "chosen" if pick == c.values else ("" if state == "completed" else state)
+            table.add_row(Text(describe(c.group)), *[Text(str(pick[a])) for a in spec.tune_axes],
+                          "-" if value is None else fmt_value(value), Text(mark, style="bold" if mark == "chosen" else "dim"))
+    safe_console(stderr=True).print(table)
 
 
 def _spec_from_journal(ref: str | None) -> SweepSpec:

@@ -6,11 +6,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fastpose.config import RunConfig
+from fastpose.config import SPLIT_SEED_OFFSET, RunConfig
 
 
 def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
-    """(train, val) datasets for ``config.data``; the plain-PyTorch benchmark uses this too."""
+    """(train, val) datasets for ``config.data`` (val: ``data.val_split``); the plain-PyTorch benchmark uses this too."""
     d = config.data
     if d.dataset == "synthetic":
         from fastpose.pose.data.synthetic import SyntheticPoseDataset
@@ -18,7 +18,7 @@ def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
         common = dict(image_size=d.image_size, rotations=d.rotations, max_objects=d.max_objects)
         return (
             SyntheticPoseDataset(d.train_size, seed=d.seed, **common),
-            SyntheticPoseDataset(d.val_size, seed=d.seed + 1, **common),
+            SyntheticPoseDataset(d.val_size, seed=d.seed + SPLIT_SEED_OFFSET[d.val_split], **common),
         )
     from fastpose.pose.data.nocs import NOCSDataset
 
