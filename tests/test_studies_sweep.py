@@ -207,6 +207,9 @@ BAD = {
     "tune twice": ('name = "B"\n[sweep]\n"loss.rot_weight" = [1.0]\n[tune]\n"loss.rot_weight" = [0.1]\n',
                    "both a [sweep] axis and a [tune] key"),
     "tune a seed": ('name = "B"\n[sweep]\n"loss.name" = ["mse"]\n[tune]\n"train.seed" = [0, 1]\n', "cannot tune a seed"),
+    "variant unknown key": ('name = "B"\n[sweep]\narm = [{ "loss.name" = "mse" }, { "loss.nam" = "qloss" }]\n',
+                            "variant axis 'arm': unknown key 'loss.nam'"),
+    "variant seed": ('name = "B"\n[sweep]\narm = [{ "train.seed" = 1 }]\n', "sets a seed"),
     "tune bad type": ('name = "B"\n[sweep]\n"train.seed" = [0]\n[tune]\n"loss.rot_weight" = [0.1]\n"train.epochs" = "1"\n',
                       "config key 'train.epochs' must be an integer"),
 }
@@ -292,6 +295,22 @@ def test_a_tune_stage_chooses_on_the_tune_split_then_runs_the_seeds_at_the_choic
     assert any("2 tuning cells" in line for line in data["left_out"]), data["left_out"]
     tuned = fastpose(home, "compare", "--sweep", "tuned", "--tuning", "--json")
     assert tuned.returncode == 0 and len(json.loads(tuned.stdout)["groups"]) == 2, tuned.stdout + tuned.stderr
+
+
+def test_variant_axes_give_combinations_that_are_not_a_product(tmp_path: Path) -> None:
+    from fastpose.studies.spec import load_sweep
+
+    path = tmp_path / "arms.toml"
+    path.write_text('name = "A"\n[sweep]\n'
+                    'arm = [{ "loss.name" = "mse" }, { loss = { name = "geodesic", rot_weight = 1.0 } }]\n'
+                    '"train.seed" = [0, 1]\n')
+    spec = load_sweep(path)
+    cells = spec.cells()
+    assert [c.name for c in cells] == ["A-mse-seed0", "A-mse-seed1", "A-geodesic-rot_weight1.0-seed0",
+                                       "A-geodesic-rot_weight1.0-seed1"]
+    assert [(c.config.loss.name, c.config.loss.rot_weight, c.config.train.seed) for c in cells] == [
+        ("mse", 0.3, 0), ("mse", 0.3, 1), ("geodesic", 1.0, 0), ("geodesic", 1.0, 1)]
+    assert spec.group_order() == ['{"loss.name": "mse"}', '{"loss.name": "geodesic", "loss.rot_weight": 1.0}']
 
 
 def test_the_tune_split_is_its_own_images() -> None:

@@ -268,7 +268,7 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning
     cells: dict[int, str] = {}
     chains: dict[int, list[int]] = {}
     if sweep is not None:
-        from fastpose.journal.sweeps import cell_runs, cell_states, describe, get_sweep
+        from fastpose.journal.sweeps import SEED_KEYS, cell_runs, cell_states, describe, get_sweep, group_key
         from fastpose.studies.spec import SweepSpec
 
         record = get_sweep(reader, sweep)
@@ -279,9 +279,13 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning
             from fastpose.studies.spec import STAGE_KEY
 
             stage = {c: json.loads(c).get(STAGE_KEY) == "tune" for c in states}
-            def rank(c: str) -> tuple:  # the file's axis order, not the JSON's
+            groups_in_order = spec.group_order()
+
+            def rank(c: str) -> tuple:  # the file's order, not the JSON's
                 v = json.loads(c)
-                return tuple(spec.axes[a].index(v[a]) if v.get(a) in spec.axes[a] else 0 for a in spec.axes)
+                g = group_key({k: x for k, x in v.items() if k not in spec.tune_axes})
+                seeds = [v.get(k) for k in SEED_KEYS]
+                return (groups_in_order.index(g) if g in groups_in_order else len(groups_in_order), str(seeds))
 
             order = [c.key for c in spec.tuning_cells()] if tuning else sorted(
                 (c for c in states if not stage[c]), key=rank)

@@ -108,14 +108,31 @@ class SweepSpec:
             overrides["data.val_split"] = "tune"
         return Cell(values, base.override({**overrides, "name": cell_name(self.name, values)}))
 
+    def combos(self, axes: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+        """Every combination of ``axes`` (default: the sweep's) as cell values, in the file's order; a
+        variant axis (a list of tables) contributes its table's keys, not its own name."""
+        axes = self.axes if axes is None else axes
+        out = []
+        for combo in itertools.product(*axes.values()):
+            values: dict[str, Any] = {}
+            for axis, value in zip(axes, combo):
+                values.update(_flatten(value) if isinstance(value, dict) else {axis: value})
+            out.append(values)
+        return out
+
+    def group_order(self) -> list[str]:
+        """The group keys of the final cells (tuning values left out), in the file's order."""
+        from fastpose.journal.sweeps import group_key
+
+        return list(dict.fromkeys(group_key(v) for v in self.combos()))
+
     def cells(self, chosen: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
         """The final cells. A tuned sweep needs ``chosen`` (group key -> tuning values, from ``choose``); a
         group without a choice has no final cells yet."""
         from fastpose.journal.sweeps import group_key
 
         out = []
-        for combo in itertools.product(*self.axes.values()):
-            values = dict(zip(self.axes, combo))
+        for values in self.combos():
             if self.tune_axes:
                 pick = (chosen or {}).get(group_key(values))
                 if pick is None:
@@ -131,10 +148,9 @@ class SweepSpec:
         groups = {k: v for k, v in self.axes.items() if k not in SEED_KEYS}
         seeds = {k: v[0] for k, v in self.axes.items() if k in SEED_KEYS}
         out = []
-        for combo in itertools.product(*groups.values()):
-            for tune in itertools.product(*self.tune_axes.values()):
-                values = {**dict(zip(groups, combo)), STAGE_KEY: "tune", **dict(zip(self.tune_axes, tune)), **seeds}
-                out.append(self.cell(values))
+        for group in self.combos(groups):
+            for tune in self.combos(self.tune_axes):
+                out.append(self.cell({**group, STAGE_KEY: "tune", **tune, **seeds}))
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -215,10 +231,15 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _axes(table: dict[str, Any], where: str) -> dict[str, list[Any]]:
     known = set(RunConfig().flat()) - {"name"}
-    axes = _flatten(table)
+    axes: dict[str, Any] = {}
+    for key, value in table.items():  # the file's order: it orders cells and names
+        axes.update({key: value} if _is_variants(value) else _flatten({key: value}))
     if not axes:
         raise ConfigError(f'{where}: [sweep] has no axis; add one, e.g. "train.seed" = [0, 1, 2]')
     for key, values in axes.items():
+        if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+            _variants(key, values, known, where)
+            continue
         if key not in known:
             import difflib
 
@@ -242,10 +263,10 @@ def _every_final_cell(spec: SweepSpec) -> list[Cell]:
         return spec.cells()
     from fastpose.journal.sweeps import group_key
 
-    groups = {group_key(dict(zip(spec.axes, c))) for c in itertools.product(*spec.axes.values())}
+    groups = {group_key(v) for v in spec.combos()}
     out = []
-    for combo in itertools.product(*spec.tune_axes.values()):
-        out += spec.cells({g: dict(zip(spec.tune_axes, combo)) for g in groups})
+    for pick in spec.combos(spec.tune_axes):
+        out += spec.cells({g: pick for g in groups})
     return out
 
 
@@ -268,8 +289,10 @@ def _tune(table: Any, axes: dict[str, list[Any]], base: dict[str, Any], where: s
         if key not in known:
             raise ConfigError(f"{where}: [tune] unknown key {key!r}; keys are config keys like train.epochs")
         check_type(key, value, f"{where} [tune]")
+    swept = {k for values in ([dict.fromkeys(axes)] + [_flatten(v) for a in axes.values() for v in a
+                                                         if isinstance(v, dict)]) for k in values}
     for key in [*grid, *scalars]:
-        if key in axes:
+        if key in swept:
             raise ConfigError(f"{where}: {key!r} is both a [sweep] axis and a [tune] key; keep it in one of them")
         if key in SEED_KEYS and key in grid:
             raise ConfigError(f"{where}: [tune] cannot tune a seed ({key}); seeds are [sweep] axes")
@@ -278,6 +301,34 @@ def _tune(table: Any, axes: dict[str, list[Any]], base: dict[str, Any], where: s
     if base.get("data", {}).get("dataset", "synthetic") != "synthetic":
         raise ConfigError(f"{where}: [tune] needs the synthetic dataset (its tune split); NOCS has none")
     return grid, scalars
+
+
+def _is_variants(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _variants(axis: str, values: list[dict[str, Any]], known: set[str], where: str) -> None:
+    """A variant axis: ``arm = [{"loss.name" = "mse"}, {"loss.name" = "geodesic", "model.rotation" = "6d"}]``:
+    each table is a set of config values that go together (combinations that are not a product)."""
+    if axis in known:
+        raise ConfigError(f"{where}: axis {axis!r} is a config key; its values must be values, not tables")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", axis):
+        raise ConfigError(f"{where}: variant axis {axis!r}: name it with a-z, 0-9 and _ (e.g. arm)")
+    seen = set()
+    for table in values:
+        flat = _flatten(table)
+        if not flat:
+            raise ConfigError(f"{where}: variant axis {axis!r} has an empty table")
+        for key, value in flat.items():
+            if key not in known:
+                raise ConfigError(f"{where}: variant axis {axis!r}: unknown key {key!r}; keys are config keys like loss.name")
+            if key in ("train.seed", "data.seed"):
+                raise ConfigError(f"{where}: variant axis {axis!r} sets a seed ({key}); seeds are axes of their own")
+            check_type(key, value, where)
+        text = json.dumps(flat, sort_keys=True)
+        if text in seen:
+            raise ConfigError(f"{where}: variant axis {axis!r} repeats a table: {flat}")
+        seen.add(text)
 
 
 def _slurm(table: Any, where: str) -> dict[str, Any]:

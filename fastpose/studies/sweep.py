@@ -69,6 +69,14 @@ def sweep_command(
     spec = load_sweep(file) if file is not None else _spec_from_journal(resume)
     if dry_run:
         _print_cells(spec, spec.tuning_cells() if spec.tune_axes else spec.cells())
+        if spec.tune_axes:
+            from fastpose.journal.sweeps import SEED_KEYS
+
+            seeds = 1
+            for key in SEED_KEYS:
+                seeds *= len(spec.axes.get(key, [None]))
+            print(f"then, per group ({len(spec.group_order())}), {seeds} seed cell(s) at the tuning values "
+                  f"the tune split chooses: {len(spec.group_order()) * seeds} more cells")
         return 0
 
     from fastpose.journal.store import JournalStore
