@@ -273,3 +273,11 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_writes_visible(tmp_p
     second.close()
     first.close()
     assert not db.holds_connection(path)
+
+
+def test_counts_cover_every_table() -> None:
+    """`counts()` is how the bad-input tests see that nothing was written: it must see every table."""
+    from fastpose.journal.models import Base
+    from fastpose.journal.reader import COUNTED_TABLES
+
+    assert set(COUNTED_TABLES) == set(Base.metadata.tables)

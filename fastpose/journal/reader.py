@@ -239,9 +239,13 @@ class JournalReader:
         return rows[0]["journal_id"] if rows else None
 
     def counts(self) -> dict[str, int]:
-        """Rows per table (tests and ``journal show`` footers)."""
-        tables = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes")
+        """Rows per table (tests and ``journal show`` footers): every table of ``models`` (a test checks)."""
+        tables = COUNTED_TABLES
         return {t: self._fetch(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
+
+
+COUNTED_TABLES = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes", "journal_identity",
+                  "sweeps", "sweep_runs", "run_tags", "evaluations")
 
 
 class SqliteReader(JournalReader):
