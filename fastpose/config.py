@@ -22,7 +22,13 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 DATASETS = ("synthetic", "nocs")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
-LOSSES = ("mse", "qloss", "pw-qloss", "geodesic", "qloss-neglog")
+LOSSES = ("mse", "qloss", "pw-qloss", "geodesic", "chordal", "qloss-neglog")
+REPRESENTATIONS = ("quaternion", "6d", "9d")  # model.rotation: the rotation head's representation
+# Which loss fits which representation (fastpose.pose.losses.REPRESENTATIONS, kept torch-free here; a test
+# asserts the two agree).
+LOSS_REPRESENTATIONS = {"mse": ("quaternion",), "qloss": ("quaternion",), "pw-qloss": ("quaternion",),
+                        "geodesic": ("quaternion", "6d", "9d"), "chordal": ("6d", "9d"),
+                        "qloss-neglog": ("quaternion",)}
 ROTATIONS = ("so3", "tabletop")
 # The synthetic splits, each a seed offset from data.seed: training uses seed, validation seed + 1, the held-out
 # test split seed + 2 (`fastpose eval --split test`), and the tuning split seed + 3, on which a sweep's [tune]
@@ -69,11 +75,14 @@ class ModelConfig:
     backbone: str = "resnet18"  # encoder architecture (torchvision-compatible parameter names)
     weights: str | None = None  # path to a torchvision ImageNet state_dict file; None = from scratch
     decoder_channels: int = 64  # width of the FPN-style decoder
+    rotation: str = "quaternion"  # rotation head: quaternion (4 channels per class) | 6d (two columns,
+    #                               Gram-Schmidt) | 9d (a 3x3 matrix, SVD projection); see pose/rotations.py
 
 
 @dataclass
 class LossConfig:
-    name: str = "qloss"  # rotation term: mse | qloss | pw-qloss | geodesic | qloss-neglog
+    name: str = "qloss"  # rotation term: mse | qloss | pw-qloss | geodesic | chordal | qloss-neglog
+    #                      (chordal: 6d/9d only; geodesic: any; the others: quaternion only)
     eps: float = 1e-2  # eps in log(eps + 1 - |<q, q_hat>|)
     mask_weight: float = 1.0  # weight of the mask cross-entropy
     rot_weight: float = 0.3  # weight of the rotation term; < 1 lets the mask (which gates the rotation
@@ -152,6 +161,11 @@ class RunConfig:
         _choice("dataset", d.dataset, DATASETS)
         _choice("backbone", m.backbone, BACKBONES)
         _choice("loss", l.name, LOSSES)
+        _choice("rotation", m.rotation, REPRESENTATIONS)
+        if m.rotation not in LOSS_REPRESENTATIONS[l.name]:
+            fits = [n for n, kinds in LOSS_REPRESENTATIONS.items() if m.rotation in kinds]
+            raise ConfigError(f"--loss {l.name} does not fit --rotation {m.rotation}; with --rotation {m.rotation} "
+                              f"use --loss {' | '.join(fits)}")
         _choice("rotations", d.rotations, ROTATIONS)
         _choice("val-split", d.val_split, VAL_SPLITS)
         if d.val_split != "val" and d.dataset != "synthetic":

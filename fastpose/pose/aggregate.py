@@ -44,7 +44,17 @@ import torch
 from torch import Tensor
 
 from fastpose.pose.indexing import flat_nonzero, index_dtype
-from fastpose.pose.rotations import _NORM_EPS, safe_normalize
+from fastpose.pose.rotations import (
+    _NORM_EPS,
+    FIELD_KEYS,
+    ROTATION_CHANNELS,
+    quat_to_rotmat,
+    rot6d_to_rotmat,
+    rot9d_to_rotmat,
+    rotation_kind,
+    rotmat_to_quat,
+    safe_normalize,
+)
 
 
 def aggregate_quaternions(q: Tensor, group: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
@@ -97,13 +107,39 @@ def _pixel_elements(t: Tensor, flat_pixel: Tensor, image: Tensor | None = None) 
     return elements, offset.to(index_dtype(t.numel())), sk
 
 
-def class_field_pixels(quaternion: Tensor, flat_pixel: Tensor, cls: Tensor, image: Tensor | None = None) -> Tensor:
-    """Pixel quaternions (P, 4) from ``quaternion`` (B, 4C, H, W) at flat pixel indices ``b * H * W + p``,
-    each in the field of its class ``cls`` (P,) in 1..C (0 is read as 1); ``image`` as in ``_pixel_elements``."""
-    elements, offset, sk = _pixel_elements(quaternion, flat_pixel, image)
-    base = offset + (cls - 1).clamp_min(0).to(offset.dtype) * (4 * sk)  # channel 4(c-1) of the pixel
-    idx = base[:, None] + torch.arange(0, 4 * sk, sk, dtype=offset.dtype, device=quaternion.device)
-    return elements.index_select(0, idx.reshape(-1)).view(-1, 4)
+def class_field_pixels(field: Tensor, flat_pixel: Tensor, cls: Tensor, image: Tensor | None = None,
+                       width: int = 4) -> Tensor:
+    """Pixel vectors (P, width) from ``field`` (B, width * C, H, W) (a quaternion field by default) at flat
+    pixel indices ``b * H * W + p``, each in the field of its class ``cls`` (P,) in 1..C (0 is read as 1);
+    ``image`` as in ``_pixel_elements``."""
+    elements, offset, sk = _pixel_elements(field, flat_pixel, image)
+    base = offset + (cls - 1).clamp_min(0).to(offset.dtype) * (width * sk)  # channel width * (c - 1)
+    idx = base[:, None] + torch.arange(0, width * sk, sk, dtype=offset.dtype, device=field.device)
+    return elements.index_select(0, idx.reshape(-1)).view(-1, width)
+
+
+def aggregate_rotmats(x: Tensor, group: Tensor, num_groups: int, kind: str) -> tuple[Tensor, Tensor]:
+    """Per-instance rotation matrices from raw 6D or 9D pixel vectors ``x`` (P, 6 | 9) per ``group`` (P,).
+
+    The raw vectors are averaged per group (one ``index_add``), then the mean is mapped to SO(3) once:
+    Gram-Schmidt for ``kind="6d"``, the SVD projection with the determinant fix for ``"9d"``. Neither
+    representation has a sign ambiguity, so a plain mean is safe (unlike quaternions). Returns ``(R, count)``:
+    (num_groups, 3, 3) and pixel counts (an empty group's matrix is meaningless; callers drop it).
+
+    Why the raw mean, then one projection (and not a projection per pixel, then a mean of matrices): both
+    maps commit to a rotation only at the end, as the representation's papers do (Zhou et al. 2019; Levinson
+    et al. 2020, whose SVD projection of a sum of matrices is the least-squares fit to all its terms); the
+    projection of the mean is equivariant (``project(Q M) = Q project(M)`` for a rotation ``Q``); pixels
+    with larger (more decided) outputs weigh more, and near-zero ones, whose projection is arbitrary, weigh
+    little; and it costs one projection per instance instead of one per pixel (thousands of 3x3 SVDs per
+    step on a CPU).
+    """
+    width = ROTATION_CHANNELS[kind]
+    group = group.to(torch.long)
+    count = torch.bincount(group, minlength=num_groups)
+    total = torch.zeros(num_groups, width, dtype=x.dtype, device=x.device).index_add(0, group, x)
+    mean = total / count.clamp_min(1).to(x.dtype)[:, None]
+    return (rot6d_to_rotmat(mean) if kind == "6d" else rot9d_to_rotmat(mean)), count
 
 
 def _gt_foreground(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -131,6 +167,23 @@ def gt_instance_quaternions(out: dict[str, Tensor], batch: dict[str, Tensor]) ->
     mean, count = aggregate_quaternions(q, group, B * M)
     keep = flat_nonzero((count > 0) & batch["inst_valid"].reshape(-1))
     return {"pred": mean.index_select(0, keep), "gt": batch["inst_quat"].reshape(-1, 4).index_select(0, keep).float(),
+            "class_id": batch["inst_class"].reshape(-1).index_select(0, keep), "count": count.index_select(0, keep)}
+
+
+def gt_instance_rotations(out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Training path for the matrix representations (6D, 9D): ``aggregate_rotmats`` of each ground-truth
+    instance's pixels, in the field of its ground-truth class. Returns ``pred`` (N, 3, 3) rotations, ``gt``
+    (N, 3, 3) (``inst_rot`` where the batch has it, else the matrix of ``inst_quat``), ``class_id`` (N,) and
+    ``count`` (N,) for the N valid instances with visible pixels."""
+    kind = rotation_kind(out)
+    B, M = batch["inst_valid"].shape
+    f, image, group = _gt_foreground(batch)
+    cls = batch["class_mask"].reshape(-1).index_select(0, f)
+    x = class_field_pixels(out[FIELD_KEYS[kind]], f, cls, image, ROTATION_CHANNELS[kind]).float()  # fp32 under AMP
+    rot, count = aggregate_rotmats(x, group, B * M, kind)
+    keep = flat_nonzero((count > 0) & batch["inst_valid"].reshape(-1))
+    gt = batch["inst_rot"].reshape(-1, 3, 3) if "inst_rot" in batch else quat_to_rotmat(batch["inst_quat"].reshape(-1, 4))
+    return {"pred": rot.index_select(0, keep), "gt": gt.index_select(0, keep).float(),
             "class_id": batch["inst_class"].reshape(-1).index_select(0, keep), "count": count.index_select(0, keep)}
 
 
@@ -198,7 +251,8 @@ def _component_ids(flat: Tensor, pos: Tensor, H: int, W: int, max_iter: int | No
 
 def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -> dict[str, Tensor]:
     """Instances from the predicted mask (see the module docstring). Returns flat per-instance tensors:
-    ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4), ``area`` (K,), the per-pixel
+    ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4) (canonical for the 6D and 9D
+    representations, which also give ``rot`` (K, 3, 3)), ``area`` (K,), the per-pixel
     ``instance_map`` (B, H, W) with values ``0`` (none) or ``1 + instance index``, and the instances' pixels:
     ``pixel`` (P,) flat ``b * H * W + p`` with ``pixel_instance`` (P,) their instance index."""
     logits = out["mask_logits"]
@@ -240,13 +294,22 @@ def predicted_instances(out: dict[str, Tensor], min_pixels: int | None = None) -
     kept = flat_nonzero(big.index_select(0, root))  # pixels of the kept components; the others are dropped
     f, image, pix_cls, conf = (t.index_select(0, kept) for t in (f, image, pix_cls, conf))
     inv = (torch.cumsum(big, 0) - 1).index_select(0, root.index_select(0, kept))  # compact ids 0..K-1
-    q = class_field_pixels(out["quaternion"].detach(), f, pix_cls, image)
-    quat, area_k = aggregate_quaternions(q.float(), inv, K)
+    kind = rotation_kind(out)
+    x = class_field_pixels(out[FIELD_KEYS[kind]].detach(), f, pix_cls, image, ROTATION_CHANNELS[kind]).float()
+    rot = None
+    if kind == "quaternion":
+        quat, area_k = aggregate_quaternions(x, inv, K)
+    else:  # the evaluation reads quaternions: converted here, the one place (the matrix is kept too)
+        rot, area_k = aggregate_rotmats(x, inv, K, kind)
+        quat = rotmat_to_quat(rot)
     score = torch.zeros(K, device=logits.device).index_add_(0, inv, conf) / area_k.clamp_min(1)
     instance_map = torch.zeros(B * H * W, dtype=torch.long, device=logits.device)
     instance_map[f] = inv + 1
-    return {"image": image_k, "class_id": class_k, "score": score, "quat": quat, "area": area_k,
-            "instance_map": instance_map.view(B, H, W), "pixel": f, "pixel_instance": inv}
+    det = {"image": image_k, "class_id": class_k, "score": score, "quat": quat, "area": area_k,
+           "instance_map": instance_map.view(B, H, W), "pixel": f, "pixel_instance": inv}
+    if rot is not None:
+        det["rot"] = rot
+    return det
 
 
 def match_instances(pred_map: Tensor, pred_class: Tensor, gt_map: Tensor, gt_class: Tensor,

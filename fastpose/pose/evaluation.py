@@ -171,7 +171,8 @@ def mask_iou(pred_map: Tensor, num_pred: int, gt_map: Tensor, num_gt: int) -> Te
 def match_detections(det: dict[str, Tensor], gt: dict[str, Tensor]) -> dict[str, Tensor]:
     """NOCS matching of detections to ground truth for every criterion of ``CRITERIA``.
 
-    ``det``: ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4), ``instance_map`` (B, H, W)
+    ``det``: ``image`` (K,), ``class_id`` (K,), ``score`` (K,), ``quat`` (K, 4) (and optionally ``rot`` (K, 3, 3),
+    the same rotations as matrices: used for the 3D boxes when present), ``instance_map`` (B, H, W)
     and, for the 3D criteria, ``trans`` (K, 3) and ``size`` (K, 3) (without them those criteria never match).
     ``gt``: as returned by ``ground_truth``. Returns ``tp`` (K, T) bool (T = ``len(CRITERIA)``), ``gt_match``
     (G, T) long (the matched detection or -1), and the errors of every (detection, ground truth) pair of the
@@ -192,7 +193,8 @@ def match_detections(det: dict[str, Tensor], gt: dict[str, Tensor]) -> dict[str,
                                              gt["handle_visible"][pg])
         if has_3d:
             trans_err[pk, pg] = 100 * torch.linalg.vector_norm(det["trans"][pk].float() - gt["trans"][pg], dim=-1)
-            iou = box_iou_3d(quat_to_rotmat(det["quat"][pk].float()), det["trans"][pk], det["size"][pk],
+            pred_rot = det["rot"][pk].float() if "rot" in det else quat_to_rotmat(det["quat"][pk].float())
+            iou = box_iou_3d(pred_rot, det["trans"][pk], det["size"][pk],
                              gt["rot"][pg], gt["trans"][pg], gt["size"][pg], sym)
             iou3[pk, pg] = torch.where(torch.isnan(rot_err[pk, pg]), 0.0, iou)  # no rotation: a miss
     # Priority per criterion (T, K, G): higher is better, -inf where the pair does not meet the criterion.
@@ -317,9 +319,9 @@ class PoseEvaluation(Metric):
 
 def detect(out: dict[str, Tensor], intrinsics: Tensor | None = None, min_pixels: int | None = None) -> dict[str, Tensor]:
     """Detections from network outputs: ``fastpose.pose.aggregate.predicted_instances`` (image, class_id,
-    score, quat, area, instance_map), plus ``trans`` (K, 3) and ``size`` (K, 3) when the network predicts
-    them (see ``fastpose.pose.translation``), recovered with the batch's ``intrinsics`` (B, 3, 3), and the
-    projected centre ``centre_uv`` (K, 2)."""
+    score, quat for every rotation representation (6D and 9D also give rot), area, instance_map), plus
+    ``trans`` (K, 3) and ``size`` (K, 3) when the network predicts them (see ``fastpose.pose.translation``),
+    recovered with the batch's ``intrinsics`` (B, 3, 3), and the projected centre ``centre_uv`` (K, 2)."""
     from fastpose.pose.aggregate import predicted_instances
 
     with torch.no_grad():
@@ -358,7 +360,7 @@ def trivial_baseline(det: dict[str, Tensor], intrinsics: Tensor, depth: Tensor, 
 
     H, W = det["instance_map"].shape[-2:]
     K = det["class_id"].numel()
-    out = dict(det)
+    out = {k: v for k, v in det.items() if k != "rot"}  # the identity below replaces any predicted rotation
     if K == 0:
         out["trans"], out["size"] = torch.zeros(0, 3), torch.zeros(0, 3)
         out["quat"] = torch.zeros(0, 4)

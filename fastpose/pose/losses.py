@@ -21,7 +21,24 @@ returns a zero still attached to the graph when there is nothing to compare (no 
                           smoothed norms so the gradient is finite at 0 and non-vanishing towards 180.
 ``qloss-neglog``          ``-log(eps + 1 - d)``: the lab's "sign fix". WRONG: minimising it maximises the
                           distance, driving the error to 180 degrees. Kept only as a negative control.
+``geodesic`` (6d, 9d)     the angle ``theta = atan2(sin, cos)`` of ``R_gt^T R`` (radians), ``R`` the
+                          instance matrix (``fastpose.pose.aggregate.aggregate_rotmats``: the raw pixel
+                          vectors averaged, then Gram-Schmidt or the SVD projection), smoothed like the
+                          quaternion one (finite gradient at 0, magnitude ~1 up to a hair from 180).
+``chordal`` (6d, 9d)      ``|R - R_gt|_F^2 = 8 sin^2(theta / 2)`` in [0, 8] on the same instance matrices
+                          (Levinson et al. 2020 train the 9D head with it). Smooth everywhere; its slope
+                          vanishes at 0 (like MSE) and at 180 degrees.
 ========================  ================================================================================
+
+Which loss fits which representation (``REPRESENTATIONS``; ``build_loss`` and the run configuration refuse
+other pairs): the quaternion losses need quaternions; ``chordal`` needs matrices; ``geodesic`` is the same
+quantity in every representation (computed on quaternions for ``quaternion``, on matrices otherwise).
+The matrix losses are applied to aggregated instances, like ``qloss`` and ``geodesic``: the study's
+``geodesic`` rows then differ in the representation only, and the cost is one projection per instance
+(a per-pixel form would project thousands of pixels per step). Symmetric classes need nothing here: the
+ground truth of bottle, bowl and can is canonicalised by the data (``fastpose.pose.data``), so every
+target is a function of the image, for matrices as for quaternions; a mug whose handle is hidden keeps
+its full rotation as target in both (only the evaluation treats it as symmetric).
 """
 
 from __future__ import annotations
@@ -33,9 +50,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpose.errors import FastposeError
-from fastpose.pose.aggregate import class_field_pixels, gt_instance_quaternions
+import roma
+
+from fastpose.pose.aggregate import class_field_pixels, gt_instance_quaternions, gt_instance_rotations
 from fastpose.pose.indexing import flat_nonzero
-from fastpose.pose.rotations import quat_conjugate, quat_product, safe_normalize
+from fastpose.pose.rotations import FIELD_KEYS, rotation_kind, rotmat_angle, safe_normalize
 
 # Background is ~90% of the pixels of a synthetic image and the foreground is split over 6 classes, so an
 # unweighted cross-entropy first learns "all background" (arg-max collapse) and finds objects slowly.
@@ -67,7 +86,7 @@ def geodesic_loss(pred: Tensor, gt: Tensor, reduction: str = "mean") -> Tensor:
     of magnitude ~2 up to a hair from 180 degrees (``acos`` of a dot product has infinite slope at 0 and
     none at 180). A zero prediction scores 90 degrees, not 0.
     """
-    r = quat_product(quat_conjugate(safe_normalize(gt)), safe_normalize(pred))
+    r = roma.quat_product(roma.quat_conjugation(safe_normalize(gt)), safe_normalize(pred))
     v = torch.sqrt((r[..., :3] ** 2).sum(-1) + _SMOOTH**2)
     w = torch.sqrt(r[..., 3] ** 2 + _SMOOTH**2)
     return _reduce(2 * torch.atan2(v, w), reduction, pred)
@@ -78,6 +97,19 @@ def sign_mse(pred: Tensor, gt: Tensor, reduction: str = "mean") -> Tensor:
     p = safe_normalize(pred)
     err = torch.minimum(((p - gt) ** 2).sum(-1), ((p + gt) ** 2).sum(-1))
     return _reduce(err, reduction, pred)
+
+
+# ----------------------------------------------------------------------------- functional cores on (N, 3, 3)
+def rotmat_geodesic_loss(pred: Tensor, gt: Tensor, reduction: str = "mean") -> Tensor:
+    """Geodesic angle in radians between (N, 3, 3) rotation matrices (``fastpose.pose.rotations.rotmat_angle``
+    with smoothing ``1e-6``): within ~1e-6 rad of the angle, finite gradients at 0 and near 180 degrees."""
+    return _reduce(rotmat_angle(gt, pred, smooth=_SMOOTH), reduction, pred)
+
+
+def chordal_loss(pred: Tensor, gt: Tensor, reduction: str = "mean") -> Tensor:
+    """Squared Frobenius distance ``|pred - gt|_F^2`` (N,) of (N, 3, 3) matrices; ``8 sin^2(theta / 2)`` for
+    rotations."""
+    return _reduce(((pred - gt) ** 2).sum((-2, -1)), reduction, pred)
 
 
 def _reduce(x: Tensor, reduction: str, like: Tensor) -> Tensor:
@@ -97,6 +129,7 @@ class PoseLoss:
     """
 
     name = "base"
+    representations: tuple[str, ...] = ()  # the rotation representations it applies to
 
     def __init__(self, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0,
                  trans_weight: float = 1.0, size_weight: float = 1.0) -> None:
@@ -139,11 +172,12 @@ def _foreground_pixels(out: dict[str, Tensor], batch: dict[str, Tensor]) -> tupl
 
 
 def _anchor(out: dict[str, Tensor], value: Tensor) -> Tensor:
-    return value + out["quaternion"].sum() * 0.0 if value.grad_fn is None else value
+    return value + out[FIELD_KEYS[rotation_kind(out)]].sum() * 0.0 if value.grad_fn is None else value
 
 
 class MSELoss(PoseLoss):
     name = "mse"
+    representations = ("quaternion",)
 
     def rotation(self, out, batch):
         pred, gt = _foreground_pixels(out, batch)
@@ -152,6 +186,7 @@ class MSELoss(PoseLoss):
 
 class QLoss(PoseLoss):
     name = "qloss"
+    representations = ("quaternion",)
 
     def rotation(self, out, batch):
         inst = gt_instance_quaternions(out, batch)
@@ -160,6 +195,7 @@ class QLoss(PoseLoss):
 
 class PixelQLoss(PoseLoss):
     name = "pw-qloss"
+    representations = ("quaternion",)
 
     def rotation(self, out, batch):
         pred, gt = _foreground_pixels(out, batch)
@@ -168,30 +204,51 @@ class PixelQLoss(PoseLoss):
 
 class GeodesicLoss(PoseLoss):
     name = "geodesic"
+    representations = ("quaternion", "6d", "9d")
 
     def rotation(self, out, batch):
-        inst = gt_instance_quaternions(out, batch)
-        return _anchor(out, geodesic_loss(inst["pred"], inst["gt"]))
+        if rotation_kind(out) == "quaternion":
+            inst = gt_instance_quaternions(out, batch)
+            return _anchor(out, geodesic_loss(inst["pred"], inst["gt"]))
+        inst = gt_instance_rotations(out, batch)
+        return _anchor(out, rotmat_geodesic_loss(inst["pred"], inst["gt"]))
+
+
+class ChordalLoss(PoseLoss):
+    name = "chordal"
+    representations = ("6d", "9d")
+
+    def rotation(self, out, batch):
+        inst = gt_instance_rotations(out, batch)
+        return _anchor(out, chordal_loss(inst["pred"], inst["gt"]))
 
 
 class NegLogQLoss(PoseLoss):
     """WRONG on purpose: the lab's sign "fix"; a negative control for the loss study."""
 
     name = "qloss-neglog"
+    representations = ("quaternion",)
 
     def rotation(self, out, batch):
         inst = gt_instance_quaternions(out, batch)
         return _anchor(out, qloss_neglog(inst["pred"], inst["gt"], self.eps))
 
 
-LOSSES: dict[str, type[PoseLoss]] = {cls.name: cls for cls in (MSELoss, QLoss, PixelQLoss, GeodesicLoss, NegLogQLoss)}
+LOSSES: dict[str, type[PoseLoss]] = {cls.name: cls for cls in (MSELoss, QLoss, PixelQLoss, GeodesicLoss,
+                                                               ChordalLoss, NegLogQLoss)}
+REPRESENTATIONS: dict[str, tuple[str, ...]] = {name: cls.representations for name, cls in LOSSES.items()}
 
 
 def build_loss(name: str, eps: float = 1e-2, mask_weight: float = 1.0, rot_weight: float = 1.0,
-               trans_weight: float = 1.0, size_weight: float = 1.0
+               trans_weight: float = 1.0, size_weight: float = 1.0, rotation: str = "quaternion"
                ) -> Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]:
-    """The loss registered under ``name`` (see ``LOSSES``); an unknown name raises FastposeError."""
+    """The loss registered under ``name`` (see ``LOSSES``) for the ``rotation`` representation; an unknown
+    name, or one that does not fit the representation, raises FastposeError."""
     if name not in LOSSES:
         raise FastposeError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    if rotation not in LOSSES[name].representations:
+        fits = [n for n, cls in LOSSES.items() if rotation in cls.representations]
+        raise FastposeError(f"loss {name!r} does not fit the {rotation} rotation representation; "
+                            f"choose one of: {', '.join(fits)}")
     return LOSSES[name](eps=eps, mask_weight=mask_weight, rot_weight=rot_weight, trans_weight=trans_weight,
                         size_weight=size_weight)

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import math
 
+import roma
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from fastpose.pose.data.synthetic import CLASSES, SYMMETRIC_CLASSES
+from fastpose.pose.rotations import quat_angle, safe_normalize, vector_angle
 
 MUG = CLASSES.index("mug") + 1
-from fastpose.pose.rotations import quat_angle, quat_rotate, safe_normalize, vector_angle
 
 
 def rotation_error_deg(pred: Tensor, gt: Tensor, class_id: Tensor | None = None,
@@ -54,8 +55,8 @@ def rotation_error_deg(pred: Tensor, gt: Tensor, class_id: Tensor | None = None,
         if bool(sym.any()):
             ey = torch.zeros(3, dtype=pred.dtype, device=pred.device)
             ey[1] = 1
-            y_err = vector_angle(quat_rotate(pred, ey.expand_as(pred[..., :3])),
-                                 quat_rotate(gt, ey.expand_as(gt[..., :3])))
+            y_err = vector_angle(roma.quat_action(pred, ey.expand_as(pred[..., :3]), is_normalized=True),
+                                 roma.quat_action(gt, ey.expand_as(gt[..., :3]), is_normalized=True))
             err = torch.where(sym, y_err, err)
     return torch.rad2deg(err).masked_fill(norm < 1e-6, math.nan)
 

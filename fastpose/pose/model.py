@@ -1,12 +1,15 @@
-"""FastPoseNet: a ResNet encoder, an FPN-style decoder, a class-mask head and a per-class quaternion head.
+"""FastPoseNet: a ResNet encoder, an FPN-style decoder, a class-mask head and a per-class rotation head.
 
-As in FastPoseCNN, the quaternion head predicts one quaternion field per class (``4 * C`` channels); the
-field of the pixel's class is the one used (aggregation and losses pick it). Outputs are raw (the
-quaternions are not normalised) and at the input resolution::
+As in FastPoseCNN, the rotation head predicts one rotation field per class (``k * C`` channels, ``k`` the
+representation's width: 4 for ``rotation="quaternion"``, 6 for ``"6d"``, 9 for ``"9d"``; see
+``fastpose.pose.rotations``); the field of the pixel's class is the one used (aggregation and losses pick
+it). Outputs are raw (not normalised or projected) and at the input resolution::
 
     out = FastPoseNet("resnet18")(image)      # image (B, 3, H, W), H and W multiples of 32
     out["mask_logits"]   # (B, C + 1, H, W): background + C classes
     out["quaternion"]    # (B, 4 * C, H, W): channels 4c..4c+3 are (x, y, z, w) for class c + 1
+                         # (rotation="6d": out["rot6d"] (B, 6C, H, W), channels 6c..6c+5 = (a1, a2);
+                         #  rotation="9d": out["rot9d"] (B, 9C, H, W), channels 9c..9c+8 = M row-major)
     out["centre"]        # (B, 2, H, W): offset to the object's projected centre (fastpose.pose.translation)
     out["log_depth"]     # (B, 1, H, W): log z of the object's centre (metres)
     out["log_size"]      # (B, 3 * C, H, W): log box extents (metres), channels 3c..3c+2 for class c + 1
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastpose.pose.backbones import build_backbone
+from fastpose.pose.rotations import FIELD_KEYS, ROTATION_CHANNELS
 from fastpose.pose.translation import init_heads
 
 
@@ -49,11 +53,13 @@ class FastPoseNet(nn.Module):
     predicts_translation = True  # outputs centre / log_depth / log_size (the evaluation's 3D metrics need them)
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 6, weights: str | Path | None = None,
-                 decoder_channels: int = 64, *, deepest_stride: int = 16) -> None:
+                 decoder_channels: int = 64, *, deepest_stride: int = 16, rotation: str = "quaternion") -> None:
         super().__init__()
         if deepest_stride not in (16, 32):
             raise ValueError(f"deepest_stride must be 16 or 32, not {deepest_stride!r}")
-        self.num_classes = num_classes
+        if rotation not in ROTATION_CHANNELS:
+            raise ValueError(f"rotation must be one of {', '.join(ROTATION_CHANNELS)}, not {rotation!r}")
+        self.num_classes, self.rotation = num_classes, rotation
         self.levels = 4 if deepest_stride == 32 else 3  # encoder stages after the stem that are used
         self.encoder = build_backbone(backbone, weights, stages=self.levels, classifier=False)
         ch, d = self.encoder.channels, decoder_channels
@@ -64,7 +70,12 @@ class FastPoseNet(nn.Module):
         self.stem_lateral = nn.Conv2d(ch[0], h, 1)
         self.fuse = _conv_bn_relu(h, h)
         self.mask_head = nn.Conv2d(h, num_classes + 1, 1)
-        self.quat_head = nn.Conv2d(h, 4 * num_classes, 1)
+        # The quaternion head keeps its name (and so every existing checkpoint's state_dict keys).
+        rot_head = nn.Conv2d(h, ROTATION_CHANNELS[rotation] * num_classes, 1)
+        if rotation == "quaternion":
+            self.quat_head = rot_head
+        else:
+            self.rot_head = rot_head
         self.geometry_head = nn.Conv2d(h, 3 + 3 * num_classes, 1)  # centre offset (2), log-depth (1), log-size (3C)
         init_heads(self.geometry_head.bias[2:3], self.geometry_head.bias[3:])
         self.to(memory_format=torch.channels_last)
@@ -86,6 +97,7 @@ class FastPoseNet(nn.Module):
             return F.interpolate(x.contiguous(), size=(h, w), mode="bilinear", align_corners=False)
 
         geometry = up(self.geometry_head(p))
-        return {"mask_logits": up(self.mask_head(p)), "quaternion": up(self.quat_head(p)),
+        rot = self.quat_head(p) if self.rotation == "quaternion" else self.rot_head(p)
+        return {"mask_logits": up(self.mask_head(p)), FIELD_KEYS[self.rotation]: up(rot),
                 "centre": geometry[:, :2].contiguous(), "log_depth": geometry[:, 2:3].contiguous(),
                 "log_size": geometry[:, 3:].contiguous()}

@@ -1,22 +1,55 @@
-"""Rotations as scalar-last unit quaternions ``(x, y, z, w)``, the convention of scipy and roma.
+"""Rotations: scalar-last unit quaternions ``(x, y, z, w)`` (the convention of scipy and roma), rotation
+matrices, and the 6D and 9D network representations. The maths is roma's (Brégier 2021); this module keeps
+only what differs from it in convention, and the angles roma computes less accurately.
 
 Every function takes any number of leading batch dimensions: quaternions are ``(..., 4)``, rotation
-matrices ``(..., 3, 3)``, vectors ``(..., 3)``. A quaternion ``q`` and ``-q`` are the same rotation;
-``canonical`` picks the representative with ``w >= 0`` (the ground-truth convention).
+matrices ``(..., 3, 3)`` (acting on column vectors, object to camera), vectors ``(..., 3)``.
 
-The geodesic angle is computed as ``2 * atan2(|v|, |w|)`` of the relative quaternion ``r = conj(a) * b``,
-which is accurate near 0 and near 180 degrees, unlike ``2 * acos(clamp(|<a, b>|))`` (kept as
-``quat_angle_naive`` for tests), whose derivative is infinite at 0 and which loses half the digits there.
+Conventions that differ from roma's (hence the thin wrappers):
+
+- ``q`` and ``-q`` are the same rotation; ``canonical`` picks the representative with ``w >= 0`` (the
+  ground-truth convention). ``rotmat_to_quat`` returns it (roma's ``rotmat_to_unitquat`` may return ``-q``).
+- Network outputs are raw: ``quat_to_rotmat`` normalises first (``safe_normalize``: a zero vector stays
+  zero with finite gradients; roma's ``quat_normalize`` divides by zero).
+
+Representations (``ROTATION_CHANNELS``; the network head predicts one field of each per class):
+
+==============  =====  ==============================================================================
+``quaternion``  4      ``(x, y, z, w)``, normalised; ``q`` and ``-q`` alike (the lab's representation)
+``6d``          6      the first two columns ``(a1, a2)`` of the matrix, channels ``a1x a1y a1z a2x a2y
+                       a2z``; to SO(3) by Gram-Schmidt (Zhou et al. 2019, ``roma.special_gramschmidt``)
+``9d``          9      a 3x3 matrix, row-major (channel ``3 i + j`` is ``M[i, j]``); to SO(3) by the
+                       SVD projection with the determinant fix (Levinson et al. 2020,
+                       ``roma.special_procrustes``: the rotation nearest ``M`` in Frobenius norm)
+==============  =====  ==============================================================================
+
+Angles. ``quat_angle`` is ``2 * atan2(|v|, |w|)`` of the relative quaternion ``r = conj(a) * b`` and
+``rotmat_angle`` is ``atan2(|axial(R)|, (tr(R) - 1) / 2)`` of ``R = A^T B`` with ``axial(R)`` the vector of
+``(R - R^T) / 2`` (``|axial| = sin theta``). Both are accurate near 0 and near 180 degrees: in float32 the
+quaternion form is within 2e-7 rad of scipy's float64 value at both ends where roma's
+``unitquat_geodesic_distance`` is within 7e-7 rad, and the matrix form within 4e-7 rad where roma's
+``rotmat_geodesic_distance`` (``2 asin(|B - A|_F / (2 sqrt 2))``) is off by 1e-3 rad near 180 degrees
+(``tests/test_pose_rotations.py`` measures both). ``2 * acos(clamp(|<a, b>|))`` (kept as
+``quat_angle_naive`` for tests) has an infinite derivative at 0 and loses half the digits there.
 """
 
 from __future__ import annotations
 
-import math
-
+import roma
 import torch
 from torch import Tensor
 
 _NORM_EPS = 1e-8
+ROTATION_CHANNELS = {"quaternion": 4, "6d": 6, "9d": 9}  # channels per class of each representation
+FIELD_KEYS = {"quaternion": "quaternion", "6d": "rot6d", "9d": "rot9d"}  # the network output holding it
+
+
+def rotation_kind(out: dict[str, Tensor]) -> str:
+    """The representation of network outputs ``out``: the one whose field key (``FIELD_KEYS``) it holds."""
+    for kind, key in FIELD_KEYS.items():
+        if key in out:
+            return kind
+    raise KeyError(f"no rotation field in the outputs (keys: {', '.join(out)})")
 
 
 def safe_normalize(q: Tensor, eps: float = _NORM_EPS) -> Tensor:
@@ -36,81 +69,30 @@ def canonical(q: Tensor) -> Tensor:
     return torch.where(flip.unsqueeze(-1), -q, q)
 
 
-def quat_conjugate(q: Tensor) -> Tensor:
-    """Conjugate ``(-x, -y, -z, w)``: the inverse rotation for a unit quaternion. (..., 4) -> (..., 4)."""
-    return torch.cat([-q[..., :3], q[..., 3:]], dim=-1)
-
-
-def quat_product(p: Tensor, q: Tensor) -> Tensor:
-    """Hamilton product ``p * q`` (..., 4) x (..., 4) -> (..., 4): rotate by ``q`` first, then by ``p``."""
-    pv, pw = p[..., :3], p[..., 3:]
-    qv, qw = q[..., :3], q[..., 3:]
-    v = pw * qv + qw * pv + torch.cross(pv, qv, dim=-1)
-    w = pw * qw - (pv * qv).sum(dim=-1, keepdim=True)
-    return torch.cat([v, w], dim=-1)
-
-
 def quat_to_rotmat(q: Tensor) -> Tensor:
-    """Rotation matrix (..., 3, 3) of a quaternion (..., 4); ``q`` is normalised first (zero -> identity-ish 0)."""
-    q = safe_normalize(q)
-    x, y, z, w = q.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    rows = [
-        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-    ]
-    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
+    """Rotation matrix (..., 3, 3) of a raw quaternion (..., 4): normalised first (``roma.unitquat_to_rotmat``
+    of ``safe_normalize(q)``; a zero quaternion gives the zero matrix)."""
+    return roma.unitquat_to_rotmat(safe_normalize(q))
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
-    """Unit quaternion (..., 4), canonical ``w >= 0``, of a rotation matrix (..., 3, 3).
-
-    Shepperd's method: of the four candidate formulas it uses the one with the largest pivot, so it is
-    accurate for every rotation (including 180 degrees), not only near the identity.
-    """
-    m = R
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    trace = m00 + m11 + m22
-    # 4 * (w^2, x^2, y^2, z^2) candidates; pick the largest.
-    cands = torch.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
-    best = cands.argmax(dim=-1, keepdim=True)
-    s = torch.sqrt(cands.gather(-1, best).clamp_min(1e-12)).squeeze(-1) * 2  # 4 * (largest component)
-    m21_m12, m02_m20, m10_m01 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    m21p12, m02p20, m10p01 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1]
-    q_w = torch.stack([m21_m12 / s, m02_m20 / s, m10_m01 / s, s / 4], dim=-1)
-    q_x = torch.stack([s / 4, m10p01 / s, m02p20 / s, m21_m12 / s], dim=-1)
-    q_y = torch.stack([m10p01 / s, s / 4, m21p12 / s, m02_m20 / s], dim=-1)
-    q_z = torch.stack([m02p20 / s, m21p12 / s, s / 4, m10_m01 / s], dim=-1)
-    allq = torch.stack([q_w, q_x, q_y, q_z], dim=-2)  # (..., 4 candidates, 4)
-    q = allq.gather(-2, best.unsqueeze(-1).expand(best.shape[:-1] + (1, 4))).squeeze(-2)
-    return canonical(safe_normalize(q))
+    """Canonical (``w >= 0``) unit quaternion (..., 4) of a rotation matrix (..., 3, 3) (``roma.rotmat_to_unitquat``,
+    Markley's variant of Shepperd's method: accurate for every rotation, 180 degrees included)."""
+    return canonical(roma.rotmat_to_unitquat(R))
 
 
-def quat_rotate(q: Tensor, v: Tensor) -> Tensor:
-    """Rotate vectors ``v`` (..., 3) by unit quaternions ``q`` (..., 4)."""
-    qv, qw = q[..., :3], q[..., 3:]
-    t = 2 * torch.cross(qv, v, dim=-1)
-    return v + qw * t + torch.cross(qv, t, dim=-1)
+def rot6d_to_rotmat(x: Tensor, eps: float = _NORM_EPS) -> Tensor:
+    """Rotation matrix (..., 3, 3) of a raw 6D vector (..., 6) = ``(a1, a2)``: Gram-Schmidt (columns
+    ``normalise(a1)``, ``normalise(a2 - <b1, a2> b1)``, their cross product). Finite for zero or colinear
+    input (norms clamped at ``eps``; the result is then not a rotation)."""
+    return roma.special_gramschmidt(x.unflatten(-1, (2, 3)).transpose(-1, -2), epsilon=eps)
 
 
-def axis_angle_to_quat(axis: Tensor, angle: Tensor) -> Tensor:
-    """Quaternion (..., 4) of a rotation by ``angle`` (...) radians about ``axis`` (..., 3) (normalised here)."""
-    axis = safe_normalize(axis)
-    half = (angle / 2).unsqueeze(-1)
-    return torch.cat([axis * torch.sin(half), torch.cos(half)], dim=-1)
-
-
-def random_quat(n: int | tuple[int, ...], generator: torch.Generator | None = None,
-                dtype: torch.dtype = torch.float32) -> Tensor:
-    """Uniformly distributed rotations (Shoemake 1992, "Uniform random rotations"), canonical, shape (n..., 4)."""
-    shape = (n,) if isinstance(n, int) else tuple(n)
-    u1, u2, u3 = torch.rand((3,) + shape, generator=generator, dtype=torch.float64)
-    a, b = torch.sqrt(1 - u1), torch.sqrt(u1)
-    q = torch.stack([a * torch.sin(2 * math.pi * u2), a * torch.cos(2 * math.pi * u2),
-                     b * torch.sin(2 * math.pi * u3), b * torch.cos(2 * math.pi * u3)], dim=-1)
-    return canonical(q).to(dtype)
+def rot9d_to_rotmat(x: Tensor) -> Tensor:
+    """The rotation matrix (..., 3, 3) nearest (Frobenius) the raw 3x3 matrix ``x`` (..., 9), row-major:
+    ``U diag(1, 1, det(U V^T)) V^T`` (``roma.special_procrustes``; damped gradients where the projection is
+    ill-conditioned)."""
+    return roma.special_procrustes(x.unflatten(-1, (3, 3)))
 
 
 def quat_angle(a: Tensor, b: Tensor) -> Tensor:
@@ -119,8 +101,23 @@ def quat_angle(a: Tensor, b: Tensor) -> Tensor:
     Both inputs are normalised. Computed as ``2 * atan2(|v|, |w|)`` with ``(v, w) = conj(a) * b``: stable
     in value near 0 and near pi. (Its derivative at exactly 0 is that of a norm; losses use a smoothed form.)
     """
-    r = quat_product(quat_conjugate(safe_normalize(a)), safe_normalize(b))
+    r = roma.quat_product(roma.quat_conjugation(safe_normalize(a)), safe_normalize(b))
     return 2 * torch.atan2(torch.linalg.vector_norm(r[..., :3], dim=-1), r[..., 3].abs())
+
+
+def rotmat_angle(a: Tensor, b: Tensor, smooth: float = 0.0) -> Tensor:
+    """Geodesic angle in radians, in [0, pi], between rotation matrices ``a`` and ``b`` (..., 3, 3).
+
+    ``atan2(sqrt(|axial(R)|^2 + smooth^2), (tr(R) - 1) / 2)`` with ``R = a^T b``. ``smooth > 0`` (losses)
+    gives a finite gradient at 0, where ``|axial|`` has a kink, at the cost of a bias below ``smooth``
+    radians; the gradient stays of magnitude ~1 up to a hair from pi (``acos`` of the cosine has an
+    infinite slope at 0 and at pi, roma's ``asin`` form at pi).
+    """
+    r = a.transpose(-1, -2) @ b
+    axial = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1)
+    sin = torch.sqrt((axial * axial).sum(-1) / 4 + smooth * smooth)
+    cos = (r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1) / 2
+    return torch.atan2(sin, cos)
 
 
 def quat_angle_naive(a: Tensor, b: Tensor) -> Tensor:

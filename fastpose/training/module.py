@@ -33,7 +33,8 @@ def build_model(config: RunConfig) -> nn.Module:
 
     m = config.model
     return FastPoseNet(
-        backbone=m.backbone, num_classes=6, weights=m.weights, decoder_channels=m.decoder_channels
+        backbone=m.backbone, num_classes=6, weights=m.weights, decoder_channels=m.decoder_channels,
+        rotation=m.rotation,
     )
 
 
@@ -42,7 +43,7 @@ def build_loss_fn(config: RunConfig):
 
     l = config.loss
     return build_loss(l.name, eps=l.eps, mask_weight=l.mask_weight, rot_weight=l.rot_weight,
-                      trans_weight=l.trans_weight, size_weight=l.size_weight)
+                      trans_weight=l.trans_weight, size_weight=l.size_weight, rotation=config.model.rotation)
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int):

@@ -73,9 +73,10 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
 
 
 def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
-    from fastpose.pose.data.synthetic import _quat_of
+    """Canonical (w >= 0) scalar-last quaternion (4,) float64 of one rotation matrix (3, 3)."""
+    from fastpose.pose.rotations import rotmat_to_quat
 
-    return np.array(_quat_of(R), dtype=np.float64)
+    return rotmat_to_quat(torch.from_numpy(np.asarray(R, dtype=np.float64))).numpy()
 
 
 class NOCSDataset(Dataset):

@@ -46,6 +46,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fastpose.pose.indexing import flat_nonzero
+from fastpose.pose.rotations import rotmat_to_quat
 
 
 CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")  # class ids 1..6, 0 = background
@@ -242,27 +243,6 @@ def _canonical_symmetric(R: np.ndarray) -> np.ndarray:
     return np.stack([x, R[:, 1], z], axis=1)
 
 
-def _quat_of(R: np.ndarray) -> tuple[float, float, float, float]:
-    """Canonical (w >= 0) scalar-last quaternion of one rotation matrix (Shepperd's largest pivot)."""
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = R.tolist()
-    tr = m00 + m11 + m22
-    best = max(tr, m00, m11, m22)
-    if best == tr:
-        r = math.sqrt(1 + tr) * 2
-        q = ((m21 - m12) / r, (m02 - m20) / r, (m10 - m01) / r, r / 4)
-    elif best == m00:
-        r = math.sqrt(max(1 + m00 - m11 - m22, 1e-12)) * 2
-        q = (r / 4, (m01 + m10) / r, (m02 + m20) / r, (m21 - m12) / r)
-    elif best == m11:
-        r = math.sqrt(max(1 - m00 + m11 - m22, 1e-12)) * 2
-        q = ((m01 + m10) / r, r / 4, (m12 + m21) / r, (m02 - m20) / r)
-    else:
-        r = math.sqrt(max(1 - m00 - m11 + m22, 1e-12)) * 2
-        q = ((m02 + m20) / r, (m12 + m21) / r, r / 4, (m10 - m01) / r)
-    n = math.sqrt(sum(c * c for c in q)) * (-1 if q[3] < 0 else 1)
-    return tuple(c / n for c in q)
-
-
 def _dot3(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise dot product of (..., 3) tensors written out term by term.
 
@@ -417,7 +397,7 @@ class SyntheticPoseDataset(Dataset):
         R_obj = torch.from_numpy(R_np).float()  # (O,3,3) object -> camera
         obj_t = torch.from_numpy(np.stack([ob["t"] for ob in objects])).float()  # (O,3)
         size_obj = torch.from_numpy(np.stack([ob["size"] for ob in objects])).float()  # (O,3)
-        quat_obj = torch.tensor([_quat_of(R) for R in R_np], dtype=torch.float32)  # (O,4)
+        quat_obj = rotmat_to_quat(torch.from_numpy(R_np)).float()  # (O,4) canonical, from the float64 matrices
         cls_obj = torch.tensor([ob["cls"] for ob in objects])  # (O,)
 
         # Cull: each primitive's bounding sphere (centre cp, radius |ap|) projects into a pixel rectangle
