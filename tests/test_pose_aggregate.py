@@ -16,7 +16,8 @@ from fastpose.pose.aggregate import (
     predicted_instances,
 )
 from fastpose.pose.metrics import rotation_error_deg
-from fastpose.pose.rotations import axis_angle_to_quat, quat_average_naive, quat_product, random_quat
+from fastpose.pose.rotations import quat_average_naive
+from rotation_utils import axis_angle_to_quat, quat_product, random_quat
 
 
 def _gen(seed: int) -> torch.Generator:

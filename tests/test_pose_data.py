@@ -12,7 +12,8 @@ from fastpose.errors import FastposeError
 from fastpose.pose.data.nocs import NOCSDataset, export_nocs_layout, umeyama
 from fastpose.pose.data.synthetic import SYMMETRIC_CLASSES, SyntheticPoseDataset
 from fastpose.pose.metrics import rotation_error_deg
-from fastpose.pose.rotations import quat_to_rotmat, random_quat
+from fastpose.pose.rotations import quat_to_rotmat
+from rotation_utils import random_quat
 
 SPEC = {  # docs/ARCHITECTURE.md, batch format (per sample, M = max_objects)
     "image": ((3, "H", "W"), torch.float32),

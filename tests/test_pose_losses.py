@@ -5,10 +5,26 @@ from __future__ import annotations
 import pytest
 import torch
 
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from fastpose.config import LOSS_REPRESENTATIONS
 from fastpose.errors import FastposeError
-from fastpose.pose.losses import LOSSES, build_loss, geodesic_loss, qloss, qloss_neglog, sign_mse
+from fastpose.pose.aggregate import gt_instance_rotations
+from fastpose.pose.losses import (
+    LOSSES,
+    REPRESENTATIONS,
+    build_loss,
+    chordal_loss,
+    geodesic_loss,
+    qloss,
+    qloss_neglog,
+    rotmat_geodesic_loss,
+    sign_mse,
+)
 from fastpose.pose.metrics import rotation_error_deg
-from fastpose.pose.rotations import axis_angle_to_quat, quat_product, random_quat
+from fastpose.pose.rotations import FIELD_KEYS, ROTATION_CHANNELS, quat_to_rotmat, rot6d_to_rotmat, rot9d_to_rotmat, rotmat_angle
+from rotation_utils import axis_angle_to_quat, quat_product, random_quat
 
 CORES = {
     "mse": sign_mse,
@@ -17,6 +33,10 @@ CORES = {
     "geodesic": geodesic_loss,
     "qloss-neglog": qloss_neglog,
 }
+
+
+PAIRS = [(name, kind) for name, kinds in REPRESENTATIONS.items() for kind in kinds]  # every valid pair
+MATRIX_CORES = {"geodesic": rotmat_geodesic_loss, "chordal": chordal_loss}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -66,19 +86,33 @@ def test_one_step_on_random_pairs_lowers_error_except_neglog(name: str) -> None:
         assert (after[moved] < before[moved]).float().mean() > 0.99
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_one_step_on_model_output_moves_error_the_right_way(name: str) -> None:
+def _outputs(kind: str, seed: int = 11, zero: bool = False) -> dict[str, torch.Tensor]:
+    shape = (2, 6 * ROTATION_CHANNELS[kind], 8, 8)
+    field = torch.zeros(shape) if zero else torch.randn(shape, generator=_gen(seed))
+    logits = torch.zeros(2, 7, 8, 8) if zero else torch.randn(2, 7, 8, 8, generator=_gen(seed + 1))
+    return {"mask_logits": logits.requires_grad_(), FIELD_KEYS[kind]: field.requires_grad_()}
+
+
+def _instance_error(out: dict, batch: dict) -> torch.Tensor:
+    """Angle (radians) of each ground-truth instance's aggregated matrix (the matrix losses' quantity)."""
+    inst = gt_instance_rotations({k: v.detach() for k, v in out.items()}, batch)
+    return rotmat_angle(inst["gt"], inst["pred"])
+
+
+@pytest.mark.parametrize("name,kind", PAIRS)
+def test_one_step_on_model_output_moves_error_the_right_way(name: str, kind: str) -> None:
     batch = _toy_batch()
-    q = torch.randn(2, 24, 8, 8, generator=_gen(11), requires_grad=True)
-    logits = torch.randn(2, 7, 8, 8, generator=_gen(12), requires_grad=True)
-    out = {"mask_logits": logits, "quaternion": q}
-    terms = build_loss(name)(out, batch)
+    out = _outputs(kind)
+    key = FIELD_KEYS[kind]
+    terms = build_loss(name, rotation=kind)(out, batch)
     assert set(terms) == {"loss", "loss_mask", "loss_rot"}
-    before = _pixel_error(out, batch).mean()
+    error = _pixel_error if kind == "quaternion" else _instance_error
+    before = error(out, batch).mean()
     terms["loss_rot"].backward()
+    field = out[key]
     with torch.no_grad():
-        out2 = {"mask_logits": logits, "quaternion": q - 0.05 * q.grad / q.grad.abs().max()}
-    after = _pixel_error(out2, batch).mean()
+        out2 = {"mask_logits": out["mask_logits"], key: field - 0.05 * field.grad / field.grad.abs().max()}
+    after = error(out2, batch).mean()
     assert (after > before) if name == "qloss-neglog" else (after < before)
 
 
@@ -136,37 +170,127 @@ def test_geodesic_loss_is_the_angle() -> None:
     assert torch.allclose(geodesic_loss(pred, gt, reduction="none"), angle, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_nothing_to_compare_gives_attached_zero(name: str) -> None:
+@pytest.mark.parametrize("name,kind", PAIRS)
+def test_nothing_to_compare_gives_attached_zero(name: str, kind: str) -> None:
     batch = _toy_batch()
     for key in ("class_mask", "instance_mask", "quaternion_map"):
         batch[key] = torch.zeros_like(batch[key])
     batch["inst_valid"][:] = False
-    q = torch.randn(2, 24, 8, 8, requires_grad=True)
-    logits = torch.randn(2, 7, 8, 8, requires_grad=True)
-    terms = build_loss(name)(out := {"mask_logits": logits, "quaternion": q}, batch)
+    out = _outputs(kind)
+    logits, q = out["mask_logits"], out[FIELD_KEYS[kind]]
+    terms = build_loss(name, rotation=kind)(out, batch)
     assert terms["loss_rot"].item() == 0.0 and terms["loss_rot"].requires_grad
     terms["loss"].backward()  # no exception, and the mask term still trains
     assert logits.grad.abs().sum() > 0 and torch.equal(q.grad, torch.zeros_like(q))
-    assert set(out) == {"mask_logits", "quaternion"}
+    assert set(out) == {"mask_logits", FIELD_KEYS[kind]}
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_losses_finite_for_zero_predictions(name: str) -> None:
+@pytest.mark.parametrize("name,kind", PAIRS)
+def test_losses_finite_for_zero_predictions(name: str, kind: str) -> None:
     batch = _toy_batch()
-    q = torch.zeros(2, 24, 8, 8, requires_grad=True)
-    logits = torch.zeros(2, 7, 8, 8, requires_grad=True)
-    terms = build_loss(name, eps=1e-2, mask_weight=0.5, rot_weight=2.0)({"mask_logits": logits, "quaternion": q}, batch)
+    out = _outputs(kind, zero=True)
+    terms = build_loss(name, eps=1e-2, mask_weight=0.5, rot_weight=2.0, rotation=kind)(out, batch)
     terms["loss"].backward()
     assert all(torch.isfinite(v) for v in terms.values())
-    assert torch.isfinite(q.grad).all()
+    assert torch.isfinite(out[FIELD_KEYS[kind]].grad).all()
     assert torch.allclose(terms["loss"], 0.5 * terms["loss_mask"] + 2.0 * terms["loss_rot"])
 
 
-def test_registry_and_unknown_name() -> None:
-    assert set(LOSSES) == {"mse", "qloss", "pw-qloss", "geodesic", "qloss-neglog"}
+def test_registry_unknown_name_and_representation_mismatch() -> None:
+    assert set(LOSSES) == {"mse", "qloss", "pw-qloss", "geodesic", "chordal", "qloss-neglog"}
+    assert REPRESENTATIONS == LOSS_REPRESENTATIONS  # the torch-free copy the configuration validates with
     with pytest.raises(FastposeError, match="unknown loss 'l2'"):
         build_loss("l2")
+    with pytest.raises(FastposeError, match="'qloss' does not fit the 6d .*: geodesic, chordal$"):
+        build_loss("qloss", rotation="6d")
+    with pytest.raises(FastposeError, match="'chordal' does not fit the quaternion"):
+        build_loss("chordal")
+
+
+# ----------------------------------------------------------------------------- matrix losses and projections
+def _near(gt_quat: torch.Tensor, angle: float, seed: int) -> torch.Tensor:
+    """Matrices at exactly ``angle`` radians from ``gt_quat`` (n, 4), float64, about random axes."""
+    n = gt_quat.shape[0]
+    turn = axis_angle_to_quat(torch.randn(n, 3, generator=_gen(seed), dtype=torch.float64),
+                              torch.full((n,), angle, dtype=torch.float64))
+    return quat_to_rotmat(quat_product(gt_quat, turn))
+
+
+@pytest.mark.parametrize("angle", [0.3, 2.0, 1e-4, np.pi - 1e-4])
+def test_matrix_losses_against_scipy(angle: float) -> None:
+    gt_q = random_quat(50, _gen(30), dtype=torch.float64)
+    gt, pred = quat_to_rotmat(gt_q), _near(gt_q, angle, 31)
+    ref = (Rotation.from_matrix(gt.numpy()).inv() * Rotation.from_matrix(pred.numpy())).magnitude()
+    geo = rotmat_geodesic_loss(pred, gt, reduction="none").numpy()
+    assert np.abs(geo - ref).max() < 2e-6  # the 1e-6 smoothing, nothing else
+    chord = chordal_loss(pred, gt, reduction="none").numpy()
+    assert np.abs(chord - 8 * np.sin(ref / 2) ** 2).max() < 1e-10
+
+
+def test_rotmat_angle_accurate_in_float32_where_roma_asin_is_not() -> None:
+    import roma
+
+    gt_q = random_quat(500, _gen(32), dtype=torch.float64)
+    gt = quat_to_rotmat(gt_q)
+    for angle in (1e-5, 1e-3, np.pi - 1e-3, np.pi - 1e-5):
+        pred = _near(gt_q, angle, 33)
+        ref = (Rotation.from_matrix(gt.numpy()).inv() * Rotation.from_matrix(pred.numpy())).magnitude()
+        ours = rotmat_angle(gt.float(), pred.float()).double().numpy()
+        assert np.abs(ours - ref).max() < 1e-6, angle
+        if angle > 3:  # roma's 2 asin(|B - A| / 2 sqrt 2): the asin is flat near 180 degrees
+            theirs = roma.rotmat_geodesic_distance(gt.float(), pred.float()).double().numpy()
+            assert np.abs(theirs - ref).max() > 1e-4
+
+
+def test_gradcheck_matrix_losses_near_identity_and_near_180() -> None:
+    gt_q = random_quat(4, _gen(34), dtype=torch.float64)
+    gt = quat_to_rotmat(gt_q)
+    for angle in (1e-4, 0.7, np.pi - 1e-3):
+        pred = _near(gt_q, angle, 35).requires_grad_()
+        assert torch.autograd.gradcheck(lambda p: rotmat_geodesic_loss(p, gt, reduction="none"), (pred,))
+        assert torch.autograd.gradcheck(lambda p: chordal_loss(p, gt, reduction="none"), (pred,))
+
+
+@pytest.mark.parametrize("kind", ["6d", "9d"])
+def test_gradcheck_through_the_projections(kind: str) -> None:
+    """Loss of the projected raw vector (what training differentiates), raw vectors near the identity and
+    near 180 degrees from the target, and generic ones."""
+    gt_q = random_quat(3, _gen(36), dtype=torch.float64)
+    gt = quat_to_rotmat(gt_q)
+    to_raw = (lambda R: R[..., :, :2].transpose(-1, -2).reshape(-1, 6)) if kind == "6d" else (lambda R: R.reshape(-1, 9))
+    project = rot6d_to_rotmat if kind == "6d" else rot9d_to_rotmat
+    noise = 0.1 * torch.randn(3, ROTATION_CHANNELS[kind], generator=_gen(37), dtype=torch.float64)
+    for angle in (1e-3, 1.0, np.pi - 1e-2):
+        raw = (to_raw(_near(gt_q, angle, 38)) * 1.7 + noise).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x: project(x), (raw,))
+        assert torch.autograd.gradcheck(lambda x: rotmat_geodesic_loss(project(x), gt, reduction="none"), (raw,))
+        assert torch.autograd.gradcheck(lambda x: chordal_loss(project(x), gt, reduction="none"), (raw,))
+
+
+@pytest.mark.parametrize("kind", ["6d", "9d"])
+@pytest.mark.parametrize("core", sorted(MATRIX_CORES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matrix_losses_finite_at_0_and_180_and_zero_vectors(kind: str, core: str, dtype) -> None:
+    gt_q = random_quat(8, _gen(39), dtype=torch.float64)
+    gt = quat_to_rotmat(gt_q).to(dtype)
+    project = rot6d_to_rotmat if kind == "6d" else rot9d_to_rotmat
+    to_raw = (lambda R: R[..., :, :2].transpose(-1, -2).reshape(-1, 6)) if kind == "6d" else (lambda R: R.reshape(-1, 9))
+    cases = [to_raw(_near(gt_q, a, 40)).to(dtype) for a in (0.0, 1e-7, np.pi)]
+    cases += [torch.zeros(8, ROTATION_CHANNELS[kind], dtype=dtype), cases[0] * 1e-20, cases[0] * 1e20]
+    for raw in cases:
+        raw = raw.clone().requires_grad_()
+        value = MATRIX_CORES[core](project(raw), gt)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(raw.grad).all(), (kind, core, raw)
+
+
+def test_matrix_geodesic_gradient_does_not_vanish_near_180() -> None:
+    gt_q = random_quat(16, _gen(41), dtype=torch.float64)
+    pred = _near(gt_q, np.pi - 1e-3, 42).requires_grad_()
+    rotmat_geodesic_loss(pred, quat_to_rotmat(gt_q), reduction="sum").backward()
+    # the angle's gradient in the tangent space has norm 1; as a 3x3 matrix gradient its norm is 1 / sqrt 2
+    tangent = pred.transpose(-1, -2) @ pred.grad
+    assert ((tangent - tangent.transpose(-1, -2)).norm(dim=(-2, -1)) / 2 > 0.5).all()
 
 
 def test_qloss_values() -> None:

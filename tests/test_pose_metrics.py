@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastpose.pose.metrics import DegreeErrorMeanAP, RotationAccuracy, average_precision, rotation_error_deg
-from fastpose.pose.rotations import axis_angle_to_quat, quat_product, random_quat
+from rotation_utils import axis_angle_to_quat, quat_product, random_quat
 
 
 def _ev(errors_deg, scores, classes, matched, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -7,20 +7,23 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+import roma
+
 from fastpose.pose.metrics import rotation_error_deg
 from fastpose.pose.rotations import (
-    axis_angle_to_quat,
+    FIELD_KEYS,
     canonical,
     quat_angle,
     quat_angle_naive,
-    quat_conjugate,
-    quat_product,
-    quat_rotate,
     quat_to_rotmat,
-    random_quat,
+    rot6d_to_rotmat,
+    rot9d_to_rotmat,
+    rotation_kind,
+    rotmat_angle,
     rotmat_to_quat,
     safe_normalize,
 )
+from rotation_utils import axis_angle_to_quat, quat_product, random_quat
 
 
 def scipy_error_deg(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -113,26 +116,80 @@ def test_matrix_quaternion_round_trip_and_scipy(dtype: torch.dtype) -> None:
     assert rotation_error_deg(rotmat_to_quat(quat_to_rotmat(half_turn)), half_turn).max() < 1e-2
 
 
-def test_product_rotate_conjugate() -> None:
+def test_quat_angle_at_least_as_accurate_as_roma_in_float32() -> None:
+    """Why ``quat_angle`` keeps its atan2 form: float32 error against scipy's float64, near 0 and 180 degrees."""
     g = _gen(7)
-    p, q = random_quat(64, g, dtype=torch.float64), random_quat(64, g, dtype=torch.float64)
-    v = torch.randn(64, 3, generator=g, dtype=torch.float64)
-    # composition: R(p q) = R(p) R(q), as scipy's (p * q)
-    assert torch.allclose(quat_to_rotmat(quat_product(p, q)), quat_to_rotmat(p) @ quat_to_rotmat(q), atol=1e-12)
-    ref = (Rotation.from_quat(p.numpy()) * Rotation.from_quat(q.numpy())).as_quat()
-    assert np.abs(canonical(quat_product(p, q)).numpy() - canonical(torch.from_numpy(ref)).numpy()).max() < 1e-12
-    assert torch.allclose(quat_rotate(p, v), (quat_to_rotmat(p) @ v[..., None])[..., 0], atol=1e-12)
-    ident = quat_product(quat_conjugate(p), p)
-    assert torch.allclose(ident, torch.tensor([0.0, 0, 0, 1], dtype=torch.float64).expand(64, 4), atol=1e-12)
+    gt = random_quat(2000, g, dtype=torch.float64)
+    for angle in (1e-5, 1e-3, np.pi - 1e-3, np.pi - 1e-5):
+        pred = _perturb(gt, torch.full((2000,), angle, dtype=torch.float64), g)
+        ref = scipy_error_deg(pred.numpy(), gt.numpy())
+        ours = np.degrees(quat_angle(pred.float(), gt.float()).double().numpy())
+        theirs = np.degrees(roma.unitquat_geodesic_distance(pred.float(), gt.float()).double().numpy())
+        assert np.abs(ours - ref).max() < 2e-5 and np.abs(ours - ref).max() <= np.abs(theirs - ref).max() * 1.5
 
 
-def test_random_quat_uniform_and_seeded() -> None:
-    a, b = random_quat(20000, _gen(8)), random_quat(20000, _gen(8))
-    assert torch.equal(a, b)
-    assert (a[:, 3] >= 0).all() and torch.allclose(a.norm(dim=-1), torch.ones(20000), atol=1e-5)
-    # uniform rotations: the angle's density is (1 - cos t) / pi, mean pi/2 + 2/pi
-    mean_angle = quat_angle(a, torch.tensor([0.0, 0, 0, 1]).expand_as(a)).mean()
-    assert abs(float(mean_angle) - (np.pi / 2 + 2 / np.pi)) < 0.02
+def test_quat_to_rotmat_normalises_raw_quaternions() -> None:
+    q = random_quat(64, _gen(8), dtype=torch.float64)
+    scale = torch.rand(64, 1, generator=_gen(9), dtype=torch.float64) * 10 + 0.01
+    ref = Rotation.from_quat(q.numpy()).as_matrix()
+    assert np.abs(quat_to_rotmat(-scale * q).numpy() - ref).max() < 1e-12
+    assert torch.equal(quat_to_rotmat(torch.zeros(2, 4)), torch.zeros(2, 3, 3))
+
+
+def _np_gram_schmidt(x: np.ndarray) -> np.ndarray:
+    """Independent reference: Zhou et al.'s map of one 6D vector (a1, a2) to a rotation (numpy, float64)."""
+    a1, a2 = x[:3], x[3:]
+    b1 = a1 / np.linalg.norm(a1)
+    b2 = a2 - (b1 @ a2) * b1
+    b2 = b2 / np.linalg.norm(b2)
+    return np.stack([b1, b2, np.cross(b1, b2)], axis=1)
+
+
+def _np_svd_rotation(m: np.ndarray) -> np.ndarray:
+    """Independent reference: the rotation nearest a 3x3 matrix, U diag(1, 1, det(U V^T)) V^T (numpy)."""
+    u, _, vt = np.linalg.svd(m)
+    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_6d_and_9d_projections_match_numpy_references(dtype: torch.dtype) -> None:
+    g = _gen(10)
+    x6 = torch.randn(4, 5, 6, generator=g, dtype=torch.float64)
+    x9 = torch.randn(4, 5, 9, generator=g, dtype=torch.float64)
+    x9[0, 0] = -torch.eye(3, dtype=torch.float64).reshape(9)  # det -1: the fix flips the smallest direction
+    R6, R9 = rot6d_to_rotmat(x6.to(dtype)), rot9d_to_rotmat(x9.to(dtype))
+    assert R6.shape == R9.shape == (4, 5, 3, 3) and R6.dtype == R9.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    ref6 = np.stack([_np_gram_schmidt(v) for v in x6.reshape(-1, 6).numpy()])
+    ref9 = np.stack([_np_svd_rotation(m) for m in x9.reshape(-1, 3, 3).numpy()])
+    assert np.abs(R6.reshape(-1, 3, 3).double().numpy() - ref6).max() < tol
+    assert np.abs(R9.reshape(-1, 3, 3).double().numpy()[1:] - ref9[1:]).max() < tol
+    for R in (R6, R9):  # proper rotations
+        R = R.double()
+        assert torch.allclose(R.transpose(-1, -2) @ R, torch.eye(3, dtype=torch.float64).expand_as(R), atol=tol)
+        assert torch.allclose(torch.linalg.det(R), torch.ones(4, 5, dtype=torch.float64), atol=tol)
+    # -I (det -1) has no unique nearest rotation (every half-turn is at the same distance): any half-turn will do
+    assert abs(float(torch.linalg.det(R9[0, 0].double())) - 1) < tol
+    assert abs(float(torch.diagonal(R9[0, 0].double()).sum()) + 1) < tol  # trace -1: a half-turn
+    # a rotation's own representation comes back unchanged, whatever its scale
+    R = quat_to_rotmat(random_quat(32, g, dtype=torch.float64))
+    assert torch.allclose(rot6d_to_rotmat(3 * R[..., :2].transpose(-1, -2).reshape(32, 6)), R, atol=1e-12)
+    assert torch.allclose(rot9d_to_rotmat(3 * R.reshape(32, 9)), R, atol=1e-12)
+
+
+def test_rotmat_angle_matches_scipy_everywhere() -> None:
+    g = _gen(11)
+    a, b = (quat_to_rotmat(random_quat(2000, g, dtype=torch.float64)) for _ in range(2))
+    ref = (Rotation.from_matrix(a.numpy()).inv() * Rotation.from_matrix(b.numpy())).magnitude()
+    assert np.abs(rotmat_angle(a, b).numpy() - ref).max() < 1e-12
+    assert float(rotmat_angle(a, a).abs().max()) < 1e-7
+
+
+def test_rotation_kind_reads_the_field_key() -> None:
+    for kind, key in FIELD_KEYS.items():
+        assert rotation_kind({"mask_logits": torch.zeros(1), key: torch.zeros(1)}) == kind
+    with pytest.raises(KeyError):
+        rotation_kind({"mask_logits": torch.zeros(1)})
 
 
 def test_safe_normalize_zero_vector_has_finite_gradient() -> None:
