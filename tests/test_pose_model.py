@@ -85,6 +85,23 @@ def test_fastposenet_output_shapes(name: str) -> None:
     assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)
 
 
+@pytest.mark.parametrize("rotation,key,width", [("6d", "rot6d", 6), ("9d", "rot9d", 9)])
+def test_fastposenet_rotation_heads(rotation: str, key: str, width: int) -> None:
+    torch.manual_seed(0)
+    quat = FastPoseNet("resnet18", decoder_channels=16)
+    torch.manual_seed(0)
+    model = FastPoseNet("resnet18", decoder_channels=16, rotation=rotation)
+    # same parameters but the head's, drawn from the same random stream up to it
+    mine, theirs = model.state_dict(), quat.state_dict()
+    assert set(mine) - set(theirs) == {"rot_head.weight", "rot_head.bias"}
+    assert set(theirs) - set(mine) == {"quat_head.weight", "quat_head.bias"}
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine if k in theirs and not k.startswith("geometry_head"))
+    out = model(torch.randn(2, 3, 64, 64))
+    assert set(out) == {"mask_logits", key, "centre", "log_depth", "log_size"} and out[key].shape == (2, 6 * width, 64, 64)
+    with pytest.raises(ValueError, match="rotation must be one of"):
+        FastPoseNet("resnet18", rotation="euler")
+
+
 def test_fastposenet_default_stops_at_stride_16_and_leaves_out_layer4_and_fc() -> None:
     torch.manual_seed(0)
     model = FastPoseNet("resnet18", decoder_channels=16)
