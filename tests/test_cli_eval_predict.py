@@ -95,3 +95,24 @@ def test_predict_gives_poses_and_overlays_for_images_of_any_size(trained: Path, 
             assert o["class"] in ("bottle", "bowl", "camera", "can", "laptop", "mug") and 0 <= o["score"] <= 1
             assert len(o["quaternion"]) == 4 and abs(np.linalg.norm(o["quaternion"]) - 1) < 1e-3
             assert len(o["translation"]) == 3 and len(o["size"]) == 3 and min(o["size"]) > 0
+
+
+def test_a_9d_run_trains_evaluates_and_predicts(trained: Path, tmp_path: Path) -> None:
+    """The 9D head (SVD projection) end to end through the CLI: train, eval (journaled), predict. The 6D head
+    shares every step but the projection (tests/test_pose_training.py trains both in-process)."""
+    proc = fastpose(trained, "train", "--name", "ROT9", "--rotation", "9d", "--loss", "chordal", *TINY,
+                    "--train-size", "8", "--val-size", "4", "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = len(_evaluations(trained))
+    ev = fastpose(trained, "eval", "ROT9", "--json")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    data = json.loads(ev.stdout)
+    assert data["run"]["name"] == "ROT9" and len(_evaluations(trained)) == before + 1
+    assert {"10deg", "5deg_5cm", "miss_rate", "rot_err_median"} <= set(data["evaluation"]["metrics"])
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(image)
+    pred = fastpose(trained, "predict", "ROT9", str(image), "--out", str(tmp_path / "ov"), "--json")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    objects = json.loads(pred.stdout)["images"][0]["objects"]
+    for o in objects:  # an untrained net may find nothing; what it finds has a unit, canonical quaternion
+        assert abs(np.linalg.norm(o["quaternion"]) - 1) < 1e-3 and o["quaternion"][3] >= 0

@@ -207,6 +207,18 @@ def test_registry_unknown_name_and_representation_mismatch() -> None:
         build_loss("chordal")
 
 
+def test_run_config_rotation_default_choices_and_fit() -> None:
+    from fastpose.config import ConfigError, RunConfig, build_config
+
+    assert RunConfig.from_dict({"model": {"backbone": "resnet18"}}).model.rotation == "quaternion"  # old configs
+    assert build_config(updates={"name": "X", "model.rotation": "9d", "loss.name": "chordal"}).model.rotation == "9d"
+    with pytest.raises(ConfigError, match="unknown rotation 'euler'; choose one of: quaternion, 6d, 9d"):
+        build_config(updates={"name": "X", "model.rotation": "euler"})
+    for rotation, loss in [("6d", "mse"), ("9d", "pw-qloss"), ("quaternion", "chordal")]:
+        with pytest.raises(ConfigError, match=f"--loss {loss} does not fit --rotation {rotation}"):
+            build_config(updates={"name": "X", "model.rotation": rotation, "loss.name": loss})
+
+
 # ----------------------------------------------------------------------------- matrix losses and projections
 def _near(gt_quat: torch.Tensor, angle: float, seed: int) -> torch.Tensor:
     """Matrices at exactly ``angle`` radians from ``gt_quat`` (n, 4), float64, about random axes."""

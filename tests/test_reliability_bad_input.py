@@ -204,6 +204,8 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("config a directory", ["train", "--name", "X", "--config", "{root}/a_dir"], {}, ["a_dir"]),
     # option values
     ("unknown loss", ["train", "--name", "X", "--loss", "l1"], {}, ["unknown loss", "qloss"]),
+    ("loss unfit for rotation", ["train", "--name", "X", "--rotation", "6d", "--loss", "qloss"], {},
+     ["--loss qloss does not fit --rotation 6d", "geodesic | chordal"]),
     ("unknown backbone", ["train", "--name", "X", "--backbone", "vgg16"], {}, ["unknown backbone", "resnet18"]),
     ("unknown dataset", ["train", "--name", "X", "--dataset", "coco"], {}, ["unknown dataset", "synthetic"]),
     ("missing data root", ["train", "--name", "X", "--dataset", "nocs"], {}, ["--data-root"]),
