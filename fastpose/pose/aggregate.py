@@ -1,4 +1,4 @@
-"""Per-instance quaternions from per-pixel ones, predicted instances, and matching to ground truth.
+"""Per-instance rotations from per-pixel ones, predicted instances, and matching to ground truth.
 
 Everything here is vectorised over images and instances (scatter/index ops); no Python loop runs over
 instances. The naive per-instance reference lives only in ``tests/bench/bench_pose.py``.
@@ -10,6 +10,8 @@ is made positive, the pixels are averaged once, and every pixel is then flipped 
 first mean. It returns the normalised mean of the flipped unit quaternions, which carries the gradient.
 For concentrated pixel sets this equals Markley's eigenvector average (tested) at the cost of two
 scatter-adds of (P, 4) instead of a (P, 16) one and a batch of 4x4 eigen-decompositions.
+The 6D and 9D heads have no sign ambiguity: ``aggregate_rotmats`` averages their raw pixel vectors (one
+``index_add``) and maps the mean to SO(3) once (Gram-Schmidt, or the SVD projection); its docstring says why.
 
 Predicted instances (evaluation). A pixel is foreground when the background probability is below 1/2
 (all classes together beat background), and then takes its most likely object class; an instance is a
@@ -20,7 +22,8 @@ handful of steps, not over instances). Only pixels that may be foreground (``l_0
 bound on the log-sum-exp) reach the soft-max, laid out channel-first so that its reductions are cheap.
 Two touching objects of the same class merge into one instance, a limitation shared with any mask-only
 method. The instance's score is the mean soft-max probability of its class over its pixels, its
-quaternion the aggregate of its pixels' quaternions in its class's field.
+rotation the aggregate of its pixels' rotation vectors in its class's field (a quaternion for every
+representation; the 6D and 9D heads also give the matrix).
 
 Matching. A predicted instance may match a ground-truth instance of the same image and class when their
 2D mask IoU is at least ``iou_threshold``; pairs are taken greedily by decreasing IoU, each instance used
