@@ -133,13 +133,14 @@ def test_predicted_rotations_follow_evaluate_batch_order():
     valid = torch.tensor([[True, False, True], [False, True, False]])
     half_turn_z = torch.tensor([0.0, 0.0, 1.0, 0.0])
     ev = {
-        "pred_quat": torch.stack([torch.tensor([0.0, 0, 0, 1]), half_turn_z, torch.tensor([0.0, 0, 0, 1])]),
+        "pred_quat": torch.stack([torch.tensor([0.0, 0, 0, 1]), half_turn_z, torch.zeros(4)]),  # missed: zeros
         "matched": torch.tensor([True, True, False]),
     }
     rot, matched = predicted_rotations({"inst_valid": valid}, ev)
     assert rot.shape == (2, 3, 3, 3)
     assert torch.allclose(rot[0, 2], torch.diag(torch.tensor([-1.0, -1.0, 1.0])), atol=1e-6)
     assert matched.tolist() == [[True, False, True], [False, False, False]]
+    assert torch.equal(rot[1, 1], torch.eye(3))  # a missed instance keeps the identity (drawn grey)
 
 
 # ------------------------------------------------------------------------------------------ journal seam

@@ -279,8 +279,9 @@ def predicted_rotations(batch: dict, ev: Any) -> tuple[torch.Tensor, torch.Tenso
     if pred_quat is None or was_matched is None or pred_quat.shape[0] != int(valid.sum()):
         return rot, matched
     index = valid.cpu().nonzero(as_tuple=True)
-    rot[index] = quat_to_rotmat(pred_quat.detach().float().cpu())
-    matched[index] = was_matched.detach().cpu().bool()
+    hit = was_matched.detach().cpu().bool()
+    rot[index] = torch.where(hit[:, None, None], quat_to_rotmat(pred_quat.detach().float().cpu()), rot[index])
+    matched[index] = hit
     return rot, matched
 
 
