@@ -113,7 +113,7 @@ def rotmat_angle(a: Tensor, b: Tensor, smooth: float = 0.0) -> Tensor:
     radians; the gradient stays of magnitude ~1 up to a hair from pi (``acos`` of the cosine has an
     infinite slope at 0 and at pi, roma's ``asin`` form at pi).
     """
-    r = a.transpose(-1, -2) @ b
+    r = (a[..., :, :, None] * b[..., :, None, :]).sum(-3)  # a^T b, element-wise: no reduced precision under autocast
     axial = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1)
     sin = torch.sqrt((axial * axial).sum(-1) / 4 + smooth * smooth)
     cos = (r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1) / 2
