@@ -60,7 +60,7 @@ def test_quick_budget_is_the_demo_defaults() -> None:
     assert cell.config.to_dict() == demo
     assert spec.axes["train.seed"] == [0] and not spec.tune_axes
     full = load_sweep(REPO / "studies" / "loss_study.toml")
-    assert full.id == "loss_study" and len(full.tuning_cells()) == 35 and full.axes["train.seed"] == [0, 1, 2]
+    assert full.id == "loss_study" and len(full.tuning_cells()) == 21 and full.axes["train.seed"] == [0, 1, 2]
     # the full study's qloss cell at the demo's weight differs from the quick one only in its budget
     chosen = {g: {"loss.rot_weight": 0.3} for g in full.group_order()}
     f = next(c for c in full.cells(chosen) if c.values["loss.name"] == "qloss").config.to_dict()
