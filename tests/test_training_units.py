@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,43 +105,144 @@ def test_projected_axes_point_the_right_way():
     assert z_tip.tolist() == pytest.approx([32, 32])  # looking straight along +z
 
 
-def test_pose_panel_draws_ground_truth_left_and_prediction_right():
-    B, M, S = 2, 3, 32
-    batch = {
+def _panel_batch(B: int = 2, S: int = 32) -> dict:
+    """Two 32x32 images, objects straight ahead at 2 m (identity rotation): sample 0 one camera, sample 1 a
+    camera and a mug side by side."""
+    M = 3
+    trans = torch.tensor([0.0, 0.0, 2.0]).expand(B, M, 3).clone()
+    trans[1, 1] = torch.tensor([0.6, 0.0, 2.0])  # sample 1's second object: right of the first
+    return {
         "image": torch.zeros(B, 3, S, S),
         "intrinsics": torch.tensor([[32.0, 0, 16], [0, 32.0, 16], [0, 0, 1]]).expand(B, 3, 3),
         "inst_valid": torch.tensor([[True, False, False], [True, True, False]]),
+        "inst_class": torch.tensor([[3, 0, 0], [3, 6, 0]]),
         "inst_rot": torch.eye(3).expand(B, M, 3, 3).clone(),
-        "inst_trans": torch.tensor([0.0, 0.0, 2.0]).expand(B, M, 3).clone(),
+        "inst_trans": trans,
         "inst_size": torch.full((B, M, 3), 0.6),
     }
+
+
+def _red(img):  # noqa: ANN001, ANN202 - (H, W, 3) uint8 array -> bool mask of the x axis' red
+    return (img[..., 0] > 180) & (img[..., 1] < 110) & (img[..., 2] < 110)
+
+
+def _axis_colour(img):  # noqa: ANN001, ANN202 - any of the three axis colours
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    return ((r > 180) & (g < 110) & (b < 110)) | ((g > 160) & (r < 110) & (b < 110)) | ((b > 200) & (r < 130) & (g < 160))
+
+
+def test_pose_panel_draws_ground_truth_left_and_prediction_right():
+    import numpy as np
+
+    from fastpose.training.draw import tile_size
+
+    batch = _panel_batch()
     flipped = batch["inst_rot"].clone()
     flipped[..., 0, 0] = -1  # predicted x axis points left
     flipped[..., 1, 1] = -1
-    panel = pose_panel(batch, flipped, torch.ones(B, M, dtype=torch.bool), count=2)
-    assert panel.shape == (3, 2 * S, 2 * S)
-    gt, pred = panel[:, :S, :S], panel[:, :S, S:]
-    red = lambda img: (img[0] > 0.9) & (img[1] < 0.2)  # noqa: E731
-    cols_gt = red(gt).nonzero()[:, 1]
-    cols_pred = red(pred).nonzero()[:, 1]
-    assert cols_gt.numel() and cols_pred.numel()
-    assert cols_gt.float().mean() > 16 > cols_pred.float().mean()
+    error = torch.full((2, 3), 180.0)
+    panel = pose_panel(batch, flipped, torch.ones(2, 3, dtype=torch.bool), count=2, error_deg=error)
+    tile = tile_size(32)
+    assert tile == 128 and panel.tile == tile  # drawn 4x larger than the 32 px images
+    img = panel.as_array()
+    assert img.shape == (panel.header + 2 * tile, 2 * tile, 3) and img.dtype == np.uint8
+    assert [c for c, _ in panel.captions] == ["ground truth", "predicted"]
+    for column, (_, (left, top, right, bottom)) in enumerate(panel.captions):  # centred over its column
+        assert 0 <= top < bottom <= panel.header
+        assert abs((left + right) / 2 - (column + 0.5) * tile) < 2
+        assert img[top:bottom, left:right].max() > 200  # white text on the dark band
+    x0, y0, x1, y1 = panel.tile_box(0, 0)
+    gt = img[y0:y1, x0:x1]
+    x0, y0, x1, y1 = panel.tile_box(0, 1)
+    pred = img[y0:y1, x0:x1]
+    cols_gt, cols_pred = _red(gt).nonzero()[1], _red(pred).nonzero()[1]
+    assert cols_gt.size and cols_pred.size
+    assert cols_gt.mean() > tile / 2 > cols_pred.mean()  # +x right in the truth, left in the prediction
+    # thick and antialiased: the horizontal x axis is 2-4 px of full red with blended pixels at its edges
+    column = gt[:, tile // 2 + 10]  # the axis runs 19 px right of the centre (0.3 m at 2 m, f = 32 px, 4x)
+    assert 2 <= _red(column[None])[0].sum() <= 4
+    reds = column[:, 0].astype(int)
+    assert ((reds > 30) & (reds < 180)).any()
+    assert [(l.sample, l.slot, l.column, l.text) for l in panel.labels] == [
+        (0, 0, 0, "camera"), (0, 0, 1, "180°"), (1, 0, 0, "camera"), (1, 1, 0, "mug"), (1, 0, 1, "180°"),
+        (1, 1, 1, "180°")]
 
 
-def test_predicted_rotations_follow_evaluate_batch_order():
-    from fastpose.training.callbacks import predicted_rotations
+def test_pose_panel_marks_a_missed_object_instead_of_drawing_axes():
+    batch = _panel_batch()
+    matched = torch.tensor([[True, False, False], [False, True, False]])  # sample 1: the camera is missed
+    error = torch.tensor([[12.4, math.nan, math.nan], [math.nan, 3.6, math.nan]])
+    panel = pose_panel(batch, batch["inst_rot"].clone(), matched, count=2, error_deg=error)
+    img = panel.as_array()
+    texts = {(l.sample, l.slot, l.column): l.text for l in panel.labels}
+    assert texts[(0, 0, 1)] == "12°" and texts[(1, 1, 1)] == "4°" and texts[(1, 0, 1)] == "missed"
+    scale = panel.tile / 32
+    # around the missed camera's projected centre (16, 16) in sample 1's predicted tile: no axes at all...
+    x0, y0, _, _ = panel.tile_box(1, 1)
+    cx, cy = int(x0 + 16 * scale), int(y0 + 16 * scale)
+    around = img[cy - 14:cy + 15, cx - 14:cx + 15]
+    assert not _axis_colour(around).any()
+    assert (around.astype(int).sum(-1) > 300).any()  # ...but the grey ring
+    # the same place in the ground-truth tile has them, and so does the mug in the predicted tile
+    gx0, gy0, _, _ = panel.tile_box(1, 0)
+    assert _axis_colour(img[gy0 + cy - y0 - 14:gy0 + cy - y0 + 15, gx0 + cx - x0 - 14:gx0 + cx - x0 + 15]).any()
+    mx = int(x0 + (16 + 32 * 0.6 / 2) * scale)
+    assert _axis_colour(img[cy - 14:cy + 15, mx - 14:mx + 15]).any()
+    missed_box = next(l.box for l in panel.labels if l.text == "missed")
+    assert x0 <= missed_box[0] < missed_box[2] <= x0 + panel.tile  # the word stays in its tile
+
+
+def test_predicted_rotations_follow_evaluate_batch_order_and_give_the_metric_error():
+    from scipy.spatial.transform import Rotation
+
+    from fastpose.training.tblog import predicted_rotations
 
     valid = torch.tensor([[True, False, True], [False, True, False]])
     half_turn_z = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    gt = Rotation.from_euler("xyz", [[10, 20, 30], [0, 0, 0], [45, 0, 0]], degrees=True)
+    pred = Rotation.from_euler("xyz", [[10, 20, 37], [0, 0, 180], [0, 0, 0]], degrees=True)
     ev = {
-        "pred_quat": torch.stack([torch.tensor([0.0, 0, 0, 1]), half_turn_z, torch.zeros(4)]),  # missed: zeros
+        "pred_quat": torch.stack([torch.tensor(pred[0].as_quat(), dtype=torch.float32) * 2.5,  # unnormalised
+                                  half_turn_z, torch.zeros(4)]),  # missed: zeros
+        "gt_quat": torch.tensor(gt.as_quat(), dtype=torch.float32),
+        "class_id": torch.tensor([3, 5, 1]),  # camera, laptop, bottle
         "matched": torch.tensor([True, True, False]),
     }
-    rot, matched = predicted_rotations({"inst_valid": valid}, ev)
+    rot, matched, error = predicted_rotations({"inst_valid": valid}, ev)
     assert rot.shape == (2, 3, 3, 3)
     assert torch.allclose(rot[0, 2], torch.diag(torch.tensor([-1.0, -1.0, 1.0])), atol=1e-6)
     assert matched.tolist() == [[True, False, True], [False, False, False]]
-    assert torch.equal(rot[1, 1], torch.eye(3))  # a missed instance keeps the identity (drawn grey)
+    assert torch.equal(rot[1, 1], torch.eye(3))  # a missed instance keeps the identity (never drawn)
+    reference = np.degrees((gt[:2].inv() * pred[:2]).magnitude())  # scipy, float64
+    assert error[0, 0].item() == pytest.approx(reference[0], abs=1e-3)
+    assert error[0, 2].item() == pytest.approx(reference[1], abs=1e-3) and reference[1] == pytest.approx(180)
+    assert math.isnan(error[1, 1].item())  # missed: no error, not the identity's
+    assert math.isnan(error[0, 1].item()) and math.isnan(error[1, 0].item())  # empty slots
+
+
+# ------------------------------------------------------------------------------------------ display
+def test_the_progress_bar_shows_no_logger_version(tmp_path):
+    """Lightning's bar shows the logger's version as ``v_num``: for our ``tensorboard`` directory, ``oard``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import RichProgressBar
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from fastpose.training.display import ProgressBar
+
+    for bar, shown in ((RichProgressBar(), True), (ProgressBar(), False)):
+        logger = TensorBoardLogger(save_dir=str(tmp_path), name="", version="tensorboard")
+        trainer = pl.Trainer(logger=logger, callbacks=[bar], enable_checkpointing=False, max_epochs=1)
+        assert ("v_num" in bar.get_metrics(trainer, None)) is shown
+
+
+def test_the_epoch_line_leads_with_the_primary_metric():
+    from fastpose.training.display import epoch_line
+
+    values = {"train/loss": 1.4562, "val/loss": 1.778, "val/miss_rate": 0.5, "val/rot_err_median": math.nan,
+              "val/5deg_2cm": 0.25, "val/10deg": 0.1}
+    text = epoch_line(3, 10, "val/5deg_2cm", values, (0.3, 1)).plain
+    assert text == ("epoch 3/9  val/5deg_2cm 0.25 (best 0.3, epoch 1)  val/rot_err_median n/a  val/miss_rate 0.5  "
+                    "val/loss 1.78  train/loss 1.46")
 
 
 # ------------------------------------------------------------------------------------------ journal seam

@@ -43,6 +43,11 @@ DIRECTIONS: dict[str, str] = {
     "val/degree_mAP_20": "max",
 }
 
+# Logged by runs before issue 12; kept in DIRECTIONS so old journals read right, never logged today.
+LEGACY: tuple[str, ...] = ("val/rot_err_mean", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20")
+# What every run logs today (per-class APs aside), e.g. the metric columns of TensorBoard's HParams table.
+LOGGED: tuple[str, ...] = tuple(name for name in DIRECTIONS if name not in LEGACY)
+
 DEFAULT_MONITOR = "val/10deg"
 
 # What the daily log shows for each run, in this order, when the run logged it.

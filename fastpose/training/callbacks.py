@@ -1,4 +1,7 @@
-"""Callbacks own the side effects of a run: the journal, the pose image panel, the interruption checkpoint.
+"""Callbacks own the side effects of a run: the journal, the checkpoints, the interruption checkpoint.
+
+TensorBoard's extras (per-step losses, HParams, the pose panel) are in ``fastpose.training.tblog``, what is
+printed while training in ``fastpose.training.display``.
 
 ``JournalCallback`` acts on global rank zero only (the runner creates it only there, and it checks again),
 so a DDP run writes exactly one run row. Journal writes never stop training: a failed write is reported
@@ -24,7 +27,6 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fastpose.training.draw import pose_panel
 
 
 class JournalCallback(pl.Callback):
@@ -241,52 +243,6 @@ class InterruptCheckpoint(pl.Callback):
         if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
             trainer.save_checkpoint(self.path, weights_only=False)
             self.saved = True
-
-
-class PoseImages(pl.Callback):
-    """TensorBoard image panel ``val/poses``: the first validation batch's first ``count`` samples,
-    ground-truth axes left, predicted axes right (``fastpose.training.draw``)."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero or not self.count:
-            return
-        if not isinstance(outputs, dict) or "ev" not in outputs:
-            return
-        experiment = getattr(trainer.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
-            return
-        pred_rot, matched = predicted_rotations(batch, outputs["ev"])
-        panel = pose_panel(batch, pred_rot, matched, self.count)
-        experiment.add_image("val/poses", panel, global_step=trainer.global_step)
-
-
-def predicted_rotations(batch: dict, ev: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scatter the per-GT-instance evaluation back to slots: (B,M,3,3) rotations and (B,M) matched.
-
-    ``evaluate_batch`` lists ground-truth instances in row-major order of ``inst_valid`` (sample, slot);
-    a missed instance keeps the identity (drawn grey).
-    """
-    from fastpose.pose.rotations import quat_to_rotmat
-
-    valid = batch["inst_valid"].bool()
-    B, M = valid.shape
-    rot = torch.eye(3).expand(B, M, 3, 3).clone()
-    matched = torch.zeros(B, M, dtype=torch.bool)
-    pred_quat, was_matched = _field(ev, "pred_quat"), _field(ev, "matched")
-    if pred_quat is None or was_matched is None or pred_quat.shape[0] != int(valid.sum()):
-        return rot, matched
-    index = valid.cpu().nonzero(as_tuple=True)
-    hit = was_matched.detach().cpu().bool()
-    rot[index] = torch.where(hit[:, None, None], quat_to_rotmat(pred_quat.detach().float().cpu()), rot[index])
-    matched[index] = hit
-    return rot, matched
-
-
-def _field(ev: Any, name: str) -> Any:
-    return ev.get(name) if isinstance(ev, dict) else getattr(ev, name, None)
 
 
 def _is_scalar(value: Any) -> bool:

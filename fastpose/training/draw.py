@@ -1,19 +1,69 @@
-"""Pose axes drawn into images for TensorBoard's images tab: plain torch, no OpenCV.
+"""The pose panel of TensorBoard's images tab (``val/poses``), drawn with Pillow.
 
-``pose_panel`` builds, for a few validation samples, a grid whose rows are samples and whose two columns
-are the image with the ground-truth axes and the image with the predicted axes (x red, y green, z blue).
-Each axis is projected with the pinhole ``intrinsics``: origin ``K t``, tip ``K (t + R e_i * L)``, with
-``L`` half the object's largest extent. The predicted rotation is drawn at the ground-truth translation
-(the network predicts rotation only); a ground-truth object the network missed is drawn grey.
+``pose_panel`` lays out a few validation samples, one row each, in two columns under a caption band:
+``ground truth`` (the true axes of every object, labelled with its class) and ``predicted`` (the predicted
+rotation's axes, labelled with the object's rotation error in degrees). Axes are x red, y green, z blue,
+half the object's largest extent long, projected with the pinhole ``intrinsics``: origin ``K t``, tip
+``K (t + R e_i L)``. The predicted rotation is drawn at the true translation, so the two tiles differ only
+by rotation. A ground-truth object the network missed (no detection matched it) gets no axes in the
+predicted tile, only a grey ring at its projected centre and the word ``missed``.
+
+Readable at small image sizes: each tile is the image scaled up to ``tile_size`` pixels (4x for 64 px
+images), and everything is drawn at ``SUPERSAMPLE`` times that and downsampled with Lanczos, which
+antialiases the lines; axes are ``LINE_WIDTH`` output pixels wide.
+
+The rotation errors come from the caller (``fastpose.training.callbacks.predicted_rotations``, which uses
+``fastpose.pose.metrics.rotation_error_deg``: the metric's own definition, y-axis rule for symmetric
+classes included).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
-AXIS_COLOURS = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.2, 0.4, 1.0]])
-MISSED = torch.tensor([0.5, 0.5, 0.5])
+AXIS_COLOURS = ((235, 40, 40), (40, 205, 40), (60, 110, 255))  # x, y, z
+MISSED_COLOUR = (150, 150, 150)
+TEXT_COLOUR = (255, 255, 255)
+CAPTIONS = ("ground truth", "predicted")
+SUPERSAMPLE = 2
+LINE_WIDTH = 3  # output pixels
+MAX_TILE = 256
+
+
+@dataclass(frozen=True)
+class PanelLabel:
+    """One text drawn on the panel: which sample row, ground-truth slot and column (0 ground truth,
+    1 predicted), the text, and the output-pixel box it was drawn in (left, top, right, bottom)."""
+
+    sample: int
+    slot: int
+    column: int
+    text: str
+    box: tuple[int, int, int, int]
+
+
+@dataclass
+class PosePanel:
+    """The drawn panel (``image``, RGB) and where things are on it."""
+
+    image: object  # PIL.Image.Image
+    tile: int  # side of one tile, output pixels
+    header: int  # height of the caption band above the first row
+    captions: list[tuple[str, tuple[int, int, int, int]]] = field(default_factory=list)
+    labels: list[PanelLabel] = field(default_factory=list)
+
+    def tile_box(self, sample: int, column: int) -> tuple[int, int, int, int]:
+        x, y = column * self.tile, self.header + sample * self.tile
+        return x, y, x + self.tile, y + self.tile
+
+    def as_array(self):  # noqa: ANN201 - numpy (H, W, 3) uint8, what SummaryWriter.add_image takes as HWC
+        import numpy as np
+
+        return np.asarray(self.image)
 
 
 def to_display(image: Tensor) -> Tensor:
@@ -23,7 +73,8 @@ def to_display(image: Tensor) -> Tensor:
 
 
 def project(K: Tensor, points: Tensor) -> Tensor:
-    """Pinhole projection of camera-space points (...,3) -> pixel coordinates (...,2) (u right, v down)."""
+    """Pinhole projection of camera-space points (...,3) -> pixel coordinates (...,2) (u right, v down),
+    continuous: pixel ``(u, v)`` covers ``[u, u+1) x [v, v+1)``."""
     uvw = points @ K.T
     return uvw[..., :2] / uvw[..., 2:].clamp_min(1e-6)
 
@@ -34,44 +85,112 @@ def axes_2d(K: Tensor, R: Tensor, t: Tensor, length: Tensor) -> Tensor:
     return project(K, torch.cat([t[:, None, :], tips], dim=1))
 
 
-def draw_line(image: Tensor, p0: Tensor, p1: Tensor, colour: Tensor, width: int = 1) -> None:
-    """Draw a segment into ``image`` (3,H,W) in place: sampled points, clipped to the image."""
-    _, H, W = image.shape
-    n = int(max(abs(float(p1[0] - p0[0])), abs(float(p1[1] - p0[1])), 1.0) * 2) + 1
-    s = torch.linspace(0, 1, n)[:, None]
-    pts = (p0[None] * (1 - s) + p1[None] * s).round().long()
-    for du in range(-(width // 2), width - width // 2):
-        for dv in range(-(width // 2), width - width // 2):
-            u, v = pts[:, 0] + du, pts[:, 1] + dv
-            keep = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            image[:, v[keep], u[keep]] = colour[:, None]
+def tile_size(image_side: int) -> int:
+    """Output side of one tile for images ``image_side`` pixels wide: 4x up to ``MAX_TILE``, never smaller
+    than the image."""
+    return max(image_side, min(MAX_TILE, 4 * image_side))
 
 
-def draw_axes(image: Tensor, K: Tensor, R: Tensor, t: Tensor, size: Tensor, missed: Tensor | None = None) -> Tensor:
-    """A copy of ``image`` (3,H,W, in [0,1]) with the axes of N objects drawn (z first, so x ends on top)."""
-    out = image.clone()
-    if R.shape[0] == 0:
-        return out
-    width = 1 if image.shape[-1] <= 128 else 2
-    pts = axes_2d(K.float(), R.float(), t.float(), 0.5 * size.float().amax(dim=-1).clamp_min(1e-3))
-    for n in range(R.shape[0]):
-        for axis in (2, 1, 0):
-            colour = MISSED if missed is not None and bool(missed[n]) else AXIS_COLOURS[axis]
-            draw_line(out, pts[n, 0], pts[n, axis + 1], colour, width)
-    return out
+def _font(size: int):  # noqa: ANN202
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
 
 
-def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int) -> Tensor:
-    """(3, count*H, 2*W) grid: per sample, [GT axes | predicted axes].
+def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
+               error_deg: Tensor | None = None) -> PosePanel:
+    """The panel for the first ``count`` samples of ``batch`` (see the module docstring).
 
-    ``pred_rot`` (B,M,3,3) and ``matched`` (B,M) are per ground-truth slot of the batch.
+    ``pred_rot`` (B,M,3,3), ``matched`` (B,M) bool and ``error_deg`` (B,M) (NaN where unknown) are per
+    ground-truth slot of the batch; only slots with ``inst_valid`` are drawn.
     """
-    rows = []
-    for b in range(min(count, batch["image"].shape[0])):
-        image = to_display(batch["image"][b].detach().float().cpu())
+    from PIL import Image, ImageDraw
+
+    images = batch["image"]
+    rows = min(count, images.shape[0])
+    H, W = images.shape[-2:]
+    tile = tile_size(max(H, W))
+    scale = tile / max(H, W)
+    s = SUPERSAMPLE
+    header = max(16, tile // 8)
+    big = Image.new("RGB", (2 * tile * s, (header + rows * tile) * s), (24, 24, 24))
+    draw = ImageDraw.Draw(big)
+    panel = PosePanel(image=None, tile=tile, header=header)
+
+    caption_font = _font(max(10, header * 2 // 3) * s)
+    for column, caption in enumerate(CAPTIONS):
+        x0, x1 = column * tile * s, (column + 1) * tile * s
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=caption_font)
+        x = (x0 + x1 - (right - left)) / 2 - left
+        y = (header * s - (bottom - top)) / 2 - top
+        draw.text((x, y), caption, fill=TEXT_COLOUR, font=caption_font)
+        panel.captions.append((caption, _out_box(draw.textbbox((x, y), caption, font=caption_font), s)))
+
+    label_font = _font(max(9, tile // 14) * s)
+    width = LINE_WIDTH * s
+    for b in range(rows):
+        rgb = (to_display(images[b].detach().float().cpu()).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        picture = Image.fromarray(rgb).resize((round(W * scale * s), round(H * scale * s)), Image.Resampling.BICUBIC)
         valid = batch["inst_valid"][b].cpu().bool()
-        K, t, size = (batch[k][b].detach().cpu() for k in ("intrinsics", "inst_trans", "inst_size"))
-        gt = draw_axes(image, K, batch["inst_rot"][b].detach().cpu()[valid], t[valid], size[valid])
-        pred = draw_axes(image, K, pred_rot[b].cpu()[valid], t[valid], size[valid], missed=~matched[b].cpu()[valid])
-        rows.append(torch.cat([gt, pred], dim=2))
-    return torch.cat(rows, dim=1) if rows else torch.zeros(3, 1, 1)
+        slots = valid.nonzero().flatten().tolist()
+        K = batch["intrinsics"][b].detach().cpu().float()
+        t = batch["inst_trans"][b].detach().cpu().float()
+        length = 0.5 * batch["inst_size"][b].detach().cpu().float().amax(dim=-1).clamp_min(1e-3)
+        classes = batch.get("inst_class")
+        for column in (0, 1):
+            ox, oy = column * tile * s, (header + b * tile) * s
+            big.paste(picture, (ox, oy))
+
+            def px(uv: Tensor) -> tuple[float, float]:  # continuous image coords -> supersampled PIL coords
+                return ox + float(uv[0]) * scale * s - 0.5, oy + float(uv[1]) * scale * s - 0.5
+
+            rot = batch["inst_rot"][b] if column == 0 else pred_rot[b]
+            pts = axes_2d(K, rot.detach().cpu().float(), t, length)
+            for k in slots:
+                origin = px(pts[k, 0])
+                missed = column == 1 and not bool(matched[b, k])
+                if missed:
+                    r = tile * s / 12
+                    draw.ellipse([origin[0] - r, origin[1] - r, origin[0] + r, origin[1] + r],
+                                 outline=MISSED_COLOUR, width=width)
+                    text = "missed"
+                else:
+                    for axis in (2, 1, 0):  # z first, so x ends on top
+                        draw.line([origin, px(pts[k, axis + 1])], fill=AXIS_COLOURS[axis], width=width)
+                    if column == 0:
+                        text = _class_name(classes, b, k)
+                    else:
+                        err = float(error_deg[b, k]) if error_deg is not None else math.nan
+                        text = f"{err:.0f}°" if math.isfinite(err) else "?°"
+                box = _place_label(draw, text, origin, label_font, (ox, oy, ox + tile * s, oy + tile * s), s)
+                draw.text(box[:2], text, fill=TEXT_COLOUR if not missed else (220, 220, 220), font=label_font,
+                          stroke_width=max(1, s), stroke_fill=(0, 0, 0))
+                panel.labels.append(PanelLabel(b, k, column, text,
+                                               _out_box(draw.textbbox(box[:2], text, font=label_font), s)))
+    panel.image = big.resize((2 * tile, header + rows * tile), Image.Resampling.LANCZOS)
+    return panel
+
+
+def _class_name(classes: Tensor | None, b: int, k: int) -> str:
+    from fastpose.pose.data.synthetic import CLASSES
+
+    if classes is None:
+        return ""
+    c = int(classes[b, k])
+    return CLASSES[c - 1] if 1 <= c <= len(CLASSES) else str(c)
+
+
+def _place_label(draw, text: str, origin: tuple[float, float], font, tile_box: tuple, s: int):  # noqa: ANN001, ANN202
+    """Where to write ``text`` beside an object's origin: above and to the right, kept inside its tile."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left, bottom - top
+    x = min(max(origin[0] + 3 * s, tile_box[0] + s), tile_box[2] - w - s) - left
+    y = min(max(origin[1] - h - 4 * s, tile_box[1] + s), tile_box[3] - h - s) - top
+    return x, y
+
+
+def _out_box(box: tuple[float, float, float, float], s: int) -> tuple[int, int, int, int]:
+    return tuple(int(round(v / s)) for v in box)  # type: ignore[return-value]

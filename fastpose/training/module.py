@@ -1,6 +1,7 @@
 """The LightningModule: receives the plain ``FastPoseNet``, one shared step for train and validation.
 
-Logged names (``docs/ARCHITECTURE.md``): ``train/loss`` and ``train/loss_<term>`` (epoch means),
+Logged names (``docs/ARCHITECTURE.md``): ``train/loss`` and ``train/loss_<term>`` (epoch means; every
+step's values go to TensorBoard as ``train_step/<term>`` through ``fastpose.training.tblog.StepLosses``),
 ``val/loss``, and every key of ``fastpose.pose.evaluation.PoseEvaluation`` under ``val/`` (NOCS-standard
 mean APs such as ``val/10deg_5cm``, per class ``val/10deg_5cm/mug``, ``val/miss_rate``,
 ``val/false_positive_rate``, ``val/rot_err_median``, ``val/trans_err_median_cm``).
@@ -97,10 +98,11 @@ class PoseModule(pl.LightningModule):
                      sync_dist=True, batch_size=batch_size)
         return terms, out
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         terms, _ = self._common_step(batch, "train")
         self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
-        return terms["loss"]
+        # "terms" (in TERMS order) is the step's TensorBoard scalars (fastpose.training.tblog.StepLosses)
+        return {"loss": terms["loss"], "terms": torch.stack([terms[name].detach() for name in TERMS])}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         from fastpose.pose.aggregate import evaluate_batch

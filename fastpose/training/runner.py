@@ -411,13 +411,16 @@ def _limit(value: float) -> float | int:
 
 
 def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl.Trainer:
-    from pytorch_lightning.callbacks import LearningRateMonitor, RichProgressBar
+    from pytorch_lightning.callbacks import LearningRateMonitor
     from pytorch_lightning.loggers import TensorBoardLogger
 
     from fastpose.journal.metrics import direction
     from fastpose.training.callbacks import (
-        CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, LocalCheckpointIO, PoseImages, SharedCheckpoint,
+        CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, LocalCheckpointIO, SharedCheckpoint,
     )
+    from fastpose.training.display import ConsoleReport, ProgressBar
+    from fastpose.training.faults import TERMS
+    from fastpose.training.tblog import HParamsSummary, PoseImages, StepLosses
 
     t = config.train
     ckpt_dir = run_dir / "checkpoints"
@@ -433,7 +436,9 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         LastCheckpoint(ckpt_dir, written),
         InterruptCheckpoint(ckpt_dir / "last.ckpt"),
         PoseImages(t.log_images),
-        LearningRateMonitor(logging_interval="epoch"),
+        StepLosses(TERMS),
+        HParamsSummary(config),
+        LearningRateMonitor(logging_interval="step"),
         *extra_callbacks,
     ]
     if t.save_every:
@@ -442,7 +447,8 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
             save_top_k=-1, auto_insert_metric_name=False,
         ))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(ProgressBar())
+    callbacks.append(ConsoleReport(config))  # after the bar: the epoch's bar closes before its line prints
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
     return pl.Trainer(
         default_root_dir=str(run_dir),
@@ -458,8 +464,9 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         callbacks=callbacks,
         plugins=[LocalCheckpointIO()],
         enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,  # ConsoleReport prints the model in two lines
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=1,  # Lightning logs only the learning rate per step; StepLosses batches the losses
         deterministic="warn",
     )
 
