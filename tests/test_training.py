@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_git_repo
+from fastpose.config import RunConfig
+
+RunConfigFlat = RunConfig().flat()
 
 # 16 images of 32x32, batches of 8: two steps per epoch, a second or so per epoch on this CPU.
 TINY = [
@@ -49,6 +52,29 @@ def store_at(home: Path):
 
 def epochs_of(store, run_id: int, name: str = "train/loss") -> list[int]:
     return sorted(p.epoch for p in store.metric_history(run_id) if p.name == name)
+
+
+def tensorboard_of(run_dir: str | Path):
+    """The run's TensorBoard events, every point kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def hparams_of(acc) -> tuple[dict, str, list[str]]:  # noqa: ANN001
+    """(hyperparameters, session end status, metric names) of the run's HParams summaries."""
+    from google.protobuf.json_format import MessageToDict
+    from tensorboard.plugins.hparams import api_pb2
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    content = acc.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    end = HParamsPluginData.FromString(content["_hparams_/session_end_info"]).session_end_info
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    params = {k: MessageToDict(v) for k, v in start.hparams.items()}  # a protobuf Value -> its plain value
+    return params, api_pb2.Status.Name(end.status), [m.name.tag for m in experiment.metric_infos]
 
 
 _BACKGROUND: list[subprocess.Popen] = []
@@ -117,6 +143,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory):
     b = fastpose(home, "train", "--name", "CMP_B", "--epochs", "2", "--lr", "3e-3", "--save-every", "1", *TINY, cwd=repo)
     assert a.returncode == 0, a.stderr
     assert b.returncode == 0, b.stderr
+    (root / "CMP_A.stderr").write_text(a.stderr)
     return home, repo, head
 
 
@@ -151,14 +178,16 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
     b = store.resolve("CMP_B")
     assert {"epoch000.ckpt", "epoch001.ckpt", "last.ckpt"} <= {p.name for p in (Path(b.run_dir) / "checkpoints").iterdir()}
 
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
+    acc = tensorboard_of(run_dir)
     scalars = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/loss_rot", "val/loss", "val/miss_rate"} <= scalars
     assert len(acc.Scalars("val/loss")) == 2
     assert "val/poses" in acc.Tags()["images"]
+    from fastpose.training.draw import tile_size
+
     image = acc.Images("val/poses")[-1]
-    assert image.width == 2 * 32 and image.height == 2 * 32  # 2 samples, [GT | predicted] each
+    tile = tile_size(32)  # 2 samples, [GT | predicted] each, drawn 4x larger, captions on top
+    assert image.width == 2 * tile and 2 * tile < image.height < 2 * tile + 40
 
     import torch
 
@@ -188,6 +217,41 @@ def test_checkpoints_of_a_default_run_hold_no_layer4_or_classifier(two_runs):
         params = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point()
                   and not k.endswith(("running_mean", "running_var"))]
         assert len(ckpt["optimizer_states"][0]["state"]) == len(params), path.name
+
+
+def test_tensorboard_has_every_step_hparams_and_images_at_the_scalars_steps(two_runs):
+    """2 epochs x 2 steps: four per-step losses, the epoch's validation scalars and pose panel at one step,
+    and the HParams tab holding the config, the status and the metrics (primary metric first)."""
+    home, _, _ = two_runs
+    store = store_at(home)
+    run = store.resolve("CMP_A")
+    store.close()
+    acc = tensorboard_of(run.run_dir)
+    steps = [e.step for e in acc.Scalars("train_step/loss")]
+    assert steps == [0, 1, 2, 3]  # one point per optimizer step
+    for term in ("loss_mask", "loss_rot", "loss_trans", "loss_size"):
+        assert [e.step for e in acc.Scalars(f"train_step/{term}")] == steps
+    assert len(acc.Scalars("lr-AdamW")) == 4
+    val_steps = [e.step for e in acc.Scalars("val/loss")]
+    assert val_steps == [1, 3]  # the last step of each epoch
+    assert [e.step for e in acc.Images("val/poses")] == val_steps
+    assert [e.step for e in acc.Scalars(run.config["train"]["monitor"])] == val_steps
+
+    params, status, metrics = hparams_of(acc)
+    assert status == "STATUS_SUCCESS" and params["status"] == "completed"
+    assert params["train.lr"] == pytest.approx(1e-3) and params["data.image_size"] == 32
+    assert params["model.weights"] == "None" and params["train.progress_bar"] == "False"
+    assert set(params) == set(RunConfigFlat.keys()) | {"status"}
+    assert metrics[0] == run.config["train"]["monitor"] and {"val/rot_err_median", "train/loss"} <= set(metrics)
+    assert set(metrics) <= set(acc.Tags()["scalars"])  # TensorBoard shows each one's last value
+
+    stderr = (home.parent / "CMP_A.stderr").read_text()
+    monitor = run.config["train"]["monitor"]
+    assert "layer4 not built" in stderr and "parameters (encoder" in stderr
+    epochs = [line for line in stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split("  ")[0] for line in epochs] == ["epoch 0/1", "epoch 1/1"]
+    assert all(line.split("  ")[1].startswith(f"{monitor} ") for line in epochs)
+    assert "v_num" not in stderr
 
 
 def test_one_checkpoint_file_per_epoch_end_linked_under_every_name(two_runs):
@@ -284,12 +348,27 @@ def test_exception_in_the_loss_mid_epoch_is_journaled_as_crashed(fp_home, git_re
     assert "Traceback (most recent call last)" in run.traceback and "faults.py" in run.traceback
     assert (run.epoch, run.step) == (0, 3)
     store.close()
+    # TensorBoard keeps what the run did before it crashed: its three steps and the HParams, marked failed
+    acc = tensorboard_of(run.run_dir)
+    assert [e.step for e in acc.Scalars("train_step/loss")] == [0, 1, 2]
+    params, status, _ = hparams_of(acc)
+    assert (params["status"], status) == ("crashed", "STATUS_FAILURE")
 
 
-def test_nan_loss_stops_the_run_as_diverged_naming_the_term(fp_home, git_repo):
+def test_nan_loss_stops_the_run_as_diverged_naming_the_term(fp_home, git_repo, tmp_path):
+    """Also: a torchvision-format resnet18 file (layer4 and fc included) trains through --weights, and the
+    checkpoint holds the file's weights without layer4 or fc."""
+    import torch
+
+    from fastpose.pose.backbones import build_backbone
+
+    torch.manual_seed(123)  # not the run's seed: its own initialisation would differ from the file everywhere
+    weights = build_backbone("resnet18").state_dict()
+    assert any(k.startswith("layer4.") for k in weights) and "fc.weight" in weights
+    torch.save(weights, tmp_path / "resnet18-imagenet.pth")
     repo, _ = git_repo
-    proc = fastpose(fp_home, "train", "--name", "NAN", "--epochs", "3", *TINY, cwd=repo,
-                    FASTPOSE_FAULT="nan:loss_rot@step:2")
+    proc = fastpose(fp_home, "train", "--name", "NAN", "--epochs", "3", *TINY, "--weights",
+                    str(tmp_path / "resnet18-imagenet.pth"), cwd=repo, FASTPOSE_FAULT="nan:loss_rot@step:2")
     assert proc.returncode == 3, proc.stderr
     store = store_at(fp_home)
     run = store.resolve("NAN")
@@ -298,6 +377,18 @@ def test_nan_loss_stops_the_run_as_diverged_naming_the_term(fp_home, git_repo):
     assert (run.epoch, run.step) == (1, 2)
     assert epochs_of(store, run.id) == [0]  # epoch 1 never finished, nothing NaN was journaled
     store.close()
+    params, status, _ = hparams_of(tensorboard_of(run.run_dir))
+    assert (params["status"], status) == ("diverged", "STATUS_FAILURE")
+
+    assert run.label.endswith("-resnet18-imagenet") and run.config["model"]["weights"].endswith("resnet18-imagenet.pth")
+    state = torch.load(Path(run.run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = state["state_dict"]
+    assert not [k for k in state if "layer4" in k or ".fc." in k]
+    # two small AdamW steps (warm-up) moved the file's weights by far less than two initialisations differ
+    conv1 = state["model.encoder.conv1.weight"]
+    torch.manual_seed(0)
+    fresh = build_backbone("resnet18").state_dict()["conv1.weight"]  # an initialisation of the run's seed
+    assert (conv1 - weights["conv1.weight"]).abs().max() < 0.01 < 0.05 < (fresh - weights["conv1.weight"]).abs().max()
 
 
 def test_an_error_before_the_run_starts_writes_nothing(fp_home, tmp_path):
@@ -318,6 +409,8 @@ def test_sigint_interrupts_with_a_checkpoint_and_resume_continues_the_epochs(fp_
     parent = store.resolve("CTRLC")
     assert parent.status == "interrupted", out
     assert "SIGINT" in parent.error_message
+    params, status, _ = hparams_of(tensorboard_of(parent.run_dir))
+    assert (params["status"], status) == ("interrupted", "STATUS_FAILURE")
     last = Path(parent.run_dir) / "checkpoints" / "last.ckpt"
     assert last.is_file()
     done = epochs_of(store, parent.id)

@@ -9,8 +9,9 @@ by rotation. A ground-truth object the network missed (no detection matched it) 
 predicted tile, only a grey ring at its projected centre and the word ``missed``.
 
 Readable at small image sizes: each tile is the image scaled up to ``tile_size`` pixels (4x for 64 px
-images), and everything is drawn at ``SUPERSAMPLE`` times that and downsampled with Lanczos, which
-antialiases the lines; axes are ``LINE_WIDTH`` output pixels wide.
+images, nearest neighbour: the pixels the network saw), and the axes, rings and text are drawn on a
+transparent layer ``SUPERSAMPLE`` times larger, downsampled with Lanczos (antialiased lines) and laid over
+the images; axes are ``LINE_WIDTH`` output pixels wide.
 
 The rotation errors come from the caller (``fastpose.training.callbacks.predicted_rotations``, which uses
 ``fastpose.pose.metrics.rotation_error_deg``: the metric's own definition, y-axis rule for symmetric
@@ -116,7 +117,10 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
     scale = tile / max(H, W)
     s = SUPERSAMPLE
     header = max(16, tile // 8)
-    big = Image.new("RGB", (2 * tile * s, (header + rows * tile) * s), (24, 24, 24))
+    # The images at the output size (nearest: the network's pixels, which also compress well in the PNG),
+    # everything drawn on a transparent layer SUPERSAMPLE times larger, downsampled and laid over them.
+    base = Image.new("RGBA", (2 * tile, header + rows * tile), (24, 24, 24, 255))
+    big = Image.new("RGBA", (2 * tile * s, (header + rows * tile) * s), (0, 0, 0, 0))
     draw = ImageDraw.Draw(big)
     panel = PosePanel(image=None, tile=tile, header=header)
 
@@ -133,7 +137,7 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
     width = LINE_WIDTH * s
     for b in range(rows):
         rgb = (to_display(images[b].detach().float().cpu()).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-        picture = Image.fromarray(rgb).resize((round(W * scale * s), round(H * scale * s)), Image.Resampling.BICUBIC)
+        picture = Image.fromarray(rgb).resize((round(W * scale), round(H * scale)), Image.Resampling.NEAREST)
         valid = batch["inst_valid"][b].cpu().bool()
         slots = valid.nonzero().flatten().tolist()
         K = batch["intrinsics"][b].detach().cpu().float()
@@ -142,7 +146,7 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
         classes = batch.get("inst_class")
         for column in (0, 1):
             ox, oy = column * tile * s, (header + b * tile) * s
-            big.paste(picture, (ox, oy))
+            base.paste(picture, (column * tile, header + b * tile))
 
             def px(uv: Tensor) -> tuple[float, float]:  # continuous image coords -> supersampled PIL coords
                 return ox + float(uv[0]) * scale * s - 0.5, oy + float(uv[1]) * scale * s - 0.5
@@ -170,7 +174,8 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
                           stroke_width=max(1, s), stroke_fill=(0, 0, 0))
                 panel.labels.append(PanelLabel(b, k, column, text,
                                                _out_box(draw.textbbox(box[:2], text, font=label_font), s)))
-    panel.image = big.resize((2 * tile, header + rows * tile), Image.Resampling.LANCZOS)
+    base.alpha_composite(big.resize(base.size, Image.Resampling.LANCZOS))  # Pillow premultiplies alpha
+    panel.image = base.convert("RGB")
     return panel
 
 
