@@ -175,7 +175,7 @@ def test_mark_lost_dead_pid_reused_pid_and_stale_heartbeat(journal_store: Journa
     dead = _start(journal_store, "DEAD")
     _set(journal_store, dead.id, pid=dead_proc.pid)
     reused = _start(journal_store, "REUSED")
-    _set(journal_store, reused.id, proc_start=alive.proc_start - 1)  # same pid, another start time
+    _set(journal_store, reused.id, proc_start=alive.proc_start - 5000)  # same pid, started 5 s earlier
     stale = _start(journal_store, "STALE")
     _set(journal_store, stale.id, host="another-host", machine_id="another-machine", pid=1,
          heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=5))
@@ -199,6 +199,25 @@ def test_mark_lost_dead_pid_reused_pid_and_stale_heartbeat(journal_store: Journa
     journal_store.heartbeat(stale.id, epoch=3, step=9)  # it was alive after all
     back = journal_store.get_run(stale.id)
     assert (back.status, back.epoch, back.step, back.ended_at) == ("running", 3, 9, None)
+
+
+def test_process_start_is_psutil_time_and_old_rows_in_clock_ticks_still_match(journal_store: JournalStore) -> None:
+    """proc_start is the process's start in ms since the epoch (psutil); rows written before hold Linux
+    /proc clock ticks after boot, and are compared in that unit."""
+    import psutil
+
+    run = _start(journal_store, "NOW")
+    assert abs(run.proc_start - psutil.Process().create_time() * 1000) <= 1
+    assert run.proc_start > 10**12  # ms since the epoch, not ticks
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("clock ticks are a Linux /proc unit")
+    stat = Path("/proc/self/stat").read_bytes()
+    ticks = int(stat[stat.rindex(b")") + 2:].split()[19])  # field 22, starttime
+    old_same = _start(journal_store, "OLD_SAME")
+    _set(journal_store, old_same.id, proc_start=ticks)
+    old_reused = _start(journal_store, "OLD_REUSED")
+    _set(journal_store, old_reused.id, proc_start=ticks - 5 * os.sysconf("SC_CLK_TCK"))  # 5 s earlier
+    assert [r.name for r in journal_store.mark_lost()] == ["OLD_REUSED"]
 
 
 def test_lost_after_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

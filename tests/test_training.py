@@ -148,9 +148,6 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tensorboard(two_runs):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from fastpose.config import RunConfig
 
     home, repo, head = two_runs
     store = store_at(home)

@@ -61,7 +61,7 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(When)
     pid: Mapped[int | None] = mapped_column(sa.Integer)
     host: Mapped[str | None] = mapped_column(sa.String(255))
-    proc_start: Mapped[int | None] = mapped_column(sa.BigInteger)  # /proc/<pid>/stat starttime (clock ticks)
+    proc_start: Mapped[int | None] = mapped_column(sa.BigInteger)  # process start, ms since the epoch (psutil); older rows: /proc ticks (reader.same_start)
     username: Mapped[str | None] = mapped_column(sa.String(255))
     command: Mapped[str | None] = mapped_column(sa.Text)
     cwd: Mapped[str | None] = mapped_column(sa.Text)

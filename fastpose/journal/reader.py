@@ -328,29 +328,40 @@ def lost_after_seconds(value: float | None = None) -> float:
     return positive_seconds("FASTPOSE_LOST_AFTER", DEFAULT_LOST_AFTER_S)
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of live process ``pid`` in clock ticks after boot (Linux /proc); None if it is gone.
+# runs.proc_start holds when the run's process started, in milliseconds since the epoch (psutil). Runs
+# recorded before held Linux clock ticks after boot (/proc/<pid>/stat field 22): always below this bound
+# (31 years of uptime at 100 Hz), while any time in milliseconds since 2001 is above it.
+LEGACY_TICKS_BELOW = 10**11
+# How far two readings of one process's start may differ: psutil derives it from the boot time, which the
+# kernel gives in whole seconds and which moves when the clock is adjusted. A pid reused within a second
+# of the run's start is not told apart.
+START_TOLERANCE_MS = 1500
 
-    Zombies count as gone. Without /proc, 0 when the pid exists (start time unknown).
-    """
+
+def process_started_ms(pid: int) -> int | None:
+    """When live process ``pid`` started, in milliseconds since the epoch (psutil, on any OS it supports);
+    None if there is no such process or it is a zombie; 0 if it exists but its start cannot be read."""
+    import psutil
+
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
+        proc = psutil.Process(pid)
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
+        return int(proc.create_time() * 1000)
+    except psutil.NoSuchProcess:
+        return None
+    except (psutil.AccessDenied, OSError):
         return 0
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+
+
+def same_start(recorded: int, started_ms: int) -> bool:
+    """Is ``started_ms`` (``process_started_ms``) the start ``recorded`` in ``runs.proc_start``, in either
+    unit (see ``LEGACY_TICKS_BELOW``)?"""
+    if recorded < LEGACY_TICKS_BELOW:
+        import psutil
+
+        recorded = int((psutil.boot_time() + recorded / os.sysconf("SC_CLK_TCK")) * 1000)
+    return abs(recorded - started_ms) <= START_TOLERANCE_MS
 
 
 def machine_id() -> str | None:
@@ -400,10 +411,10 @@ def lost_reason(run: RunRecord, *, now: datetime, lost_after: float, host: str) 
     ``lost_after`` seconds is lost.
     """
     if run.pid and same_process_table(run, host):
-        ticks = process_start_ticks(run.pid)
-        if ticks is None:
+        started = process_started_ms(run.pid)
+        if started is None:
             return f"process {run.pid} on {host} is gone"
-        if run.proc_start and ticks and ticks != run.proc_start:
+        if run.proc_start and started and not same_start(run.proc_start, started):
             return f"process {run.pid} on {host} is gone (its pid now belongs to another process)"
         return None
     last = run.heartbeat_at or run.started_at

@@ -19,7 +19,7 @@ home: ``fastpose journal`` says which spool waits for which journal instead. Lin
 name when that run's directory is the spool's own. Spools are found under ``<home>/runs`` without following
 symbolic links.
 
-The spool file is guarded by ``journal-spool.lock`` beside it (``flock``), so a training process appending
+The spool file is guarded by ``journal-spool.lock`` beside it (``filelock``), so a training process appending
 and a ``fastpose journal`` replaying the same spool never interleave. A line the journal refuses for good
 (its run no longer exists) moves to ``journal-spool.rejected.jsonl`` with the reason, never silently away.
 """
@@ -33,10 +33,9 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from fastpose.errors import FastposeError
 from fastpose.journal.records import MetricPoint
@@ -264,17 +263,10 @@ def apply_write(store: Any, record: dict[str, Any]) -> Any:
     raise FastposeError(f"unknown spooled journal write {kind!r}")
 
 
-@contextmanager
-def _locked(spool_path: Path) -> Iterator[None]:
-    import fcntl
+def _locked(spool_path: Path):  # noqa: ANN202 - a context manager
+    from fastpose.journal.db import file_lock
 
-    spool_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(spool_path.with_name(LOCK_NAME), "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return file_lock(spool_path.with_name(LOCK_NAME))
 
 
 def _dumps(record: dict[str, Any]) -> str:

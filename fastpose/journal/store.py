@@ -36,7 +36,7 @@ from fastpose.journal.reader import (
     lost_after_seconds,
     machine_id,
     pid_namespace,
-    process_start_ticks,
+    process_started_ms,
 )
 from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord
 from fastpose.text import clean_str
@@ -191,7 +191,7 @@ class JournalStore(JournalReader):
             "heartbeat_at": now,
             "pid": pid,
             "host": socket.gethostname(),
-            "proc_start": process_start_ticks(pid) or None,
+            "proc_start": process_started_ms(pid) or None,
             "username": _username(),
             "command": clean_str(command if command is not None else " ".join(sys.argv)),
             "cwd": clean_str(os.getcwd()),
