@@ -65,6 +65,26 @@ def test_build_config_needs_a_name_and_refuses_unknown_keys(tmp_path):
         build_config(None, {"name": "X", "train.limit_train_batches": 0})
 
 
+def test_every_config_field_is_typed_and_a_wrong_type_names_the_key_and_the_file(tmp_path):
+    """check_type covers every field: each annotation is one it knows, and a value of the wrong type for
+    any key of a TOML file is one ConfigError naming that key and the file."""
+    import dataclasses
+
+    config = RunConfig()
+    fields = [("", f) for f in dataclasses.fields(config) if not dataclasses.is_dataclass(getattr(config, f.name))]
+    fields += [(f"{section}.", f) for section in ("data", "model", "loss", "train")
+               for f in dataclasses.fields(getattr(config, section))]
+    assert {p + f.name for p, f in fields} == set(config.flat())
+    for prefix, f in fields:
+        assert {k.strip() for k in str(f.type).split("|")} <= {"int", "float", "str", "bool", "None"}, f
+        section, _, key = (prefix + f.name).rpartition(".")
+        path = tmp_path / f"wrong_{f.name}.toml"
+        path.write_text((f"[{section}]\n" if section else "") + f"{key} = [1]\n")
+        with pytest.raises(ConfigError) as info:
+            build_config(path, {"name": "X"})
+        assert repr(prefix + f.name) in str(info.value) and path.name in str(info.value)
+
+
 def test_trainer_argument_helpers():
     assert parse_devices("2") == 2 and parse_devices("0,1") == [0, 1] and parse_devices("auto") == "auto"
     assert _limit(1.0) == 1.0 and isinstance(_limit(1.0), float)  # all batches
