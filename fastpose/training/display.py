@@ -61,12 +61,23 @@ class ConsoleReport(pl.Callback):
 
         from fastpose.text import safe_console
 
+        sys.stdout.flush()  # the progress bar's last frame (stdout) before this line (stderr)
         safe_console(stderr=True).print(text, soft_wrap=True)
         sys.stderr.flush()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self._print(model_summary(getattr(pl_module, "model", pl_module), self.config))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run starts from the best its checkpoint callback restored (``best-epochNNN.ckpt``)."""
+        import re
+
+        for callback in trainer.checkpoint_callbacks:
+            score = getattr(callback, "best_model_score", None)
+            found = re.search(r"best-epoch(\d+)", str(getattr(callback, "best_model_path", "")))
+            if getattr(callback, "monitor", None) == self.monitor and score is not None and found:
+                self.best = (float(score), int(found.group(1)))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:

@@ -6,14 +6,14 @@ rotation's axes, labelled with the object's rotation error in degrees). Axes are
 half the object's largest extent long, projected with the pinhole ``intrinsics``: origin ``K t``, tip
 ``K (t + R e_i L)``. The predicted rotation is drawn at the true translation, so the two tiles differ only
 by rotation. A ground-truth object the network missed (no detection matched it) gets no axes in the
-predicted tile, only a grey ring at its projected centre and the word ``missed``.
+predicted tile, only an orange ring at its projected centre and the word ``missed``.
 
 Readable at small image sizes: each tile is the image scaled up to ``tile_size`` pixels (4x for 64 px
 images, nearest neighbour: the pixels the network saw), and the axes, rings and text are drawn on a
 transparent layer ``SUPERSAMPLE`` times larger, downsampled with Lanczos (antialiased lines) and laid over
 the images; axes are ``LINE_WIDTH`` output pixels wide.
 
-The rotation errors come from the caller (``fastpose.training.callbacks.predicted_rotations``, which uses
+The rotation errors come from the caller (``fastpose.training.tblog.predicted_rotations``, which uses
 ``fastpose.pose.metrics.rotation_error_deg``: the metric's own definition, y-axis rule for symmetric
 classes included).
 """
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 AXIS_COLOURS = ((235, 40, 40), (40, 205, 40), (60, 110, 255))  # x, y, z
-MISSED_COLOUR = (150, 150, 150)
+MISSED_COLOUR = (255, 170, 0)  # orange: none of the axis colours
 TEXT_COLOUR = (255, 255, 255)
 CAPTIONS = ("ground truth", "predicted")
 SUPERSAMPLE = 2
@@ -170,7 +170,7 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
                         err = float(error_deg[b, k]) if error_deg is not None else math.nan
                         text = f"{err:.0f}°" if math.isfinite(err) else "?°"
                 box = _place_label(draw, text, origin, label_font, (ox, oy, ox + tile * s, oy + tile * s), s)
-                draw.text(box[:2], text, fill=TEXT_COLOUR if not missed else (220, 220, 220), font=label_font,
+                draw.text(box[:2], text, fill=TEXT_COLOUR if not missed else MISSED_COLOUR, font=label_font,
                           stroke_width=max(1, s), stroke_fill=(0, 0, 0))
                 panel.labels.append(PanelLabel(b, k, column, text,
                                                _out_box(draw.textbbox(box[:2], text, font=label_font), s)))

@@ -195,6 +195,8 @@ GROUPS = (
       "[Callback]InterruptCheckpoint")),
     ("journal (metrics, heartbeat)", ("[Callback]JournalCallback",)),
     ("TensorBoard pose panel (drawing, image)", ("[Callback]PoseImages",)),
+    ("TensorBoard per-step losses and HParams", ("[Callback]StepLosses", "[Callback]HParamsSummary")),
+    ("console (epoch line, model summary, progress bar)", ("[Callback]ConsoleReport", "[Callback]ProgressBar")),
 )
 
 
