@@ -124,6 +124,8 @@ def model_summary(model: Any, config: RunConfig) -> str:
     stride = {3: "to stride 16 (layer4 not built)", 4: "to stride 32"}.get(levels, "")
     weights = m.weights or "scratch"
     head = f"model {type(model).__name__}: {m.backbone} encoder {stride} from {weights}, decoder width {m.decoder_channels}"
+    if getattr(m, "rotation", None):
+        head += f", {m.rotation} rotation head"
     size = " + ".join(f"{k} {_count(v)}" for k, v in parts.items())
     frozen = "" if trainable == total else f", {_count(total - trainable)} frozen"
     return f"{head}\n  {_count(total)} parameters ({size}{frozen}; {total * 4 / 2**20:.1f} MB as float32)"
