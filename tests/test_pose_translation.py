@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from fastpose.pose.evaluation import PoseEvaluation, detect
 from fastpose.pose.translation import (
-    back_project, group_mean, project, recover_translation, translation_losses,
+    IRLS_STEPS, VOTE_SIGMA, back_project, group_mean, project, recover_translation, translation_losses,
 )
 
 
@@ -150,3 +150,52 @@ def test_one_convention_renderer_and_nocs_loader(tmp_path) -> None:
     assert torch.allclose(loader[0]["intrinsics"], ds.intrinsics)
     (tmp_path / "val" / "scene_1" / "0000_intrinsics.txt").unlink()
     assert loader.intrinsics_native(stem)[0, 2] == CAMERA_K[0, 2] + 0.5 == 320.0
+
+
+def _recover_translation_reference(out: dict, pixel, instance, image_k, class_k, intrinsics):
+    """``recover_translation`` as first written (advanced indexing per field): the reference of the faster one."""
+    B, _, H, W = out["centre"].shape
+    n = image_k.numel()
+    image, p = pixel // (H * W), pixel % (H * W)
+    scale = torch.tensor([W, H], dtype=torch.float32)
+    uv = torch.stack([(p % W).float() + 0.5, (p // W).float() + 0.5], 1)
+    votes = uv + out["centre"].flatten(2)[image, :, p].float() * scale
+    centre = group_mean(votes, instance, n)
+    for _ in range(IRLS_STEPS):
+        d2 = ((votes - centre.index_select(0, instance)) ** 2).sum(1)
+        centre = group_mean(votes, instance, n, 1.0 / (1.0 + d2 / (VOTE_SIGMA * W) ** 2))
+    log_z = group_mean(out["log_depth"].flatten(2)[image, :, p].float(), instance, n)[:, 0]
+    chan = (class_k.index_select(0, instance) - 1).clamp_min(0)[:, None] * 3 + torch.arange(3)
+    log_size = group_mean(out["log_size"].flatten(2)[image[:, None], chan, p[:, None]].float(), instance, n)
+    t = back_project(centre, log_z.exp(), intrinsics.float().index_select(0, image_k))
+    return t, log_size.exp(), centre
+
+
+def test_detect_is_bit_identical_to_the_reference_on_any_thread_count_and_layout(synthetic_batch) -> None:
+    """A real batch through a seeded network: the gathers through memory give the reference's numbers bit for
+    bit, in NCHW and channels-last, and ``detect`` gives the same detections whatever the thread count
+    (it runs on one intra-op thread on CPU and leaves the caller's count as it was)."""
+    from fastpose.pose.model import FastPoseNet
+
+    b = synthetic_batch
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = FastPoseNet(backbone="resnet18").eval()(b["image"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        det = detect(out, b["intrinsics"])
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        det1 = detect(out, b["intrinsics"])
+    finally:
+        torch.set_num_threads(threads)
+    assert det["score"].numel() > 0 and set(det) == set(det1)
+    assert all(torch.equal(det[k], det1[k]) for k in det)
+    args = (det["pixel"], det["pixel_instance"], det["image"], det["class_id"], b["intrinsics"])
+    want = _recover_translation_reference(out, *args)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        o = {k: v.contiguous(memory_format=layout) if v.dim() == 4 else v for k, v in out.items()}
+        got = recover_translation(o, *args)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert torch.equal(det["trans"], want[0]) and torch.equal(det["size"], want[1])

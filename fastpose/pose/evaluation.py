@@ -256,6 +256,12 @@ class PoseEvaluation(Metric):
         self.add_state("gt_missed", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, det: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
+        from fastpose.pose.indexing import single_threaded  # (looked up per call: the benchmark swaps it)
+
+        with single_threaded(det["score"].device):  # small passes: see ``detect``
+            self._update(det, batch)
+
+    def _update(self, det: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
         gt = ground_truth(batch)
         m = match_detections(det, gt)
         self.score.append(det["score"].float())
@@ -321,10 +327,13 @@ def detect(out: dict[str, Tensor], intrinsics: Tensor | None = None, min_pixels:
     """Detections from network outputs: ``fastpose.pose.aggregate.predicted_instances`` (image, class_id,
     score, quat for every rotation representation (6D and 9D also give rot), area, instance_map), plus
     ``trans`` (K, 3) and ``size`` (K, 3) when the network predicts them (see ``fastpose.pose.translation``),
-    recovered with the batch's ``intrinsics`` (B, 3, 3), and the projected centre ``centre_uv`` (K, 2)."""
+    recovered with the batch's ``intrinsics`` (B, 3, 3), and the projected centre ``centre_uv`` (K, 2). On
+    CPU it runs on one intra-op thread (``single_threaded``: its hundreds of small passes lose more at the
+    threads' barriers than they gain, badly so on a busy machine)."""
     from fastpose.pose.aggregate import predicted_instances
+    from fastpose.pose.indexing import single_threaded  # (looked up per call: the benchmark swaps it)
 
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded(out["mask_logits"].device):
         det = predicted_instances(out, min_pixels)
         if "centre" in out and intrinsics is not None:
             from fastpose.pose.translation import recover_translation

@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-from fastpose.pose.aggregate import _gt_foreground
+from fastpose.pose.aggregate import _gt_foreground, _pixel_elements
 from fastpose.pose.indexing import flat_nonzero
 
 VOTE_SIGMA = 0.03  # Cauchy scale of the centre votes' robust mean, in image widths (about 2 px at 64 px)
@@ -78,6 +78,20 @@ def _pixel_uv(flat: Tensor, H: int, W: int) -> Tensor:
 def _gather(field: Tensor, image: Tensor, pixel: Tensor) -> Tensor:
     """(P, K) values of ``field`` (B, K, H, W) at ``image`` (P,) and in-image pixel ``pixel`` (P,)."""
     return field.flatten(2)[image, :, pixel]
+
+
+def _pixel_channels(field: Tensor, pixel: Tensor, image: Tensor, width: int, first: Tensor | None = None) -> Tensor:
+    """(P, width) values of ``field`` (B, K, H, W) at flat pixels ``pixel`` (P,) ``b * H * W + p`` of images
+    ``image`` (P,) = ``b``, channels ``first .. first + width - 1`` (``first`` (P,), default 0).
+
+    The same values as ``_gather`` (and ``field[image, first + j, p]``), read by one ``index_select`` on the
+    tensor's memory (an NCHW or channels-last one is not copied): several times faster on CPU than advanced
+    indexing."""
+    elements, offset, sk = _pixel_elements(field, pixel, image)
+    if first is not None:
+        offset = offset + first.to(offset.dtype) * sk
+    idx = offset[:, None] + torch.arange(0, width * sk, sk, dtype=offset.dtype, device=pixel.device)
+    return elements.index_select(0, idx.reshape(-1)).view(-1, width)
 
 
 def _wide(x: Tensor) -> Tensor:
@@ -131,18 +145,17 @@ def recover_translation(out: dict[str, Tensor], pixel: Tensor, instance: Tensor,
     if n == 0:
         z = torch.zeros(0, 3, device=dev)
         return z, z.clone(), torch.zeros(0, 2, device=dev)
-    image, p = pixel // (H * W), pixel % (H * W)
+    image = pixel // (H * W)
     scale = torch.tensor([W, H], dtype=torch.float32, device=dev)
-    votes = _pixel_uv(pixel, H, W) + _gather(out["centre"], image, p).float() * scale
+    votes = _pixel_uv(pixel, H, W) + _pixel_channels(out["centre"], pixel, image, 2).float() * scale
     centre = group_mean(votes, instance, n)
     sigma = VOTE_SIGMA * W
     for _ in range(IRLS_STEPS):
         d2 = ((votes - centre.index_select(0, instance)) ** 2).sum(1)
         centre = group_mean(votes, instance, n, 1.0 / (1.0 + d2 / sigma ** 2))
-    log_z = group_mean(_gather(out["log_depth"], image, p).float(), instance, n)[:, 0]
-    cls = class_k.index_select(0, instance)
-    chan = (cls - 1).clamp_min(0)[:, None] * 3 + torch.arange(3, device=dev)
-    log_size = group_mean(out["log_size"].flatten(2)[image[:, None], chan, p[:, None]].float(), instance, n)
+    log_z = group_mean(_pixel_channels(out["log_depth"], pixel, image, 1).float(), instance, n)[:, 0]
+    first = (class_k.index_select(0, instance) - 1).clamp_min(0) * 3  # the instance's class field
+    log_size = group_mean(_pixel_channels(out["log_size"], pixel, image, 3, first).float(), instance, n)
     K = intrinsics.float().index_select(0, image_k)
     t = back_project(centre, log_z.exp(), K)
     return t, log_size.exp(), centre
