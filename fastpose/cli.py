@@ -50,6 +50,7 @@ _TRAIN_KEYS = {
     "rotations": "data.rotations",
     "max_objects": "data.max_objects",
     "num_workers": "data.num_workers",
+    "render_device": "data.render_device",
     "data_seed": "data.seed",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
@@ -97,6 +98,9 @@ def train(
     rotations: Annotated[Optional[str], _opt("Synthetic poses: so3 | tabletop.")] = None,
     max_objects: Annotated[Optional[int], _opt("Objects per synthetic image: 1..N.")] = None,
     num_workers: Annotated[Optional[int], _opt("DataLoader worker processes.")] = None,
+    render_device: Annotated[Optional[str], _opt(
+        "Where synthetic batches are rendered: auto (on the training device when it is a GPU, else in the "
+        "DataLoader) | loader | accelerator.")] = None,
     data_seed: Annotated[Optional[int], _opt("Synthetic data seed (independent of --seed).")] = None,
     epochs: Annotated[Optional[int], _opt("Training epochs.")] = None,
     batch_size: Annotated[Optional[int], _opt("Batch size (per device).")] = None,

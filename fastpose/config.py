@@ -35,6 +35,7 @@ ROTATIONS = ("so3", "tabletop")
 # stage chooses its hyper-parameters so that the split its final table is scored on never chose anything.
 SPLIT_SEED_OFFSET = {"train": 0, "val": 1, "test": 2, "tune": 3}
 VAL_SPLITS = ("val", "tune")
+RENDER_DEVICES = ("auto", "loader", "accelerator")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
 
 
@@ -66,6 +67,10 @@ class DataConfig:
     val_split: str = "val"  # the split validation (and so the best checkpoint) uses: val | tune (synthetic
     #                         only; a sweep's [tune] stage sets it, see SPLIT_SEED_OFFSET)
     num_workers: int = 0  # DataLoader worker processes
+    render_device: str = "auto"  # where synthetic batches are ray-cast: loader (in the DataLoader: its workers,
+    #                              or this process without) | accelerator (sampled in the loader, ray-cast on
+    #                              the training device) | auto (accelerator on a GPU, loader on the CPU);
+    #                              the same images either way (fastpose/training/datamodule.py)
     seed: int = 0  # synthetic data seed (train uses it, validation seed+1); kept apart from train.seed so
     #                runs with different training seeds are compared on identical data
 
@@ -170,6 +175,9 @@ class RunConfig:
         _choice("val-split", d.val_split, VAL_SPLITS)
         if d.val_split != "val" and d.dataset != "synthetic":
             raise ConfigError(f"--val-split {d.val_split} exists for the synthetic dataset only; {d.dataset} has val")
+        _choice("render-device", d.render_device, RENDER_DEVICES)
+        if d.render_device == "accelerator" and d.dataset != "synthetic":
+            raise ConfigError(f"--render-device accelerator renders synthetic data; --dataset {d.dataset} is read from disk")
         _choice("precision", str(t.precision), PRECISIONS)
         for label, value in (
             ("image-size", d.image_size),

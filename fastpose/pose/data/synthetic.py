@@ -285,18 +285,29 @@ class SyntheticPoseDataset(Dataset):
         self.size, self.image_size, self.seed = size, image_size, seed
         self.rotations, self.max_objects = rotations, max_objects
         self.intrinsics = intrinsics_for(image_size)
-        s = image_size
+        self._constants: dict[torch.device, dict[str, Tensor]] = {}
+
+    def _on(self, device: torch.device) -> dict[str, Tensor]:
+        """The renderer's constant tensors on ``device`` (made on the CPU, then copied; cached per device)."""
+        device = torch.device(device)
+        if device not in self._constants:
+            with torch.device("cpu"):  # whatever the caller's default device
+                self._constants[device] = {k: v.to(device) for k, v in self._constants_on_cpu().items()}
+        return self._constants[device]
+
+    def _constants_on_cpu(self) -> dict[str, Tensor]:
         from fastpose.pose.translation import pixel_rays
 
+        s = self.image_size
         # Ray per pixel centre (u + 0.5, v + 0.5) with z = 1, so the ray parameter of a hit is its depth.
-        self._rays = pixel_rays(self.intrinsics, s, s).float()
-        self._rays_t = self._rays.T.contiguous()  # (3, HW)
-        self._grain = torch.from_numpy(  # fixed, so that every sample stays a function of (seed, index)
-            np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03)
-        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        rays = pixel_rays(self.intrinsics, s, s).float()
+        # The grain is fixed, so that every sample stays a function of (seed, index).
+        grain = np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
-        self._grid = (xx, yy)
+        return dict(rays=rays, rays_t=rays.T.contiguous(), grain=torch.from_numpy(grain), xx=xx, yy=yy,
+                    mean=torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), std=torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                    kinds=torch.from_numpy(_KINDS).float(), intrinsics=self.intrinsics,
+                    symmetric=torch.tensor(SYMMETRIC_CLASSES))
 
     def __len__(self) -> int:
         return self.size
@@ -308,15 +319,30 @@ class SyntheticPoseDataset(Dataset):
         return self.render(indices)
 
     def render(self, indices) -> list[dict[str, Tensor]]:
-        """The samples at ``indices`` (any order, repeats allowed), rendered together."""
+        """The samples at ``indices`` (any order, repeats allowed), rendered together on the CPU."""
+        indices = [int(i) for i in indices]
+        if not indices:
+            return []
+        columns = self.render_scenes(self.scenes(indices))
+        per_sample = {k: v.unbind(0) for k, v in columns.items() if k != "intrinsics"}  # views, one call per field
+        return [{**{k: v[b] for k, v in per_sample.items()}, "intrinsics": self.intrinsics.clone()}
+                for b in range(len(indices))]
+
+    def scenes(self, indices) -> dict[str, Tensor]:
+        """Stage 1 of rendering, on the CPU (numpy): every random choice of the samples at ``indices``, packed
+        into a dict of CPU tensors (``SCENE_KEYS``: per image, per object, per primitive). Small: a
+        ``DataLoader`` (or its workers) can hand it over and ``render_scenes`` ray-casts it on any device."""
         indices = [int(i) for i in indices]
         for index in indices:
             if not 0 <= index < self.size:
                 raise IndexError(index)
-        if not indices:
-            return []
         scenes = [self._sample(np.random.default_rng(np.random.SeedSequence([self.seed, i]))) for i in indices]
-        return self._render(scenes)
+        return self._pack(scenes)
+
+    def render_batch(self, indices, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        """The samples at ``indices`` as one collated batch (what ``default_collate(render(indices))`` gives),
+        ray-cast on ``device``."""
+        return self.render_scenes({k: v.to(device) for k, v in self.scenes(indices).items()})
 
     # ------------------------------------------------------------------ scene sampling
     def _sample(self, rng: np.random.Generator) -> dict:
@@ -363,19 +389,12 @@ class SyntheticPoseDataset(Dataset):
         return objects
 
     # ------------------------------------------------------------------ rendering
-    def _render(self, scenes: list[dict]) -> list[dict[str, Tensor]]:
-        """Ray-cast ``len(scenes)`` images at once.
-
-        Shapes: B images, O objects, P primitives (all images together), N (primitive, pixel) pairs that
-        survive culling, F visible surface pixels. ``key = image * H * W + pixel`` addresses a pixel of
-        the batch. Objects and primitives are stored in image order.
-        """
-        s, M, HW = self.image_size, self.max_objects, self.image_size ** 2
-        B = len(scenes)
+    @staticmethod
+    def _pack(scenes: list[dict]) -> dict[str, Tensor]:
+        """``scenes`` (``_sample``'s dicts) as CPU tensors: per image (B, ...), per object (O, ...) and per
+        primitive (P, ...), objects and primitives in image order (keys: ``SCENE_KEYS``). The float64 numpy
+        geometry is composed here and rounded to float32 once."""
         objects = [ob for sc in scenes for ob in sc["objects"]]
-        O = len(objects)
-        img_o = torch.tensor([b for b, sc in enumerate(scenes) for _ in sc["objects"]])
-        slot_o = torch.tensor([k for sc in scenes for k in range(len(sc["objects"]))])
         # Every primitive of every object, in camera coordinates (float64 numpy per object, then float32).
         kinds, rots, cens, halfs, cols, n_prim = [], [], [], [], [], []
         for ob in objects:
@@ -386,19 +405,58 @@ class SyntheticPoseDataset(Dataset):
             halfs.append(half * ob["scale"])
             cols.append(colour)
             n_prim.append(len(kind))
-        Rp = torch.from_numpy(np.concatenate(rots)).float()  # (P,3,3) primitive -> camera
-        cp = torch.from_numpy(np.concatenate(cens)).float()  # (P,3)
-        ap = torch.from_numpy(np.concatenate(halfs)).float()  # (P,3) half-extents
-        table = torch.from_numpy(_KINDS[np.concatenate(kinds)]).float()  # (P,3,3)
-        mq, lo, hi = table[:, 0], table[:, 1], table[:, 2]
-        n_prim_t = torch.tensor(n_prim)
-        own_p = torch.repeat_interleave(torch.arange(O), n_prim_t)  # (P,) owning object
         R_np = np.stack([ob["R"] for ob in objects])
-        R_obj = torch.from_numpy(R_np).float()  # (O,3,3) object -> camera
-        obj_t = torch.from_numpy(np.stack([ob["t"] for ob in objects])).float()  # (O,3)
-        size_obj = torch.from_numpy(np.stack([ob["size"] for ob in objects])).float()  # (O,3)
-        quat_obj = rotmat_to_quat(torch.from_numpy(R_np)).float()  # (O,4) canonical, from the float64 matrices
-        cls_obj = torch.tensor([ob["cls"] for ob in objects])  # (O,)
+        f32 = torch.float32
+        return {
+            # per image
+            "light": torch.tensor([sc["light"] for sc in scenes], dtype=f32),  # (B,3) direction, not unit
+            "ambient": torch.tensor([sc["ambient"] for sc in scenes], dtype=f32),  # (B,)
+            "brightness": torch.tensor([sc["brightness"] for sc in scenes], dtype=f32),  # (B,)
+            "colours": torch.from_numpy(np.stack([sc["colours"] for sc in scenes]).astype(np.float32)),  # (B,2,3)
+            "angle": torch.tensor([sc["angle"] for sc in scenes], dtype=f32),  # (B,) gradient direction
+            "low": torch.from_numpy(np.stack([sc["low"] for sc in scenes]).astype(np.float32)),  # (B,3,5,5)
+            "stripes": torch.tensor([sc["stripes"] for sc in scenes], dtype=f32),  # (B,4) freq, angle, phase, amp
+            "grain": torch.from_numpy(np.stack([sc["grain"] for sc in scenes])).long(),  # (B,2) offsets (y, x)
+            # per object
+            "obj_image": torch.tensor([b for b, sc in enumerate(scenes) for _ in sc["objects"]]),  # (O,)
+            "obj_slot": torch.tensor([k for sc in scenes for k in range(len(sc["objects"]))]),  # (O,)
+            "obj_class": torch.tensor([ob["cls"] for ob in objects]),  # (O,)
+            "obj_rot": torch.from_numpy(R_np).float(),  # (O,3,3) object -> camera
+            "obj_trans": torch.from_numpy(np.stack([ob["t"] for ob in objects])).float(),  # (O,3)
+            "obj_size": torch.from_numpy(np.stack([ob["size"] for ob in objects])).float(),  # (O,3)
+            "obj_quat": rotmat_to_quat(torch.from_numpy(R_np)).float(),  # (O,4) canonical, from the float64 matrices
+            "obj_parts": torch.tensor(n_prim),  # (O,) primitives of each object
+            # per primitive
+            "prim_kind": torch.from_numpy(np.concatenate(kinds)).long(),  # (P,) row of _KINDS
+            "prim_rot": torch.from_numpy(np.concatenate(rots)).float(),  # (P,3,3) primitive -> camera
+            "prim_centre": torch.from_numpy(np.concatenate(cens)).float(),  # (P,3)
+            "prim_half": torch.from_numpy(np.concatenate(halfs)).float(),  # (P,3) half-extents
+            "prim_colour": torch.from_numpy(np.concatenate(cols)).float(),  # (P,3) albedo
+        }
+
+    def render_scenes(self, scenes: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Stage 2 of rendering: ray-cast packed ``scenes`` (``scenes()``) on the device they are on; returns
+        the collated batch (B, ...) of the keys in ``docs/ARCHITECTURE.md``.
+
+        Shapes: B images, O objects, P primitives (all images together), N (primitive, pixel) pairs that
+        survive culling, F visible surface pixels. ``key = image * H * W + pixel`` addresses a pixel of
+        the batch. Objects and primitives are stored in image order. Every tensor is made on the scenes'
+        device (tested on the CPU with factories defaulting to the ``meta`` device); the result does not
+        depend on the device beyond float rounding of ``sqrt``, ``sin``, ``cos`` and division.
+        """
+        s, M, HW = self.image_size, self.max_objects, self.image_size ** 2
+        dev = scenes["obj_image"].device
+        const = self._on(dev)
+        B = scenes["light"].shape[0]
+        O = scenes["obj_image"].shape[0]
+        img_o, slot_o = scenes["obj_image"], scenes["obj_slot"]
+        Rp, cp, ap = scenes["prim_rot"], scenes["prim_centre"], scenes["prim_half"]
+        table = const["kinds"].index_select(0, scenes["prim_kind"])  # (P,3,3)
+        mq, lo, hi = table[:, 0], table[:, 1], table[:, 2]
+        n_prim_t = scenes["obj_parts"]
+        own_p = torch.repeat_interleave(torch.arange(O, device=dev), n_prim_t)  # (P,) owning object
+        R_obj, obj_t, size_obj = scenes["obj_rot"], scenes["obj_trans"], scenes["obj_size"]
+        quat_obj, cls_obj = scenes["obj_quat"], scenes["obj_class"]
 
         # Cull: each primitive's bounding sphere (centre cp, radius |ap|) projects into a pixel rectangle
         # (the exact x and y ranges of the sphere's image, widened to whole pixels); the (primitive, pixel)
@@ -414,8 +472,8 @@ class SyntheticPoseDataset(Dataset):
             ranges.append((first, (hi_px.clamp(-1, s).ceil().long().clamp(-1, s - 1) - first + 1).clamp_min(0)))
         (x0, w), (y0, h) = ranges
         count = w * h
-        prim = torch.repeat_interleave(torch.arange(len(count)), count)  # (N,) pairs, primitive by primitive
-        local = torch.arange(prim.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        prim = torch.repeat_interleave(torch.arange(len(count), device=dev), count)  # (N,) pairs, primitive by primitive
+        local = torch.arange(prim.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
         wp = w.index_select(0, prim)
         pix = (y0.index_select(0, prim) + local // wp) * s + x0.index_select(0, prim) + local % wp
         img_p = img_o.index_select(0, own_p)  # (P,) image of each primitive
@@ -430,7 +488,7 @@ class SyntheticPoseDataset(Dataset):
         origin = _matvec(to_unit, -cp)  # (P,3) the camera centre in each unit frame
         packed = torch.cat([to_unit.reshape(-1, 9), origin, mq.clamp_min(1e-6), lo, hi], 1).T.contiguous()
         G = packed.index_select(1, prim)  # (21,N)
-        r = self._rays_t.index_select(1, pix)  # (3,N)
+        r = const["rays_t"].index_select(1, pix)  # (3,N)
         Dir = torch.stack([G[3 * i] * r[0] + G[3 * i + 1] * r[1] + G[3 * i + 2] * r[2] for i in range(3)])
         o, m = G[9:12], G[12:15]
         Dm = Dir * m
@@ -454,10 +512,10 @@ class SyntheticPoseDataset(Dataset):
         t_hit = t_in.masked_fill(~hit, _INF)
         # z-buffer: the nearest hit per pixel of the batch; exact ties go to the first primitive (object, then
         # part order within an image, so independent of the rest of the batch).
-        nearest = torch.full((B * HW,), _INF).scatter_reduce(0, key, t_hit, "amin")
+        nearest = torch.full((B * HW,), _INF, device=dev).scatter_reduce(0, key, t_hit, "amin")
         cand = flat_nonzero(hit & (t_hit == nearest.index_select(0, key)))
         cand_key, cand_prim = key.index_select(0, cand), prim.index_select(0, cand)
-        first_prim = torch.full((B * HW,), len(count), dtype=torch.long).scatter_reduce(0, cand_key, cand_prim, "amin")
+        first_prim = torch.full((B * HW,), len(count), dtype=torch.long, device=dev).scatter_reduce(0, cand_key, cand_prim, "amin")
         w = cand.index_select(0, flat_nonzero(cand_prim == first_prim.index_select(0, cand_key)))  # (F,) winners
         key_f, depth_f, prim_f = key.index_select(0, w), t_hit.index_select(0, w), prim.index_select(0, w)
         own = own_p.index_select(0, prim_f)  # (F,) object of each visible pixel
@@ -477,41 +535,41 @@ class SyntheticPoseDataset(Dataset):
         n_cam = n_cam / _dot3(n_cam, n_cam).sqrt().clamp_min(1e-9)[:, None]
 
         # Shading: Lambertian with a per-image light and ambient term.
-        light = torch.tensor([sc["light"] for sc in scenes], dtype=torch.float32)
+        light = scenes["light"]
         light = light / _dot3(light, light).sqrt()[:, None]
-        ambient = torch.tensor([sc["ambient"] for sc in scenes], dtype=torch.float32)[img_f]
+        ambient = scenes["ambient"][img_f]
         shade = ambient + (1 - ambient) * _dot3(n_cam, light[img_f]).clamp_min(0)
-        brightness = torch.tensor([sc["brightness"] for sc in scenes], dtype=torch.float32)[img_f]
-        albedo = torch.from_numpy(np.concatenate(cols)).float()[prim_f] * brightness[:, None]
+        brightness = scenes["brightness"][img_f]
+        albedo = scenes["prim_colour"][prim_f] * brightness[:, None]
         # Paint: blend each surface's albedo with its object-frame normal as a colour (only the y part for
         # the symmetric classes, which keeps them symmetric), so faces of one part differ: orientation cue.
         nrm_obj = _mat_t_vec(R_obj[own], n_cam)
-        sym = torch.tensor([ob["cls"] in SYMMETRIC_CLASSES for ob in objects])[own, None]
+        sym = torch.isin(cls_obj, const["symmetric"])[own, None]
         tint = 0.5 + 0.5 * torch.where(sym, nrm_obj[:, 1:2].expand(-1, 3), nrm_obj)
         colour = (((1 - _FACE_TINT) * albedo + _FACE_TINT * tint) * shade[:, None]).clamp(0, 1)
 
         # Background: gradient + low-frequency noise + stripes + grain, per image.
-        xx, yy = self._grid
-        c0, c1 = torch.from_numpy(np.stack([sc["colours"] for sc in scenes]).astype(np.float32)).unbind(1)
-        ang = torch.tensor([sc["angle"] for sc in scenes], dtype=torch.float32).view(B, 1, 1, 1)
+        xx, yy = const["xx"], const["yy"]
+        c0, c1 = scenes["colours"].unbind(1)
+        ang = scenes["angle"].view(B, 1, 1, 1)
         g = (torch.cos(ang) * xx + torch.sin(ang) * yy) * 0.5 + 0.5
         bg = c0.view(B, 3, 1, 1) + (c1 - c0).view(B, 3, 1, 1) * g
-        low = torch.from_numpy(np.stack([sc["low"] for sc in scenes]).astype(np.float32))
+        low = scenes["low"]
         bg = bg + torch.nn.functional.interpolate(low, size=(s, s), mode="bilinear", align_corners=True)
-        freq, sang, phase, amp = torch.tensor([sc["stripes"] for sc in scenes], dtype=torch.float32).view(B, 4, 1, 1, 1).unbind(1)
+        freq, sang, phase, amp = scenes["stripes"].view(B, 4, 1, 1, 1).unbind(1)
         bg = bg + amp * torch.sin(freq * (torch.cos(sang) * xx + torch.sin(sang) * yy) + phase)
-        bg = bg + torch.stack([self._grain[:, oy:oy + s, ox:ox + s] for oy, ox in (sc["grain"] for sc in scenes)])
+        bg = bg + torch.stack([const["grain"][:, oy:oy + s, ox:ox + s] for oy, ox in scenes["grain"].tolist()])
         rgb = bg.clamp(0, 1).permute(1, 0, 2, 3).reshape(3, B * HW)
         rgb[:, key_f] = colour.T
-        image = (rgb.view(3, B, s, s).transpose(0, 1) - self._mean) / self._std
+        image = (rgb.view(3, B, s, s).transpose(0, 1) - const["mean"]) / const["std"]
 
         # Per-pixel ground truth: one scatter of [class, instance, depth, nocs(3), quaternion(4)].
         slot1 = slot_o + 1
-        pts = self._rays[key_f % HW] * depth_f[:, None]  # camera points (F,3)
+        pts = const["rays"][key_f % HW] * depth_f[:, None]  # camera points (F,3)
         p_obj = _mat_t_vec(R_obj[own], pts - obj_t[own])
         diag = _dot3(size_obj, size_obj).sqrt()
         nocs = (p_obj / diag[own, None] + 0.5).clamp(0, 1)
-        fields = torch.zeros(10, B * HW)
+        fields = torch.zeros(10, B * HW, device=dev)
         fields[:, key_f] = torch.cat([cls_obj[own, None].float(), slot1[own, None].float(), depth_f[:, None],
                                       nocs, quat_obj[own]], dim=1).T
         fields = fields.view(10, B, s, s).transpose(0, 1)  # (B,10,s,s)
@@ -520,7 +578,7 @@ class SyntheticPoseDataset(Dataset):
         valid_obj = torch.bincount(own, minlength=O) > 0
 
         def slots(x: Tensor) -> Tensor:  # (O, ...) -> (B, M, ...), zeros where not valid
-            out = torch.zeros((B, M) + x.shape[1:], dtype=x.dtype)
+            out = torch.zeros((B, M) + x.shape[1:], dtype=x.dtype, device=dev)
             out[img_o, slot_o] = x * valid_obj.view((-1,) + (1,) * (x.dim() - 1))
             return out
 
@@ -534,5 +592,19 @@ class SyntheticPoseDataset(Dataset):
                 "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj)}
         columns = {"image": image, "class_mask": fields[:, 0].long(), "instance_mask": fields[:, 1].long(),
                    "quaternion_map": fields[:, 6:10], "nocs": fields[:, 3:6], "depth": fields[:, 2], **inst}
-        per_sample = {k: v.unbind(0) for k, v in columns.items()}  # views, one call per field
-        return [{**{k: v[b] for k, v in per_sample.items()}, "intrinsics": self.intrinsics.clone()} for b in range(B)]
+        return {**columns, "intrinsics": const["intrinsics"].expand(B, 3, 3).clone()}
+
+
+class SceneSampler(Dataset):
+    """A ``SyntheticPoseDataset``'s scenes without their rendering: ``__getitems__(indices)`` returns
+    ``dataset.scenes(indices)`` (packed CPU tensors), to be ray-cast where the model trains
+    (``dataset.render_scenes``, after the batch moved there)."""
+
+    def __init__(self, dataset: SyntheticPoseDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        return self.dataset.scenes(indices)
