@@ -131,6 +131,30 @@ def test_synthetic_batched_rendering_is_bit_identical_to_one_by_one() -> None:
         ds.render([1, 40])
 
 
+def test_scenes_ray_cast_on_their_device_give_the_loader_batch() -> None:
+    """``render_device=accelerator`` splits rendering: the loader samples ``scenes`` (CPU tensors) and the
+    training device ray-casts them. The batch equals the loader path's collated batch bit for bit, and every
+    tensor of the ray cast is made on the scenes' device: with factories defaulting to the ``meta`` device,
+    a tensor made without ``device=`` would be a meta tensor and the result could not equal the CPU one
+    (the stand-in, on a CPU-only machine, for ray-casting on a GPU)."""
+    from fastpose.pose.data.synthetic import SceneSampler
+    from fastpose.training.datamodule import _scenes_batch
+
+    ds = SyntheticPoseDataset(40, image_size=32, seed=4, rotations="tabletop", max_objects=3)
+    indices = [7, 0, 39, 7, 12]
+    want = torch.utils.data.default_collate(ds.render(indices))
+    scenes = ds.scenes(indices)
+    assert all(v.device.type == "cpu" for v in scenes.values())
+    with torch.device("meta"):
+        got = ds.render_scenes(scenes)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].device.type == "cpu" and got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+    loader = torch.utils.data.DataLoader(SceneSampler(ds), batch_size=5, collate_fn=_scenes_batch)
+    batch = ds.render_scenes(next(iter(loader))["scenes"])
+    assert torch.equal(batch["image"], ds.render_batch(range(5))["image"])
+
+
 def test_synthetic_covers_classes_counts_and_sizes() -> None:
     ds = SyntheticPoseDataset(60, image_size=32, seed=0, max_objects=2)
     classes, counts = set(), set()

@@ -208,6 +208,8 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
      ["--loss qloss does not fit --rotation 6d", "geodesic | chordal"]),
     ("unknown backbone", ["train", "--name", "X", "--backbone", "vgg16"], {}, ["unknown backbone", "resnet18"]),
     ("unknown dataset", ["train", "--name", "X", "--dataset", "coco"], {}, ["unknown dataset", "synthetic"]),
+    ("unknown render device", ["train", "--name", "X", "--render-device", "cuda"], {},
+     ["unknown render-device", "accelerator"]),
     ("missing data root", ["train", "--name", "X", "--dataset", "nocs"], {}, ["--data-root"]),
     ("data root not a dir", ["train", "--name", "X", "--dataset", "nocs", "--data-root", "/nonexistent/nocs"], {},
      ["/nonexistent/nocs"]),

@@ -16,7 +16,11 @@ differ: a painted-on orientation cue that helps a small network read rotation fr
 background is a colour gradient with low-frequency noise, stripes and grain.
 
 Many images are rendered in one vectorised pass (``SyntheticPoseDataset.render``; a ``DataLoader`` calls it
-with a whole batch through ``__getitems__``): each primitive's bounding sphere is projected to a pixel
+with a whole batch through ``__getitems__``), in two stages: ``scenes(indices)`` draws every random choice
+(numpy, on the CPU) and packs them into small tensors, and ``render_scenes(scenes)`` ray-casts them in torch
+on the device the scenes are on (the training device under ``data.render_device = accelerator``, where the
+loader only samples; ``render_batch(indices, device)`` does both). In the ray cast each primitive's
+bounding sphere is projected to a pixel
 rectangle, the (primitive, pixel) pairs of all rectangles of all images are intersected together, and a
 scatter-min per pixel is the z-buffer. Only
 element-wise arithmetic, gathers, scatters and exact minima touch a sample, so it comes out bit-identical
