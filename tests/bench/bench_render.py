@@ -85,18 +85,19 @@ def train_rates(args: argparse.Namespace) -> None:
     from fastpose.config import RunConfig
 
     results = {s: [] for s in SETUPS}
-    images = args.epochs * 1280
+    images = args.epochs * args.train_size
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.train_repeats):
             for mode, workers in SETUPS:
                 config = RunConfig().override({
                     "name": "BENCH", "train.epochs": args.epochs, "train.progress_bar": False,
+                    "data.train_size": args.train_size,
                     "data.render_device": mode, "data.num_workers": workers}).validate()
                 wall, cpu = fastpose_run(config, Path(tmp) / f"{mode}-{workers}-{r}")
                 results[(mode, workers)].append((images / wall, images / cpu))
                 print(f"  repeat {r + 1}: render_device={mode}, {workers} worker(s): {images / wall:6.1f} images/s wall "
                       f"({wall:.1f} s), {images / cpu:6.1f} per CPU second of the training process", flush=True)
-    print(f"training, `fastpose train` at the demo's size (1,280 x 64x64 images an epoch, 128 validation, batch 16, "
+    print(f"training, `fastpose train` ({args.train_size} x 64x64 images an epoch (the demo: 1,280), 128 validation, batch 16, "
           f"{args.epochs} epoch(s), {torch.get_num_threads()} torch threads): images/s, median of "
           f"{args.train_repeats} interleaved repeat(s) (wall; CPU of the training process, workers not counted)")
     for (mode, workers), rows in results.items():
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256, help="images per round and variant")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-size", type=int, default=1280, help="training images an epoch (the demo's: 1280)")
     parser.add_argument("--train-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training")
     parser.add_argument("--no-train", action="store_true", help="rendering rates only")
