@@ -1,6 +1,6 @@
 """Synthetic rendering rate beside the training rate, and where to render (``data.render_device``, workers).
 
-    python tests/bench/bench_render.py [--rounds 5] [--train-repeats 1] [--no-train]
+    python tests/bench/bench_render.py [--rounds 5] [--train-repeats 1] [--train-size 1280] [--no-train|--no-render]
 
 1. Rendering, at the demo's image size and batch (64x64, batch 16, tabletop poses, 1-3 objects), on 1 and
    on 2 torch threads, interleaved round by round (each round renders ``--images`` images per variant):
@@ -9,12 +9,14 @@
    - ``ray cast``: the device's part under ``render_device=accelerator`` (``render_scenes``), here on the CPU.
    Images per second of wall time and of process CPU time (the steadier on a shared machine).
 2. Training, ``fastpose train`` at the demo's size (1,280 training images of 64x64, 128 validation, batch
-   16; torch's default threads) for ``--epochs`` epoch(s), in four set-ups run interleaved: rendering in
+   16; torch's default threads; ``--train-size`` images an epoch) for ``--epochs`` epoch(s), in four set-ups
+   run interleaved: rendering in
    the training process (``loader``, 0 workers: the default), in one DataLoader worker (``loader``, 1
    worker), on the training device after the transfer (``accelerator``, 0 workers: here the CPU too), and
    the scenes sampled in a worker and ray-cast on the device (``accelerator``, 1 worker). Images per
    second over the run's training span (on_train_start to on_train_end: the epochs with their validation).
-   The four give the same batches bit for bit (``tests/test_training.py``), so only time differs.
+   The four give the same batches at this size (bit for bit; ``tests/test_training.py`` checks the last
+   against the first at 32 px), so only time differs.
 
 No GPU figures: this machine has none. On a GPU, ``render_device=auto`` ray-casts there; that rate is not
 measured here.
@@ -115,8 +117,10 @@ def main() -> None:
     parser.add_argument("--train-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for training")
     parser.add_argument("--no-train", action="store_true", help="rendering rates only")
+    parser.add_argument("--no-render", action="store_true", help="training rates only")
     args = parser.parse_args()
-    render_rates(args)
+    if not args.no_render:
+        render_rates(args)
     if not args.no_train:
         train_rates(args)
 
