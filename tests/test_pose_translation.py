@@ -142,7 +142,7 @@ def test_one_convention_renderer_and_nocs_loader(tmp_path) -> None:
     from fastpose.pose.translation import pixel_rays
 
     ds = SyntheticPoseDataset(1, image_size=32)
-    assert torch.equal(ds._rays, pixel_rays(ds.intrinsics, 32, 32).float())
+    assert torch.equal(ds._on("cpu")["rays"], pixel_rays(ds.intrinsics, 32, 32).float())  # the renderer's rays
     assert torch.allclose(pixel_rays(ds.intrinsics, 32, 32)[0], torch.tensor([-15.5 / 32, -15.5 / 32, 1], dtype=torch.float64))
     stem = export_nocs_layout(ds, tmp_path, "val")[0]
     assert np.loadtxt(f"{stem}_intrinsics.txt")[0, 2] == 15.5  # written in OpenCV's convention
