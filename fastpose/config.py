@@ -69,7 +69,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes
     render_device: str = "auto"  # where synthetic batches are ray-cast: loader (in the DataLoader: its workers,
     #                              or this process without) | accelerator (sampled in the loader, ray-cast on
-    #                              the training device) | auto (accelerator on a GPU, loader on the CPU);
+    #                              the training device) | auto (accelerator, except loader on a CPU with
+    #                              DataLoader workers);
     #                              the same images either way (fastpose/training/datamodule.py)
     seed: int = 0  # synthetic data seed (train uses it, validation seed+1); kept apart from train.seed so
     #                runs with different training seeds are compared on identical data

@@ -280,12 +280,12 @@ def test_one_checkpoint_file_per_epoch_end_linked_under_every_name(two_runs):
 def test_the_same_seed_gives_the_same_numbers(two_runs, tmp_path):
     """Deterministic on the CPU: the same command and seed reproduce every journaled number exactly (what the
     loss study's "run it twice, get the same table" rests on), wherever the images are rendered: the rerun
-    samples its scenes in a DataLoader worker and ray-casts them on the training device
-    (``--render-device accelerator --num-workers 1``), the first run renders in its loader in-process."""
+    renders in a DataLoader worker (``--render-device loader --num-workers 1``), the first run with the default
+    (``auto``: without workers on the CPU, scenes sampled in the loader and ray-cast on the training device)."""
     home, repo, _ = two_runs
     again = tmp_path / "again"
     proc = fastpose(again, "train", "--name", "CMP_A", "--epochs", "2", "--lr", "1e-3", "--note", "baseline", *TINY,
-                    "--render-device", "accelerator", "--num-workers", "1", cwd=repo)
+                    "--render-device", "loader", "--num-workers", "1", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     first, second = store_at(home), store_at(again)
     a, b = (s.metric_history(s.resolve("CMP_A").id) for s in (first, second))
