@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from fastpose.journal.metrics import HEADLINE
+from fastpose.journal.metrics import DEFAULT_MONITOR, HEADLINE, direction, run_primary
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
 from fastpose.text import finite_json, lit, strict_json, visible
 
@@ -87,9 +87,11 @@ def short_metric(name: str) -> str:
     return name.split("/", 1)[-1]
 
 
-def headline(summaries: dict[str, MetricSummary], n: int = 3) -> list[tuple[str, float]]:
-    """The metrics the daily log shows for a run: the HEADLINE ones it has, else its first few."""
-    names = [m for m in HEADLINE if m in summaries] or sorted(summaries)
+def headline(summaries: dict[str, MetricSummary], primary: str | None = None, n: int = 4) -> list[tuple[str, float]]:
+    """The metrics a one-line summary of a run shows (final values): its primary metric (``train.monitor``),
+    the miss rate, the median errors and both losses, those it logged; else its first few."""
+    wanted = (primary or DEFAULT_MONITOR, *ALWAYS, *WIDE_EXTRA)
+    names = [m for m in dict.fromkeys(wanted) if m in summaries] or sorted(summaries)
     return [(m, summaries[m].final) for m in names[:n]]
 
 
@@ -209,38 +211,156 @@ def load_daily_log(
     return DailyLog(reader, runs, day_notes)
 
 
+# What the daily log shows of each run beside its primary metric: the miss rate always (a rotation error
+# or an AP means little without it), and on a wide terminal (``WIDE`` columns or more) the best primary
+# value, the median errors and both losses, named in full so train/loss and val/loss are never confused.
+ALWAYS = ("val/miss_rate",)
+WIDE = 120
+WIDE_EXTRA = ("val/rot_err_median", "val/trans_err_median_cm", "val/loss", "train/loss")
+_LABEL = re.compile(r"^\d\d-\d\d-\d\d/\d\d-\d\d-(?P<rest>.*)$")
+
+
+def label_parts(run: RunRecord) -> list[str] | None:
+    """``[DATASET, BACKBONE, WEIGHTS(, N)]`` of a label ``YY-MM-DD/HH-MM-NAME-DATASET-BACKBONE-WEIGHTS(-N)``;
+    None for a label not in that form (the whole label is then shown)."""
+    m = _LABEL.match(run.label)
+    if not m or not m.group("rest").startswith(run.name + "-"):
+        return None
+    return m.group("rest")[len(run.name) + 1 :].split("-")
+
+
+def differing_labels(runs: list[RunRecord]) -> dict[int, tuple[str, str]]:
+    """What each run's label adds to its NAME, time and day, as ``(suffix, parts)``: a same-minute suffix
+    (``-2``) always, and the label parts that are not the same for every run shown (dataset, backbone,
+    weights). A label not in the lab's form is shown whole, as ``parts``."""
+    labels = {r.id: label_parts(r) for r in runs}
+    parsed = [p for p in labels.values() if p is not None]
+    varying = [i for i in range(3) if len({tuple(p[i : i + 1]) for p in parsed}) > 1]
+    out = {}
+    for run in runs:
+        p = labels[run.id]
+        if p is None:
+            out[run.id] = ("", run.label)
+        else:
+            suffix = "".join(f"-{v}" for v in p[3:])
+            out[run.id] = (suffix, "-".join(p[i] for i in varying if i < len(p)))
+    return out
+
+
+class _Column:
+    def __init__(self, header: str, justify: str = "left") -> None:
+        self.header, self.justify, self.cells = header, justify, []
+
+    @property
+    def width(self) -> int:
+        return max([len(self.header)] + [c.cell_len for c in self.cells])
+
+
 def render_daily_log(log: DailyLog, console: Console) -> None:
-    from rich.table import Table
+    """The daily log, one line per run, its notes and crash line wrapped under it.
+
+    Time, id, status (whole), duration, the run's primary metric (its ``train.monitor``: final value) and the
+    miss rate never wrap and are never cut; only the run column (NAME and what its label adds) folds, so the
+    line fits the terminal at 80 columns. From ``WIDE`` columns on, more metrics follow.
+    """
     from rich.text import Text
 
     if not log.runs and not log.day_notes:
         console.print(Text("No runs or notes in the journal match.", style="dim"))
         return
+    width = console.width
+    wide = width >= WIDE
+    gap = 2 if wide else 1
+    runs = [r for day in log.ordered_days() for r in log.days.get(day, [])]
+    primaries = {r.id: run_primary(r.config, log.summaries[r.id]) for r in runs}
+    one_primary = len(set(primaries.values())) == 1
+    shown = differing_labels(runs)
+
+    def value(run: RunRecord, name: str, kind: str = "final") -> str:
+        s = log.summaries[run.id].get(name)
+        return "-" if s is None else fmt_value(getattr(s, kind))
+
+    def arrow(name: str) -> str:
+        return "↓" if direction(name) == "min" else "↑"
+
+    first = primaries[runs[0].id] if runs else DEFAULT_MONITOR
+    cols = {"time": _Column("time"), "id": _Column("id", "right"), "run": _Column("run"),
+            "status": _Column("status"), "took": _Column("took", "right"),
+            "primary": _Column(f"{first} {arrow(first)}" if one_primary else "primary (train.monitor)", "right")}
+    if wide:
+        cols["best"] = _Column("best", "right")
+    extra = ALWAYS + (WIDE_EXTRA if wide else ())
+    for name in extra:
+        shown_name = name if "loss" in name else short_metric(name)  # train/loss and val/loss stay apart
+        cols[name] = _Column(f"{shown_name} {arrow(name)}", "right")
+    lines: dict[int, dict[str, Text]] = {}
+    for run in runs:
+        primary = primaries[run.id]
+        name = lit(run.name, "bold", newlines=False)
+        suffix, parts = shown[run.id]
+        name.append_text(lit(suffix, "bold", newlines=False))
+        if parts:
+            name.append(" ")
+            name.append_text(lit(parts, "dim", newlines=False))
+        if run.parent_id:
+            name.append(f" ↻#{run.parent_id}", style="dim")
+        cells = {
+            "time": Text(f"{local(run.started_at):%H:%M}"),
+            "id": Text(f"#{run.id}", style="dim"),
+            "run": name,
+            "status": lit(run.status, STATUS_STYLE.get(run.status, "")),
+            "took": Text(fmt_duration(run.duration_s)),
+            "primary": lit(value(run, primary) if one_primary else f"{primary} {value(run, primary)}", "bold"),
+        }
+        if wide:
+            cells["best"] = Text(value(run, primary, "best"))
+        for metric in extra:
+            cells[metric] = Text(value(run, metric))
+        for key, cell in cells.items():
+            if key != "run":
+                cols[key].cells.append(cell)
+        lines[run.id] = cells
+    fixed = sum(c.width for k, c in cols.items() if k != "run") + gap * (len(cols) - 1)
+    run_w = max(8, min(width - fixed, max([len("run")] + [c["run"].cell_len for c in lines.values()])))
+    indent = cols["time"].width + cols["id"].width + 2 * gap
+
+    def line(cells: dict[str, Text]) -> list[Text]:
+        """One run's row; the run column folds onto continuation rows when it is longer than its width."""
+        pieces = cells["run"].divide(range(run_w, cells["run"].cell_len, run_w)) if cells["run"].cell_len > run_w \
+            else [cells["run"]]
+        rows = []
+        for n, piece in enumerate(pieces):
+            row = Text(no_wrap=True, overflow="ignore")
+            for i, (key, col) in enumerate(cols.items()):
+                cell = piece if key == "run" else (cells[key] if n == 0 else Text(""))
+                w = run_w if key == "run" else col.width
+                pad = " " * max(0, w - cell.cell_len)
+                if i:
+                    row.append(" " * gap)
+                row.append_text(Text(pad) + cell if col.justify == "right" else cell + Text(pad))
+            rows.append(row)
+        return rows
+
+    def under(text: str, style: str, left: int = indent) -> None:
+        """A note or crash line under its run, wrapped to the terminal, indented to the run column."""
+        for piece in lit(text, style).wrap(console, max(20, width - left), overflow="fold"):
+            piece.rstrip()
+            console.print(Text(" " * left) + piece, soft_wrap=True)
+
+    header = line({k: Text(c.header, style="dim") for k, c in cols.items()})[0]
+    console.print(header, soft_wrap=True)
     for day in log.ordered_days():
         console.print(Text(f"{day:%Y-%m-%d %A}", style="bold underline"))
-        runs = log.days.get(day, [])
-        if runs:
-            table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
-            for col in ("time", "id", "label", "status", "duration", "metrics"):
-                table.add_column(col, no_wrap=col != "metrics")
-            for run in runs:
-                metrics = "  ".join(f"{short_metric(n)} {fmt_value(v)}" for n, v in headline(log.summaries[run.id]))
-                table.add_row(
-                    f"{local(run.started_at):%H:%M}",
-                    f"#{run.id}",
-                    lit(run.label),
-                    lit(run.status, STATUS_STYLE.get(run.status, "")),
-                    fmt_duration(run.duration_s),
-                    lit(metrics),
-                )
-                last = last_traceback_line(run)
-                if last:
-                    table.add_row("", "", lit(f"  ✗ {last}", "red"), "", "", "")
-                for note in log.notes[run.id]:
-                    table.add_row("", "", lit(f"  ✎ {note.text}", "italic"), "", "", "")
-            console.print(table)
+        for run in log.days.get(day, []):
+            for row in line(lines[run.id]):
+                console.print(row, soft_wrap=True)
+            last = last_traceback_line(run)
+            if last:
+                under(f"✗ {last}", "red")
+            for note in log.notes[run.id]:
+                under(f"✎ {note.text}", "italic")
         for note in log.day_notes.get(day, []):
-            console.print(lit(f"  ✎ {local(note.created_at):%H:%M} {note.text}", "italic"))
+            under(f"✎ {local(note.created_at):%H:%M} {note.text}", "italic", 2)
         console.print()
 
 
@@ -250,7 +370,8 @@ def daily_log_markdown(log: DailyLog, title: str = "fastpose journal") -> str:
     for day in log.ordered_days():
         out += [f"## {day:%Y-%m-%d %A}", ""]
         for run in log.days.get(day, []):
-            metrics = ", ".join(f"{n} {fmt_value(v)}" for n, v in headline(log.summaries[run.id], n=4))
+            summaries = log.summaries[run.id]
+            metrics = ", ".join(f"{n} {fmt_value(v)}" for n, v in headline(summaries, run_primary(run.config, summaries)))
             line = f"- **{local(run.started_at):%H:%M}** `{run.label}` (#{run.id}) — {run.status}, {fmt_duration(run.duration_s)}"
             if metrics:
                 line += f" — {metrics}"
