@@ -68,6 +68,7 @@ class Comparison:
     notes: dict[int, list[Any]]
     metrics: list[str] = field(default_factory=list)
     parents: dict[int, list[int]] = field(default_factory=dict)  # run id -> ids it was resumed from, parent first
+    source: dict[int, Any] = field(default_factory=dict)  # run id -> SourceState | None (the fastpose code)
 
     ancestry: dict[int, dict[str, list[tuple[int | None, float]]]] = field(default_factory=dict)
     # run id -> name -> [(epoch, value)] of the runs it was resumed from (parent first), for epochs before its own
@@ -133,14 +134,48 @@ class Comparison:
         return inherited, own
 
     def code(self) -> list[str]:
+        """Each run's working-directory code relative to run #1's (``code_relation``; "-" for run #1)."""
         first = self.git[self.runs[0].id]
         return ["-" if i == 0 else code_relation(first, self.git[r.id]) for i, r in enumerate(self.runs)]
+
+    def source_git(self, run: Any) -> Any:
+        """The git state of the fastpose checkout the run ran (with the diff, which is kept with the working
+        directory's when the two are one repository); None when fastpose was no checkout or not recorded."""
+        source = self.source.get(run.id)
+        if source is None or not source.is_repo:
+            return None
+        if source.same_as_cwd and self.git.get(run.id) is not None:
+            from dataclasses import replace
+
+            return replace(source, diff=self.git[run.id].diff)
+        return source
+
+    def source_code(self) -> list[str]:
+        """Each run's fastpose code relative to run #1's: version and checkout (``code_relation``)."""
+        first = self.runs[0]
+        out = []
+        for i, run in enumerate(self.runs):
+            if i == 0:
+                out.append("-")
+                continue
+            a, b = self.source.get(first.id), self.source.get(run.id)
+            if a is None or b is None:
+                out.append("unknown")
+                continue
+            relation = code_relation(self.source_git(first), self.source_git(run))
+            if relation == "unknown" and a.version and b.version:  # installed packages: compare versions
+                relation = "same" if a.version == b.version else "other version"
+            elif a.version != b.version and relation == "same":
+                relation = "other version"
+            out.append(relation)
+        return out
 
     # -- JSON
     def to_json(self) -> dict[str, Any]:
         from fastpose.journal.views import run_to_json
 
         runs = []
+        source_relations = self.source_code()
         for run, code in zip(self.runs, self.code()):
             item = run_to_json(run, summaries=self.summaries[run.id], notes=self.notes[run.id])
             for kind in ("final", "best"):  # every metric of the comparison, null where this run has no value
@@ -151,6 +186,12 @@ class Comparison:
             item["epochs"] = len(epochs)
             item["epoch_range"] = [epochs[0], epochs[-1]] if epochs else None
             item["code_vs_first"] = code
+            source = self.source.get(run.id)
+            item["fastpose"] = None if source is None else {
+                "version": source.version, "location": source.location, "git_checkout": source.is_repo,
+                "commit": source.commit, "dirty": source.dirty if source.is_repo else None,
+                "same_as_cwd": source.same_as_cwd, "error": source.error}
+            item["fastpose_vs_first"] = source_relations[len(runs)]
             runs.append(item)
         metrics = {}
         for name in self.metrics:
@@ -233,11 +274,17 @@ def load_comparison(refs: list[str], reader: Any = None) -> Comparison:
         git={r.id: parent_git(reader, r) for r in runs},
         notes=reader.run_notes(ids),
         parents=parents,
+        source={r.id: _source_state(reader, r.id) for r in runs},
         ancestry=ancestry,
     )
 
 
 MAX_CHAIN = 20
+
+
+def _source_state(reader: Any, run_id: int) -> Any:
+    getter = getattr(reader, "source_state", None)
+    return getter(run_id) if getter is not None else None
 
 
 def _history(reader: Any, run_id: int) -> dict[str, list[tuple[int | None, float]]]:
@@ -340,7 +387,8 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
 
 
 def render_code(cmp: Comparison, console: Console) -> None:
-    """Which code each run ran: the git state of its working directory, relative to run #1's."""
+    """Which code each run ran: the git state of its working directory and the fastpose code (version,
+    checkout), each relative to run #1's."""
     from rich.table import Table
 
     from fastpose.text import lit
@@ -348,8 +396,22 @@ def render_code(cmp: Comparison, console: Console) -> None:
     code = Table(title="code", title_justify="left", box=None, pad_edge=False)
     code.add_column("")
     code.add_column("working directory (git)", overflow="fold")
-    for i, (run, relation) in enumerate(zip(cmp.runs, cmp.code()), 1):
-        code.add_row(f"#{i}", lit(_git_cell(cmp.git[run.id], relation if i > 1 else None)))
+    code.add_column("fastpose", overflow="fold")
+    for i, (run, relation, source_relation) in enumerate(zip(cmp.runs, cmp.code(), cmp.source_code()), 1):
+        source = cmp.source.get(run.id)
+        if source is None:
+            fastpose = "not recorded"
+        else:
+            fastpose = source.version or "?"
+            if source.is_repo and source.commit:
+                fastpose += f" {source.commit[:10]}" + (" dirty" if source.dirty else "")
+                if source.same_as_cwd:
+                    fastpose += " (= working directory)"
+            else:
+                fastpose += " (installed, no checkout)"
+        if i > 1:
+            fastpose += f" ({source_relation} vs #1)"
+        code.add_row(f"#{i}", lit(_git_cell(cmp.git[run.id], relation if i > 1 else None)), lit(fastpose))
     console.print(code)
 
 

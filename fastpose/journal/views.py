@@ -395,8 +395,8 @@ def daily_log_markdown(log: DailyLog, title: str = "fastpose journal") -> str:
 
 
 def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
-    """Everything about a run: what, where, config, git (diff stat), traceback, metric history."""
-    from rich.json import JSON
+    """Everything about a run: what and where, its notes (with ids), the config values that differ from the
+    defaults (then the whole config), the code it ran, its traceback, its checkpoints and its metrics."""
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
@@ -406,14 +406,20 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     head.add_column(style="bold")
     head.add_column()
     status = lit(run.status, STATUS_STYLE.get(run.status, ""))
+    where = f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"
+    if run.status == "running":
+        beat = local(run.heartbeat_at)
+        position = ("running", f"{where}; last heartbeat {beat:%H:%M:%S}" if beat else where)
+    else:
+        position = ("ended at", where)
     rows: list[tuple[str, Any]] = [
         ("id", str(run.id)),
         ("name", run.name),
         ("status", status),
         ("started", f"{local(run.started_at):%Y-%m-%d %H:%M:%S}"),
         ("ended", f"{local(run.ended_at):%Y-%m-%d %H:%M:%S}" if run.ended_at else "-"),
-        ("duration", fmt_duration(run.duration_s)),
-        ("stopped at", f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"),
+        ("duration", fmt_duration(run.duration_s) + (" so far" if run.status == "running" else "")),
+        position,
         ("host / pid", f"{run.host} / {run.pid}  (user {run.username})"),
         ("command", run.command or "-"),
         ("cwd", run.cwd or "-"),
@@ -431,11 +437,79 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
     for note in reader.notes(run.id):
         console.print(lit(f"✎ #{note.id} {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
 
-    console.print(Text("config", style="bold"))
-    console.print(JSON(strict_json(run.config)))
-
+    render_config(run.config, console)
     git = reader.git_state(run.id)
-    console.print(Text("git", style="bold"))
+    render_git(git, console)
+    render_source(reader.source_state(run.id), console)
+
+    if run.traceback or run.status == "crashed":
+        console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
+        console.print(Syntax(visible(run.traceback or ""), "pytb", word_wrap=True, background_color="default"))
+
+    render_checkpoints(run, console)
+    summaries = reader.metric_summaries([run.id])[run.id]
+    history: dict[str, list[float]] = defaultdict(list)
+    for point in reader.metric_history(run.id):
+        history[point.name].append(point.value)
+    render_metrics(summaries, history, run_primary(run.config, summaries), console)
+
+
+def config_against_defaults(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``[(key, value, default)]`` for the run's config values that differ from today's defaults (the run's
+    name aside); ``default`` is ``KeyError`` for a key today's config no longer has."""
+    from fastpose.compare import flatten
+    from fastpose.config import RunConfig
+
+    defaults = RunConfig().flat()
+    out = []
+    for key, value in flatten(config).items():
+        if key == "name":
+            continue
+        default = defaults.get(key, KeyError)
+        if default is KeyError or value != default:
+            out.append((key, value, default))
+    return out
+
+
+def render_config(config: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.config import toml_text
+
+    changed = config_against_defaults(config)
+    title = f"config: {len(changed)} value{'s' if len(changed) != 1 else ''} not the default (*), then all of it"
+    console.print(Text(title, style="bold"))
+    if changed:
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+        for col in ("mark", "key", "value", "default"):
+            table.add_column(col, overflow="fold")
+        for key, value, default in changed:
+            shown_default = "(not a config key today)" if default is KeyError else f"(default {_toml_or_none(default)})"
+            table.add_row(Text("*", style="yellow"), lit(key, "bold"), lit(_toml_or_none(value), "yellow"),
+                          lit(shown_default, "dim"))
+        console.print(table)
+    marked = {key for key, _, _ in changed}
+    text = toml_text(config or {})
+    section = ""
+    for line in text.splitlines():  # the whole config as TOML (what --config reads), changed keys marked
+        if line.startswith("["):
+            section = line.strip("[]") + "."
+        key = line.split(" = ", 1)[0].lstrip("# ")
+        mark = "* " if section + key in marked or key in marked and not section else "  "
+        console.print(Text("  ") + Text(mark, style="yellow") + lit(line, "dim" if mark == "  " else ""), soft_wrap=True)
+
+
+def _toml_or_none(value: Any) -> str:
+    from fastpose.config import _toml_value
+
+    return "none" if value is None else _toml_value(value)
+
+
+def render_git(git: Any, console: Console, title: str = "git (working directory)") -> None:
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"))
     if git is None:
         console.print("  not recorded")
     elif not git.is_repo or git.commit is None:
@@ -451,29 +525,168 @@ def render_run(run: RunRecord, reader: JournalReader, console: Console) -> None:
         if git.untracked:
             console.print(lit(f"  untracked: {', '.join(git.untracked)}"))
 
-    if run.traceback or run.status == "crashed":
-        console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
-        console.print(Syntax(visible(run.traceback or ""), "pytb", word_wrap=True, background_color="default"))
 
-    summaries = reader.metric_summaries([run.id])[run.id]
-    history: dict[str, list[float]] = defaultdict(list)
-    for point in reader.metric_history(run.id):
-        history[point.name].append(point.value)
-    if summaries or history:
-        table = Table(title="metrics", title_justify="left", title_style="bold")
-        for col, justify in (("metric", "left"), ("n", "right"), ("final", "right"), ("best", "right"),
-                             ("best epoch", "right"), ("history", "left")):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for name in sorted(set(summaries) | set(history)):
-            s = summaries.get(name)
-            table.add_row(
-                lit(name),
-                str(len(history[name])),
-                fmt_value(s.final) if s else "-",
-                f"{fmt_value(s.best)} ({s.direction})" if s else "-",
-                "-" if s is None or s.best_epoch is None else str(s.best_epoch),
-                sparkline(history[name]),
-            )
-        console.print(table)
-    else:
+def render_source(source: Any, console: Console) -> None:
+    """The fastpose code the run ran: version, where it was imported from, its checkout's git state."""
+    from rich.text import Text
+
+    console.print(Text("fastpose (the code the run ran)", style="bold"))
+    if source is None:
+        console.print(Text("  not recorded (a run journaled before revision 0007)", style="dim"))
+        return
+    console.print(lit(f"  version {source.version or '?'}, imported from {source.location or '?'}"))
+    if not source.is_repo or source.commit is None:
+        console.print(lit(f"  {source.error or 'not a git checkout'}", "dim"))
+        return
+    head = lit(f"  {source.commit}  {source.branch or '(detached HEAD)'}  ")
+    head.append("dirty" if source.dirty else "clean", style="yellow" if source.dirty else "green")
+    if source.same_as_cwd:
+        head.append("  (the working directory's repository, above)", style="dim")
+    console.print(head)
+    if source.same_as_cwd:
+        return
+    if source.message:
+        console.print(lit(f"  {source.message.splitlines()[0]}", "dim"))
+    for path, added, removed in diff_stat(source.diff):
+        console.print(lit(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
+    if source.untracked:
+        console.print(lit(f"  untracked: {', '.join(source.untracked)}"))
+
+
+def checkpoint_files(run_dir: str | None) -> list[tuple[str, str, int, str | None]] | None:
+    """``[(kind, file name, bytes, same file as)]`` of a run's checkpoints: best, last, periodic, then others
+    (an interrupted write's temporary file); None when the run directory is not on this machine. Names that
+    are hard links to one file (one file per epoch end, linked under each name) say so."""
+    import os
+    from pathlib import Path
+
+    if not run_dir:
+        return None
+    folder = Path(run_dir) / "checkpoints"
+    if not Path(run_dir).is_dir():
+        return None
+    try:
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    except OSError:
+        return []
+    order = {"best": 0, "last": 1, "periodic": 2, "other": 3}
+    out, seen = [], {}
+    rows = []
+    for path in entries:
+        name = path.name
+        kind = ("best" if name.startswith("best") and name.endswith(".ckpt") else "last" if name == "last.ckpt"
+                else "periodic" if re.fullmatch(r"epoch\d+\.ckpt", name) else "other")
+        rows.append((order[kind], natural_key_str(name), kind, path))
+    for _, _, kind, path in sorted(rows):
+        st = os.stat(path)
+        same = seen.get((st.st_dev, st.st_ino))
+        seen.setdefault((st.st_dev, st.st_ino), path.name)
+        out.append((kind, path.name, st.st_size, same))
+    return out
+
+
+def natural_key_str(name: str) -> tuple:
+    from fastpose.journal.metrics import natural_key
+
+    return natural_key(name)
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def render_checkpoints(run: RunRecord, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    files = checkpoint_files(run.run_dir)
+    if files is None:
+        console.print(Text("checkpoints", style="bold"))
+        console.print(lit(f"  run directory not on this machine ({run.run_dir or 'none recorded'}; host {run.host})", "dim"))
+        return
+    if not files:
+        console.print(Text("checkpoints", style="bold"))
+        console.print(Text("  none", style="dim"))
+        return
+    unique = {}
+    for _, name, size, same in files:
+        if same is None:
+            unique[name] = size
+    table = Table(title=f"checkpoints ({fmt_bytes(sum(unique.values()))} on disk)", title_justify="left",
+                  title_style="bold", box=None, pad_edge=False)
+    for col, justify in (("kind", "left"), ("file", "left"), ("size", "right"), ("", "left")):
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for kind, name, size, same in files:
+        table.add_row(kind, lit(name), fmt_bytes(size), lit(f"same file as {same}", "dim") if same else "")
+    console.print(table)
+
+
+def render_metrics(summaries: dict[str, MetricSummary], history: dict[str, list[float]], primary: str,
+                   console: Console) -> None:
+    """One row per metric, primary first, then grouped (``metric_order``): count, final, best with its epoch,
+    and the history as a sparkline between its min and max. Per-class values in a table of their own."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.journal.metrics import metric_group, metric_order
+
+    names = metric_order(set(summaries) | set(history), primary)
+    if not names:
         console.print(Text("no metrics logged", style="dim"))
+        return
+    per_class = [n for n in names if metric_group(n) == "per class"]
+    table = Table(title="metrics (final, best; history min ▁▂▃▄▅▆▇█ max, oldest left)", title_justify="left",
+                  title_style="bold", box=None, pad_edge=False)
+    for col, justify in (("metric", "left"), ("", "left"), ("n", "right"), ("final", "right"), ("best", "right"),
+                         ("at epoch", "right"), ("min", "right"), ("history", "left"), ("max", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "metric")  # type: ignore[arg-type]
+    group = None
+    for name in names:
+        if name in per_class:
+            continue
+        if metric_group(name) != group and name != primary:
+            if group is not None:
+                table.add_section()
+            group = metric_group(name)
+        s = summaries.get(name)
+        values = history.get(name, [])
+        finite = [v for v in values if math.isfinite(v)]
+        table.add_row(
+            lit(name, "bold" if name == primary else ""),
+            "↓" if direction(name) == "min" else "↑",
+            str(len(values)),
+            fmt_value(s.final) if s else "-",
+            fmt_value(s.best) if s else "-",
+            "-" if s is None or s.best_epoch is None else str(s.best_epoch),
+            fmt_value(min(finite)) if finite else "-",
+            Text(sparkline(values, width=30), style="cyan"),
+            fmt_value(max(finite)) if finite else "-",
+        )
+    console.print(table)
+    if per_class:
+        render_per_class(per_class, summaries, console)
+
+
+def render_per_class(names: list[str], summaries: dict[str, MetricSummary], console: Console) -> None:
+    """Per-class final values: one row per metric, one column per class."""
+    from rich.table import Table
+
+    from fastpose.journal.metrics import metric_order
+
+    bases = metric_order({n.rsplit("/", 1)[0] for n in names})
+    classes = sorted({n.rsplit("/", 1)[1] for n in names})
+    table = Table(title="per class (final)", title_justify="left", title_style="bold", box=None, pad_edge=False)
+    table.add_column("metric")
+    for cls in classes:
+        table.add_column(lit(cls), justify="right")
+    for base in bases:
+        cells = []
+        for cls in classes:
+            s = summaries.get(f"{base}/{cls}")
+            cells.append("-" if s is None else fmt_value(s.final))
+        table.add_row(lit(base), *cells)
+    console.print(table)

@@ -205,11 +205,12 @@ def _run(
             prepare_error = exc
 
         from fastpose.journal.db import journal_home
-        from fastpose.journal.git import capture_git
+        from fastpose.journal.git import capture_git, capture_source
         from fastpose.journal.store import JournalStore
 
         store = store or JournalStore.open()
         git = capture_git(cwd)
+        source = capture_source(cwd)  # the fastpose code itself, when it is a git checkout (editable install)
         label, run_dir, dir_error = _make_run_dir(journal_home(), config.label())
         try:
             run = store.start_run(
@@ -222,6 +223,7 @@ def _run(
                 versions=_versions(),
                 parent_id=parent.id if parent is not None else None,
                 checkpoint=str(ckpt_path) if ckpt_path else None,
+                source=source,
             )
         except BaseException:
             _remove_empty_run_dir(run_dir)  # never a run directory without a journal row
