@@ -243,6 +243,8 @@ class RunConfig:
         )
 
 
+DEFAULTS: dict[str, Any] = RunConfig().flat()  # every key's default (``train --help`` shows them)
+
 # Config keys that change only what a run displays, not what it trains (compare leaves them out).
 DISPLAY_KEYS = ("train.progress_bar", "train.log_images")
 
@@ -300,18 +302,28 @@ def _toml_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def build_config(file: str | Path | None = None, updates: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the TOML ``file``, then ``updates`` (dotted keys, e.g. the command-line options given).
+def build_config(file: str | Path | None = None, updates: dict[str, Any] | None = None, *,
+                 base: dict[str, Any] | None = None, require_name: bool = True) -> RunConfig:
+    """Defaults, then ``base`` (another run's stored config: ``train --from``), then the TOML ``file``, then
+    ``updates`` (dotted keys, e.g. the command-line options given).
 
-    The run needs a name from the file or the updates; the result is validated.
+    The run needs a name from ``base``, the file or the updates (unless ``require_name`` is False); the
+    result is validated.
     """
     data = load_toml(file) if file is not None else {}
+    config = RunConfig()
+    if base is not None:
+        try:
+            config = RunConfig.from_dict(base)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in the config of the --from run)") from None
     try:
-        config = RunConfig.from_dict(data)
+        config = _merge(config, data)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {file})") from None
     config = config.override(updates or {})
-    if "name" not in data and "name" not in (updates or {}):
+    named = "name" in data or "name" in (updates or {}) or (base is not None and "name" in base)
+    if require_name and not named:
         raise ConfigError('a run needs a name: pass --name NAME (or set name = "..." in the config file)')
     return config.validate()
 

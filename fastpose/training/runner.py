@@ -114,14 +114,16 @@ def train(
     cwd: str | Path | None = None,
     tags: tuple[str, ...] = (),
     sweep_cell: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> Outcome:
     """Start a journaled training run of ``config``, tagged with ``tags``; ``sweep_cell``
-    (``{"sweep": row id, "cell": {axis: value}}``) records it as a cell of a sweep."""
+    (``{"sweep": row id, "cell": {axis: value}}``) records it as a cell of a sweep; ``origin`` (``train
+    --from``: whose config it started from) is noted on the run after ``note``."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
     config.validate()
-    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), tags=tags, sweep_cell=sweep_cell)
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), tags=tags, sweep_cell=sweep_cell, origin=origin)
 
 
 def resume(
@@ -131,9 +133,10 @@ def resume(
     name: str | None = None,
     note: str | None = None,
     cwd: str | Path | None = None,
+    updates: dict[str, Any] | None = None,
 ) -> Outcome:
     """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``); the new run
-    keeps the parent's tags and sweep cell."""
+    keeps the parent's tags and sweep cell. ``updates``: config keys to change (display options)."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
@@ -152,7 +155,7 @@ def resume(
             f"run {parent.id} ({parent.label}, {parent.status}) has no checkpoint to resume from"
             + (f": {ckpt} does not exist" if ckpt else "")
         )
-    updates: dict[str, Any] = {}
+    updates = dict(updates or {})
     if epochs is not None:
         updates["train.epochs"] = epochs
     if name is not None:
@@ -192,6 +195,7 @@ def _run(
     store: Any = None,
     tags: tuple[str, ...] = (),
     sweep_cell: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> Outcome:
     check_trainer_settings(config)  # a setting Lightning refuses is bad input: before any row or directory
     with StopSignals() as stop:
@@ -242,6 +246,8 @@ def _run(
             _file_run(journal_store, run.id, parent, tags, sweep_cell)
             if note:
                 store.add_note(note, run_id=run.id)
+            if origin:
+                store.add_note(origin, run_id=run.id)
             if parent is not None:
                 store.add_note(describe_resume(store, parent, config, git, ckpt_path), run_id=run.id)
             if prepare_error is not None:
