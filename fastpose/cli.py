@@ -252,6 +252,8 @@ def compare(
     by: Annotated[Optional[list[str]], _opt("Group the runs by this config key, e.g. loss.name (repeatable).")] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Groups: print one CSV row per run (config, final and best metrics).")] = False,
     tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
+    spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics.")] = False,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
 
@@ -272,7 +274,7 @@ def compare(
 
     cmp = load_comparison(list(runs or []))
     if plot is not None:
-        plot_runs(cmp, str(plot))
+        plot_runs(cmp, str(plot), per_class=per_class)
     if json_out:
         from fastpose.text import strict_json
 
@@ -280,7 +282,7 @@ def compare(
         return
     from fastpose.text import safe_console, visible
 
-    render(cmp, safe_console())
+    render(cmp, safe_console(), spark=spark, per_class=per_class)
     if plot is not None:
         print(f"plot written to {visible(plot)}")
 

@@ -476,11 +476,16 @@ def save_figure(fig: Any, path: str) -> None:
 
 
 def plot(cmp: Comparison, path: str, *, per_class: bool = False) -> None:
-    """One panel per metric (per-class ones only with ``per_class``), one colour per run in every panel and
-    one legend; a resumed run's curve starts with its parent's history (dashed); epochs on integer ticks."""
-    from matplotlib.ticker import MaxNLocator
+    """Draw ``plot_figure`` into ``path`` (PNG, PDF, SVG or JPEG by its suffix)."""
+    save_figure(plot_figure(cmp, per_class=per_class), path)
 
+
+def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
+    """One panel per metric (per-class ones only with ``per_class``), one colour per run in every panel and
+    one legend; a resumed run's curve starts with its parent's history (dashed); epochs on integer ticks.
+    Lines carry the ``gid`` ``run<i>`` (own history) or ``run<i>-inherited`` (the parents')."""
     from matplotlib import rcParams
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes, names = metric_panels(cmp, cmp.shown_metrics(per_class))
     colours = rcParams["axes.prop_cycle"].by_key()["color"]
@@ -492,10 +497,10 @@ def plot(cmp: Comparison, path: str, *, per_class: bool = False) -> None:
             if inherited:
                 joined = inherited + own[:1]  # the dashed part meets the run's own first point
                 xs, ys = zip(*joined)
-                ax.plot(xs, ys, linestyle="--", color=colour, alpha=0.6, linewidth=1.2)
+                ax.plot(xs, ys, linestyle="--", color=colour, alpha=0.6, linewidth=1.2, gid=f"run{i}-inherited")
             if own:
                 xs, ys = zip(*own)
-                handles[i] = ax.plot(xs, ys, marker="o", markersize=3, color=colour, linewidth=1.5)[0]
+                handles[i] = ax.plot(xs, ys, marker="o", markersize=3, color=colour, linewidth=1.5, gid=f"run{i}")[0]
         ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
@@ -514,4 +519,4 @@ def plot(cmp: Comparison, path: str, *, per_class: bool = False) -> None:
     legend_in = 0.3 * math.ceil(len(labels) / 3) + 0.1
     fig.subplots_adjust(left=0.6 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - (legend_in + 0.3) / h,
                         wspace=0.28, hspace=0.6)
-    save_figure(fig, path)
+    return fig
