@@ -1,10 +1,12 @@
 """``fastpose compare A B [C ...]``: which run is better, and what differs between them. Torch-free.
 
 Reads the journal only. The winner of a metric is the run with the best *final* value in the metric's
-direction (``fastpose.journal.metrics``); the best-so-far value is shown beside it (it is what the best
-checkpoint holds). Deltas are final values minus the first run's. Config: only keys whose values differ.
-Code: each run's commit and dirty flag, and whether its code differs from the first run's (another commit,
-or the same commit with other uncommitted changes).
+direction (``fastpose.journal.metrics``); for the primary metric (run #1's ``train.monitor``) the best-so-far
+values get a row of their own (what each best checkpoint holds; the verdict line is on them). Deltas are
+final values minus the first run's. Config: only keys whose values differ, the run's name and display
+options aside. Code: each run's working-directory commit and dirty flag and its fastpose code (version,
+checkout commit), and whether each differs from the first run's (another commit or version, or the same
+commit with other uncommitted changes). A resumed run's curves continue its parent's history.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastpose.errors import FastposeError
-from fastpose.journal.metrics import DIRECTIONS, direction, is_better, metric_group, metric_order, run_primary
+from fastpose.journal.metrics import STANDARD_VAL, direction, is_better, metric_group, metric_order, run_primary
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -75,7 +77,9 @@ class Comparison:
 
     def __post_init__(self) -> None:
         names = {n for s in self.summaries.values() for n in s} | {n for h in self.histories.values() for n in h}
-        if any(n in STANDARD_VAL for n in names):  # a run of today's code: what it logs, defined or not
+        # A run of today's code: every validation metric it logs, defined or not (the journal keeps only
+        # finite values, so one no run could compute, a median error without a found object, has no row).
+        if any(n in STANDARD_VAL for n in names):
             names |= set(STANDARD_VAL)
         self.metrics = metric_order(names, self.primary)
 
@@ -223,10 +227,6 @@ class Comparison:
 
 # Config keys that never enter the config diff: they name the run or change only what is displayed.
 NOT_COMPARED = ("name", "train.progress_bar", "train.log_images")
-# The validation metrics today's training logs (fastpose.pose.evaluation): compare lists each of them for every
-# run of today's code, null where it was never defined (a run that found no object has no median error).
-STANDARD_VAL = tuple(n for n in DIRECTIONS if n.startswith("val/") and n not in
-                     ("val/rot_err_mean", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20"))
 
 
 def _num(value: float | None) -> float | None:

@@ -5,7 +5,8 @@
 NOCS-standard APs, per class too: ``val/10deg_5cm/mug``) maximised; anything else minimised.
 
 ``DEFAULT_MONITOR`` is the primary metric (``train.monitor``'s default): it picks the best checkpoint, leads
-the journal's headline and the ``compare`` table. It is an AP that counts misses and false positives, so a
+the journal's line of each run and the ``compare`` table. ``metric_order`` is the one reading order of
+metrics every screen uses. It is an AP that counts misses and false positives, so a
 model that finds nothing scores 0 and is never best (README, "Which checkpoint is best").
 """
 
@@ -51,10 +52,6 @@ LOGGED: tuple[str, ...] = tuple(name for name in DIRECTIONS if name not in LEGAC
 
 DEFAULT_MONITOR = "val/10deg"
 
-# What the daily log shows for each run, in this order, when the run logged it.
-HEADLINE: tuple[str, ...] = (DEFAULT_MONITOR, "val/rot_err_median", "val/miss_rate", "val/rot_err_mean",
-                             "val/degree_mAP_10", "val/loss", "train/loss")
-
 # Groups of the metric order (``metric_order``): what a researcher reads first comes first.
 _GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((label, re.compile(pattern)) for label, pattern in (
     ("rotation AP", r"^val/\d+deg$"),  # detection-aware, rotation only (the default primary)
@@ -80,6 +77,8 @@ def metric_group(name: str) -> str:
 
 
 _OLDER = ("val/rot_err_mean", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20")
+# The validation metrics today's training logs (fastpose.pose.evaluation), defined or not.
+STANDARD_VAL = tuple(n for n in DIRECTIONS if n.startswith("val/") and n not in _OLDER)
 # within "errors and rates": the pose errors, then what they are computed over
 _FIRST = ("val/rot_err_median", "val/trans_err_median_cm", "val/miss_rate", "val/false_positive_rate")
 

@@ -5,16 +5,15 @@ rich is imported inside the functions that draw, so importing this module costs 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import defaultdict
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from fastpose.journal.metrics import DEFAULT_MONITOR, HEADLINE, direction, run_primary
+from fastpose.journal.metrics import DEFAULT_MONITOR, direction, natural_key, run_primary
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
-from fastpose.text import finite_json, lit, strict_json, visible
+from fastpose.text import finite_json, lit, visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -570,25 +569,20 @@ def checkpoint_files(run_dir: str | None) -> list[tuple[str, str, int, str | Non
     except OSError:
         return []
     order = {"best": 0, "last": 1, "periodic": 2, "other": 3}
-    out, seen = [], {}
+    out: list[tuple[str, str, int, str | None]] = []
+    seen: dict[tuple[int, int], str] = {}
     rows = []
     for path in entries:
         name = path.name
         kind = ("best" if name.startswith("best") and name.endswith(".ckpt") else "last" if name == "last.ckpt"
                 else "periodic" if re.fullmatch(r"epoch\d+\.ckpt", name) else "other")
-        rows.append((order[kind], natural_key_str(name), kind, path))
+        rows.append((order[kind], natural_key(name), kind, path))
     for _, _, kind, path in sorted(rows):
         st = os.stat(path)
         same = seen.get((st.st_dev, st.st_ino))
         seen.setdefault((st.st_dev, st.st_ino), path.name)
         out.append((kind, path.name, st.st_size, same))
     return out
-
-
-def natural_key_str(name: str) -> tuple:
-    from fastpose.journal.metrics import natural_key
-
-    return natural_key(name)
 
 
 def fmt_bytes(n: int) -> str:
