@@ -161,7 +161,7 @@ def train(
     updates = {_TRAIN_KEYS[k]: v for k, v in options.items() if k in _TRAIN_KEYS and v is not None}
     if name is not None:
         updates["name"] = name
-    base, origin = (None, None) if from_run is None else _config_of_run(from_run)
+    base, origin_run = (None, None) if from_run is None else _config_of_run(from_run)
     run_config = build_config(config, updates, base=base, require_name=not print_config)
     if print_config:
         from fastpose.config import toml_text
@@ -181,11 +181,12 @@ def train(
 
     from fastpose.training.runner import train as run_training
 
-    if origin is not None:
+    origin = None
+    if origin_run is not None:  # the new run's note says whose config it started from, and what changed
         from fastpose.compare import config_changes
 
-        changes = config_changes(origin.config, run_config.to_dict())
-        origin = (f"config from run {origin.id} ({origin.label}); "
+        changes = config_changes(origin_run.config, run_config.to_dict())
+        origin = (f"config from run {origin_run.id} ({origin_run.label}); "
                   + ("changed: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes) if changes else "unchanged"))
     raise typer.Exit(run_training(run_config, note=note, tags=tags, sweep_cell=cell, origin=origin).exit_code)
 

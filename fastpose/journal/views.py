@@ -337,6 +337,7 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
                 if i:
                     row.append(" " * gap)
                 row.append_text(Text(pad) + cell if col.justify == "right" else cell + Text(pad))
+            row.rstrip()
             rows.append(row)
         return rows
 
@@ -346,8 +347,8 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
             piece.rstrip()
             console.print(Text(" " * left) + piece, soft_wrap=True)
 
-    header = line({k: Text(c.header, style="dim") for k, c in cols.items()})[0]
-    console.print(header, soft_wrap=True)
+    if runs:
+        console.print(line({k: Text(c.header, style="dim") for k, c in cols.items()})[0], soft_wrap=True)
     for day in log.ordered_days():
         console.print(Text(f"{day:%Y-%m-%d %A}", style="bold underline"))
         for run in log.days.get(day, []):
