@@ -89,7 +89,7 @@ def short_metric(name: str) -> str:
 def headline(summaries: dict[str, MetricSummary], primary: str | None = None, n: int = 4) -> list[tuple[str, float]]:
     """The metrics a one-line summary of a run shows (final values): its primary metric (``train.monitor``),
     the miss rate, the median errors and both losses, those it logged; else its first few."""
-    wanted = (primary or DEFAULT_MONITOR, *ALWAYS, *WIDE_EXTRA)
+    wanted = (primary or DEFAULT_MONITOR, *ALWAYS, *EXPORT_METRICS)
     names = [m for m in dict.fromkeys(wanted) if m in summaries] or sorted(summaries)
     return [(m, summaries[m].final) for m in names[:n]]
 
@@ -211,11 +211,14 @@ def load_daily_log(
 
 
 # What the daily log shows of each run beside its primary metric: the miss rate always (a rotation error
-# or an AP means little without it), and on a wide terminal (``WIDE`` columns or more) the best primary
-# value, the median errors and both losses, named in full so train/loss and val/loss are never confused.
+# or an AP means little without it); then, as far as the terminal is wide enough (the run column keeps at
+# least RUN_MIN columns), in this order: both losses (named in full, so train/loss and val/loss are never
+# confused), the best primary value, the median errors.
 ALWAYS = ("val/miss_rate",)
-WIDE = 120
-WIDE_EXTRA = ("val/rot_err_median", "val/trans_err_median_cm", "val/loss", "train/loss")
+OPTIONAL = ("val/loss", "train/loss", "best", "val/rot_err_median", "val/trans_err_median_cm")
+EXPORT_METRICS = ("val/rot_err_median", "val/trans_err_median_cm", "val/loss", "train/loss")  # the export's order
+WIDE = 120  # from here on, two spaces between columns
+RUN_MIN = 20
 _LABEL = re.compile(r"^\d\d-\d\d-\d\d/\d\d-\d\d-(?P<rest>.*)$")
 
 
@@ -260,7 +263,7 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
 
     Time, id, status (whole), duration, the run's primary metric (its ``train.monitor``: final value) and the
     miss rate never wrap and are never cut; only the run column (NAME and what its label adds) folds, so the
-    line fits the terminal at 80 columns. From ``WIDE`` columns on, more metrics follow.
+    line fits the terminal at 80 columns. The ``OPTIONAL`` columns follow as far as the width allows.
     """
     from rich.text import Text
 
@@ -268,8 +271,7 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
         console.print(Text("No runs or notes in the journal match.", style="dim"))
         return
     width = console.width
-    wide = width >= WIDE
-    gap = 2 if wide else 1
+    gap = 2 if width >= WIDE else 1
     runs = [r for day in log.ordered_days() for r in log.days.get(day, [])]
     primaries = {r.id: run_primary(r.config, log.summaries[r.id]) for r in runs}
     one_primary = len(set(primaries.values())) == 1
@@ -286,10 +288,8 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
     cols = {"time": _Column("time"), "id": _Column("id", "right"), "run": _Column("run"),
             "status": _Column("status"), "took": _Column("took", "right"),
             "primary": _Column(f"{first} {arrow(first)}" if one_primary else "primary (train.monitor)", "right")}
-    if wide:
-        cols["best"] = _Column("best", "right")
-    extra = ALWAYS + (WIDE_EXTRA if wide else ())
-    for name in extra:
+    cols["best"] = _Column("best", "right")  # the primary metric's best value (what the best checkpoint holds)
+    for name in ALWAYS + tuple(n for n in OPTIONAL if n != "best"):
         shown_name = name if "loss" in name else short_metric(name)  # train/loss and val/loss stay apart
         cols[name] = _Column(f"{shown_name} {arrow(name)}", "right")
     lines: dict[int, dict[str, Text]] = {}
@@ -310,17 +310,26 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
             "status": lit(run.status, STATUS_STYLE.get(run.status, "")),
             "took": Text(fmt_duration(run.duration_s)),
             "primary": lit(value(run, primary) if one_primary else f"{primary} {value(run, primary)}", "bold"),
+            "best": Text(value(run, primary, "best")),
         }
-        if wide:
-            cells["best"] = Text(value(run, primary, "best"))
-        for metric in extra:
-            cells[metric] = Text(value(run, metric))
+        for metric in ALWAYS + OPTIONAL:
+            if metric != "best":
+                cells[metric] = Text(value(run, metric))
         for key, cell in cells.items():
             if key != "run":
                 cols[key].cells.append(cell)
         lines[run.id] = cells
-    fixed = sum(c.width for k, c in cols.items() if k != "run") + gap * (len(cols) - 1)
-    run_w = max(8, min(width - fixed, max([len("run")] + [c["run"].cell_len for c in lines.values()])))
+    longest = max([len("run")] + [c["run"].cell_len for c in lines.values()])
+
+    def fixed(keys: list[str]) -> int:
+        return sum(cols[k].width for k in keys if k != "run") + gap * (len(keys) - 1)
+
+    keys = [k for k in cols if k not in OPTIONAL]
+    for optional in OPTIONAL:  # in priority order, as many as leave the run column its width (up to RUN_MIN)
+        if width - fixed(keys + [optional]) >= min(longest, RUN_MIN):
+            keys.append(optional)
+    cols = {k: cols[k] for k in cols if k in keys}  # in display order
+    run_w = max(8, min(width - fixed(list(cols)), longest))
     indent = cols["time"].width + cols["id"].width + 2 * gap
 
     def line(cells: dict[str, Text]) -> list[Text]:
