@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastpose.errors import FastposeError
-from fastpose.journal.metrics import STANDARD_VAL, direction, is_better, metric_group, metric_order, run_primary
+from fastpose.journal.metrics import (
+    STANDARD_VAL, comparable_across, direction, is_better, metric_group, metric_order, run_primary,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -106,8 +108,16 @@ class Comparison:
             out.append(None if s is None else getattr(s, kind))
         return out
 
+    def comparable(self, name: str) -> bool:
+        """Can the runs' values of ``name`` be ranked? Not a loss defined differently between them
+        (``comparable_across``: another rotation loss, eps or weights makes another quantity)."""
+        return comparable_across(name, [flatten(r.config) for r in self.runs])
+
     def winner(self, name: str, kind: str = "final") -> int | None:
-        """Index of the run with the best ``kind`` value; None if no run has a real value or all are equal."""
+        """Index of the run with the best ``kind`` value; None if no run has a real value, all are equal, or
+        the values are not comparable (``comparable``)."""
+        if not self.comparable(name):
+            return None
         values = self.values(name, kind)
         real = [v for v in values if v is not None and math.isfinite(v)]
         if not real or (len(self.runs) > 1 and len(real) == len(values) and len(set(real)) == 1):
@@ -204,6 +214,7 @@ class Comparison:
             first = finals[0]
             metrics[name] = {
                 "direction": direction(name),
+                "comparable": self.comparable(name),
                 "runs": {
                     str(run.id): {
                         "final": _num(f),
@@ -337,12 +348,14 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
     table.add_column("", no_wrap=True)
     for i, run in enumerate(cmp.runs, 1):
         table.add_column(lit(f"#{i} {run.name}"), no_wrap=True)
+    incomparable = 0
     rows = [(name, "final") for name in shown]
     if primary in shown:  # the primary metric's best values too: what each run's best checkpoint holds
         rows.insert(1, (primary, "best"))
     for name, kind in rows:
         values = cmp.values(name, kind)
         win = cmp.winner(name, kind)
+        comparable = cmp.comparable(name)
         cells = []
         for i, run in enumerate(cmp.runs):
             value = values[i]
@@ -355,7 +368,8 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
             if i > 0 and first is not None and math.isfinite(first):
                 delta = value - first
                 good = is_better(name, value, first)
-                text.append(f" ({delta:+.3g})", style="green" if good else ("red" if delta else "dim"))
+                style = "dim" if not comparable or not delta else ("green" if good else "red")
+                text.append(f" ({delta:+.3g})", style=style)
             if spark and kind == "final":
                 inherited, own = cmp.curve(run, name)
                 points = [v for _, v in inherited + own]
@@ -366,8 +380,14 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
         label = lit(name, "bold" if name == primary else "")
         if kind == "best":
             label = lit(f"{name} (best)", "bold")
+        if not comparable:
+            label.append(" ≠", style="yellow")
+            incomparable += 1
         table.add_row(label, arrow, *cells)
     console.print(table)
+    if incomparable:
+        console.print(Text("≠ a loss defined differently between these runs (rotation loss, eps or weights): "
+                           "another quantity, no winner", style="yellow"))
     hidden = len(cmp.metrics) - len(shown)
     if hidden:
         console.print(Text(f"{hidden} per-class metrics not shown (--per-class; --json has every metric)", style="dim"))

@@ -117,11 +117,11 @@ def test_journal_keeps_status_duration_primary_metric_and_miss_rate_on_each_line
     if columns >= 120:  # room for both losses, named in full
         assert "val/loss" in header and "train/loss" in header
     cont = next(ln for ln in lines if re.match(rf"\d\d:\d\d\s+#{screens['AGG_QLOSS_CONT']}\s", ln))
-    assert f"↻#{screens['AGG_QLOSS']}" in cont
+    start = lines.index(cont)
+    assert f"↻#{screens['AGG_QLOSS']}" in cont + lines[start + 1]  # resumed from; the run column may fold
     # the notes: whole, wrapped under their run (between its line and the next run's)
     flat = "".join(proc.stdout.split())
     assert "".join(LONG_NOTE.split()) in flat
-    start = lines.index(cont)
     after = next(i for i in range(start + 1, len(lines)) if re.match(r"\d\d:\d\d\s+#\d+\s", lines[i]))
     assert "".join(LONG_NOTE.split()) in "".join("".join(lines[start + 1 : after]).split())
 
@@ -165,6 +165,10 @@ def test_compare_compact_json_nulls_no_config_noise(screens):
     assert cont["fastpose"]["commit"] == "f" * 40 and cont["fastpose_vs_first"] == "-"
     assert mse["fastpose_vs_first"] == "same" and mse["code_vs_first"] == "other commit"
     assert data["primary"] == {"metric": "val/10deg", "direction": "max", "winner": cont["id"]}
+    # mse against qloss: their losses are other quantities, never ranked; the APs are
+    for name in ("val/loss", "train/loss"):
+        assert data["metrics"][name]["comparable"] is False and data["metrics"][name]["winner"] is None
+    assert data["metrics"]["val/20deg"]["comparable"] is True and data["metrics"]["val/20deg"]["winner"] == cont["id"]
 
     out = _cli("compare", "AGG_QLOSS_CONT", "MSE_BASELINE", columns=100).stdout
     row = next(ln for ln in out.splitlines() if ln.startswith("val/20deg "))  # one row per metric
@@ -172,6 +176,7 @@ def test_compare_compact_json_nulls_no_config_noise(screens):
     assert not any(ch in out for ch in "▁▂▃▄▅▆▇█")  # no sparkline unless asked
     assert "val/10deg_5cm/mug" not in out and "1 per-class metrics not shown" in out
     assert "train.progress_bar" not in out and "loss.name" in out
+    assert next(ln for ln in out.splitlines() if ln.startswith("val/loss ")).startswith("val/loss ≠")
     spark = _cli("compare", "AGG_QLOSS_CONT", "MSE_BASELINE", "--spark", "--per-class", columns=160).stdout
     assert any(ch in spark for ch in "▁▂▃▄▅▆▇█") and "val/10deg_5cm/mug" in spark
 

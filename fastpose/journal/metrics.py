@@ -144,11 +144,14 @@ def primary_metric(config: dict | None = None) -> str:
 
 
 # Config keys that change what each logged loss value means (the terms are logged unweighted; the total is
-# mask_weight * loss_mask + rot_weight * loss_rot). A loss logged under other values is another quantity.
+# mask_weight * loss_mask + rot_weight * loss_rot + trans_weight * loss_trans + size_weight * loss_size). A loss
+# logged under other values is another quantity.
 LOSS_DEFINITION_KEYS = {
     "loss_mask": (),  # the same cross-entropy for every rotation loss
+    "loss_trans": (),  # the same L1 terms for every rotation loss
+    "loss_size": (),
     "loss_rot": ("loss.name", "loss.eps"),
-    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight"),
+    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight", "loss.trans_weight", "loss.size_weight"),
 }
 
 
