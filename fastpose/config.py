@@ -243,18 +243,87 @@ class RunConfig:
         )
 
 
-def build_config(file: str | Path | None = None, updates: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the TOML ``file``, then ``updates`` (dotted keys, e.g. the command-line options given).
+DEFAULTS: dict[str, Any] = RunConfig().flat()  # every key's default (``train --help`` shows them)
 
-    The run needs a name from the file or the updates; the result is validated.
+# Config keys that change only what a run displays, not what it trains (compare leaves them out).
+DISPLAY_KEYS = ("train.progress_bar", "train.log_images")
+
+
+def toml_text(config: dict[str, Any]) -> str:
+    """``config`` (``RunConfig.to_dict()``, or any nested dict of scalars) as TOML that ``load_toml`` reads
+    back to the same values: top-level keys first, then one table per section. TOML has no null: a None is
+    written as a comment (``# weights = none``), which reads back as the key's default, None."""
+    top = [(k, v) for k, v in config.items() if not isinstance(v, dict)]
+    out = [_toml_line(k, v) for k, v in top]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out += ["", f"[{_toml_key(key)}]"] + [_toml_line(k, v) for k, v in value.items() if not isinstance(v, dict)]
+            out += [line for k, v in value.items() if isinstance(v, dict)
+                    for line in toml_text({f"{key}.{k}": v}).splitlines()]
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def _toml_line(key: str, value: Any) -> str:
+    if value is None:
+        return f"# {_toml_key(key)} = none"
+    return f"{_toml_key(key)} = {_toml_value(value)}"
+
+
+def _toml_key(key: str) -> str:
+    return ".".join(part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else _toml_string(part) for part in key.split("."))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if value != value else ("inf" if value > 0 else "-inf")
+        text = repr(value)
+        return text if any(c in text for c in ".en") else text + ".0"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    special = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = []
+    for ch in text:
+        if ch in special:
+            out.append(special[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def build_config(file: str | Path | None = None, updates: dict[str, Any] | None = None, *,
+                 base: dict[str, Any] | None = None, require_name: bool = True) -> RunConfig:
+    """Defaults, then ``base`` (another run's stored config: ``train --from``), then the TOML ``file``, then
+    ``updates`` (dotted keys, e.g. the command-line options given).
+
+    The run needs a name from ``base``, the file or the updates (unless ``require_name`` is False); the
+    result is validated.
     """
     data = load_toml(file) if file is not None else {}
+    config = RunConfig()
+    if base is not None:
+        try:
+            config = RunConfig.from_dict(base)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in the config of the --from run)") from None
     try:
-        config = RunConfig.from_dict(data)
+        config = _merge(config, data)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {file})") from None
     config = config.override(updates or {})
-    if "name" not in data and "name" not in (updates or {}):
+    named = "name" in data or "name" in (updates or {}) or (base is not None and "name" in base)
+    if require_name and not named:
         raise ConfigError('a run needs a name: pass --name NAME (or set name = "..." in the config file)')
     return config.validate()
 

@@ -83,10 +83,16 @@ def safe_console(**kwargs: Any) -> Console:
             )
 
     options = {"markup": False, "emoji": False, "highlight": False}
-    if "width" not in kwargs:
-        options["width"] = None if sys.stdout.isatty() else 200  # piped output: a wide page, labels never cut
+    if "width" not in kwargs:  # piped output: a wide page, labels never cut, unless $COLUMNS says otherwise
+        options["width"] = None if sys.stdout.isatty() or _columns_set() else 200
     options.update(kwargs)
     return SafeConsole(**options)
+
+
+def _columns_set() -> bool:
+    import os
+
+    return os.environ.get("COLUMNS", "").strip().isdigit()
 
 
 def finite_json(value: Any) -> Any:

@@ -44,10 +44,7 @@ def test_compare_json_names_the_winner_by_direction(three_runs, run_cli):
     ap = data["metrics"]["val/degree_mAP_10"]
     assert ap["direction"] == "max" and ap["winner"] == qloss.id
     assert ap["runs"][str(neglog.id)]["best"] == 0.05
-    assert data["config_diff"] == {
-        "name": ["MSE_BASELINE", "AGG_QLOSS", "NEGLOG"],
-        "train.lr": [2e-3, 2e-3, 1e-3],
-    }
+    assert data["config_diff"] == {"train.lr": [2e-3, 2e-3, 1e-3]}  # the name is no config difference
     assert [r["code_vs_first"] for r in data["runs"]] == ["-", "other uncommitted changes", "other commit"]
     assert [r["epochs"] for r in data["runs"]] == [3, 3, 3]
 
@@ -55,7 +52,7 @@ def test_compare_json_names_the_winner_by_direction(three_runs, run_cli):
 def test_compare_screen_shows_runs_metrics_differences_and_trends(three_runs, run_cli, tmp_path):
     import os
 
-    proc = run_cli("compare", "MSE_BASELINE", "AGG_QLOSS", "NEGLOG", "--plot", str(tmp_path / "c.png"),
+    proc = run_cli("compare", "MSE_BASELINE", "AGG_QLOSS", "NEGLOG", "--plot", str(tmp_path / "c.png"), "--spark",
                    check=True, env={**os.environ, "COLUMNS": "220"})
     out = proc.stdout
     for text in ("MSE_BASELINE", "AGG_QLOSS", "NEGLOG", "val/rot_err_median", "train.lr", "other commit", "★",

@@ -135,13 +135,15 @@ def wait_for_epochs(home: Path, proc: subprocess.Popen, n: int, timeout: float =
 # ------------------------------------------------------------------------------------------ completed runs
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory):
-    """Two completed runs in a git repo, differing in learning rate and --save-every."""
+    """Two completed runs differing in learning rate and --save-every: CMP_A started in a git repo, CMP_B
+    started with CMP_A's config (``train --from``) in a directory that is no git repository."""
     root = tmp_path_factory.mktemp("two_runs")
-    home, repo = root / "home", root / "repo"
+    home, repo, outside = root / "home", root / "repo", root / "outside"
     head = make_git_repo(repo)
+    outside.mkdir()
     a = fastpose(home, "train", "--name", "CMP_A", "--epochs", "2", "--lr", "1e-3", "--note", "baseline", *TINY, cwd=repo)
-    b = fastpose(home, "train", "--name", "CMP_B", "--epochs", "2", "--lr", "3e-3", "--save-every", "1", *TINY, cwd=repo)
     assert a.returncode == 0, a.stderr
+    b = fastpose(home, "train", "--from", "CMP_A", "--name", "CMP_B", "--lr", "3e-3", "--save-every", "1", cwd=outside)
     assert b.returncode == 0, b.stderr
     (root / "CMP_A.stderr").write_text(a.stderr)
     return home, repo, head
@@ -309,8 +311,8 @@ def test_compare_two_real_runs(two_runs, tmp_path):
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert [r["name"] for r in data["runs"]] == ["CMP_A", "CMP_B"]
-    assert all(r["git_commit"] == head for r in data["runs"])
-    assert set(data["config_diff"]) == {"name", "train.lr", "train.save_every"}
+    assert data["runs"][0]["git_commit"] == head and data["runs"][1]["git_commit"] is None  # CMP_B: no repo
+    assert set(data["config_diff"]) == {"train.lr", "train.save_every"}  # the name is no config difference
     assert data["config_diff"]["train.lr"] == [1e-3, 3e-3]
 
     store = store_at(home)
@@ -329,6 +331,45 @@ def test_compare_two_real_runs(two_runs, tmp_path):
     plotted = fastpose(home, "compare", "CMP_A", "CMP_B", "--plot", str(png))
     assert plotted.returncode == 0, plotted.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_from_outside_a_repository_records_the_fastpose_checkout(two_runs):
+    """CMP_B: ``train --from CMP_A`` (CMP_A's config, the options given on top) started in a directory that is
+    no git repository. Its working directory records "not a git repository"; the fastpose code it ran is
+    recorded by itself: version, package directory and, for an editable install (CI installs with -e), the
+    commit of the checkout, found here with git independently."""
+    import fastpose as fastpose_package
+    from fastpose.journal.git import fastpose_version
+
+    home, _, _ = two_runs
+    store = store_at(home)
+    a, b = store.resolve("CMP_A"), store.resolve("CMP_B")
+    source, git = store.source_state(b.id), store.git_state(b.id)
+    notes = [n.text for n in store.notes(b.id)]
+    store.close()
+    changed = {k: v for k, v in a.config.items()}
+    changed.update(name="CMP_B", train={**a.config["train"], "lr": 3e-3, "save_every": 1})
+    assert b.config == changed
+    assert notes == [f"config from run {a.id} ({a.label}); changed: name 'CMP_A' -> 'CMP_B', "
+                     "train.lr 0.001 -> 0.003, train.save_every 0 -> 1"]
+    assert git is not None and not git.is_repo and git.error == "not a git repository"
+
+    package = Path(fastpose_package.__file__).resolve().parent
+    top = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    tracked = top.returncode == 0 and subprocess.run(
+        ["git", "-C", top.stdout.strip(), "ls-files", "--", "fastpose/__init__.py"], capture_output=True, text=True,
+    ).stdout.strip() == "fastpose/__init__.py"
+    assert source.version == fastpose_version() and source.location == str(package)
+    if tracked:  # an editable install of a checkout: its commit, although the run started outside it
+        head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert source.is_repo and source.commit == head.stdout.strip() and not source.same_as_cwd
+        shown = fastpose(home, "journal", "show", "CMP_B", COLUMNS="160")
+        assert shown.returncode == 0 and head.stdout.strip() in shown.stdout, shown.stderr
+    else:
+        assert not source.is_repo and source.error == "installed package, not a git checkout"
+    data = json.loads(fastpose(home, "compare", "CMP_A", "CMP_B", "--json").stdout)
+    assert [r["fastpose"]["commit"] for r in data["runs"]] == [source.commit] * 2  # both ran this code
+    assert data["runs"][1]["fastpose_vs_first"] == "same" and data["runs"][1]["code_vs_first"] == "unknown"
 
 
 # ------------------------------------------------------------------------------------------ failures
@@ -416,12 +457,14 @@ def test_sigint_interrupts_with_a_checkpoint_and_resume_continues_the_epochs(fp_
     store.close()
 
     target = max(done) + 3
-    resumed = fastpose(fp_home, "resume", "CTRLC", "--epochs", str(target), cwd=repo)
+    # the display options of train work on resume too (they change the new run's config, nothing else)
+    resumed = fastpose(fp_home, "resume", "CTRLC", "--epochs", str(target), "--no-progress", "--log-images", "0", cwd=repo)
     assert resumed.returncode == 0, resumed.stderr
     store = store_at(fp_home)
     child = store.list_runs()[0]
     assert child.parent_id == parent.id and child.status == "completed" and child.name == "CTRLC"
     assert child.checkpoint == str(last)
+    assert child.config["train"]["log_images"] == 0 and child.config["train"]["progress_bar"] is False
     more = epochs_of(store, child.id)
     assert more[0] == max(done) + 1 and more[-1] == target - 1  # the history continues the parent's epochs
     assert more == list(range(more[0], target))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastpose.journal.records import GitState
+from fastpose.journal.records import GitState, SourceState
 
-__all__ = ["GitState", "capture_git"]
+__all__ = ["GitState", "SourceState", "capture_git", "capture_source", "fastpose_version"]
 
 
 def capture_git(path: str | Path = ".") -> GitState:
@@ -57,3 +57,65 @@ def _capture(repo) -> GitState:  # noqa: ANN001 - git.Repo, imported lazily
         untracked=untracked,
         message=commit.message.strip(),
     )
+
+
+def fastpose_version() -> str:
+    """The installed distribution's version (what pip installed), else the package's ``__version__``."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("fastpose")
+    except (ImportError, PackageNotFoundError, ValueError):
+        import fastpose
+
+        return fastpose.__version__
+
+
+def package_dir() -> Path:
+    import fastpose
+
+    return Path(fastpose.__file__).resolve().parent
+
+
+def capture_source(cwd: str | Path = ".", package: str | Path | None = None) -> SourceState:
+    """The fastpose code this process runs: version, package directory, and the git state of the checkout
+    the package is a tracked part of (an editable install, ``pip install -e``). An installed copy (in
+    site-packages, even inside a repository's ``.venv``) is no checkout: its files are not tracked there.
+    ``same_as_cwd``: the checkout is the repository of ``cwd`` (whose diff ``capture_git(cwd)`` records).
+    Never raises."""
+    package = Path(package) if package is not None else package_dir()
+    base = {"version": fastpose_version(), "location": str(package)}
+    try:
+        import git
+    except ImportError as exc:
+        return SourceState(is_repo=False, error=f"git unavailable: {str(exc).splitlines()[0]}", **base)
+    try:
+        repo = git.Repo(package, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return SourceState(is_repo=False, error="installed package, not a git checkout", **base)
+    except Exception as exc:  # noqa: BLE001 - capture must never block a run
+        return SourceState(is_repo=False, error=f"{type(exc).__name__}: {exc}", **base)
+    try:
+        with repo:
+            root = Path(repo.working_tree_dir or "").resolve()
+            init = (package / "__init__.py").resolve().relative_to(root).as_posix()
+            if not repo.git.ls_files("--", init):  # inside a repository, but not one of its files
+                return SourceState(is_repo=False, error="installed package, not a git checkout", **base)
+            state = _capture(repo)
+            same = _repo_root(cwd) == root
+            if same:  # the working directory's git state holds the diff and untracked files already
+                state = GitState(is_repo=True, commit=state.commit, branch=state.branch, dirty=state.dirty,
+                                 message=state.message, error=state.error)
+            return SourceState(**state.__dict__, same_as_cwd=same, **base)
+    except Exception as exc:  # noqa: BLE001
+        return SourceState(is_repo=False, error=f"{type(exc).__name__}: {exc}", **base)
+
+
+def _repo_root(path: str | Path) -> Path | None:
+    import git
+
+    try:
+        with git.Repo(path, search_parent_directories=True) as repo:
+            return Path(repo.working_tree_dir or "").resolve()
+    except Exception:  # noqa: BLE001 - not a repository, or none readable
+        return None

@@ -5,13 +5,15 @@
 NOCS-standard APs, per class too: ``val/10deg_5cm/mug``) maximised; anything else minimised.
 
 ``DEFAULT_MONITOR`` is the primary metric (``train.monitor``'s default): it picks the best checkpoint, leads
-the journal's headline and the ``compare`` table. It is an AP that counts misses and false positives, so a
+the journal's line of each run and the ``compare`` table. ``metric_order`` is the one reading order of
+metrics every screen uses. It is an AP that counts misses and false positives, so a
 model that finds nothing scores 0 and is never best (README, "Which checkpoint is best").
 """
 
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 DIRECTIONS: dict[str, str] = {
     "train/loss": "min",
@@ -50,9 +52,65 @@ LOGGED: tuple[str, ...] = tuple(name for name in DIRECTIONS if name not in LEGAC
 
 DEFAULT_MONITOR = "val/10deg"
 
-# What the daily log shows for each run, in this order, when the run logged it.
-HEADLINE: tuple[str, ...] = (DEFAULT_MONITOR, "val/rot_err_median", "val/miss_rate", "val/rot_err_mean",
-                             "val/degree_mAP_10", "val/loss", "train/loss")
+# Groups of the metric order (``metric_order``): what a researcher reads first comes first.
+_GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((label, re.compile(pattern)) for label, pattern in (
+    ("rotation AP", r"^val/\d+deg$"),  # detection-aware, rotation only (the default primary)
+    ("pose AP", r"^val/\d+deg_\d+cm$"),  # n° m cm
+    ("3D IoU AP", r"^val/iou_\d+$"),
+    ("errors and rates", r"^val/[^/]*(err|rate)[^/]*$"),
+    ("validation loss", r"^val/loss[^/]*$"),
+    ("training loss", r"^train/loss[^/]*$"),
+    ("per class", r"^val/[^/]+/[^/]+$"),
+))
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that reads numbers as numbers: ``5deg`` < ``10deg`` < ``20deg``, ``mAP_5`` < ``mAP_10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def metric_group(name: str) -> str:
+    """The group a metric is listed under (``metric_order``); ``other`` for names no rule knows."""
+    if name in _OLDER:
+        return "older metrics"
+    return next((label for label, pattern in _GROUPS if pattern.match(name)), "other")
+
+
+_OLDER = ("val/rot_err_mean", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20")
+# The validation metrics today's training logs (fastpose.pose.evaluation), defined or not.
+STANDARD_VAL = tuple(n for n in DIRECTIONS if n.startswith("val/") and n not in _OLDER)
+# within "errors and rates": the pose errors, then what they are computed over
+_FIRST = ("val/rot_err_median", "val/trans_err_median_cm", "val/miss_rate", "val/false_positive_rate")
+
+
+def metric_order(names: Iterable[str], primary: str | None = None) -> list[str]:
+    """``names`` in reading order: the primary metric first, then by group (rotation APs, pose APs, 3D IoU
+    APs, errors and rates, validation loss, training loss, older metrics, per class, other), numbers sorted
+    as numbers within a group (``5deg`` before ``10deg``), per-class ones by metric then class."""
+    groups = [label for label, _ in _GROUPS[:-1]] + ["older metrics", "per class", "other"]
+
+    def key(name: str) -> tuple:
+        base = name.rsplit("/", 1)[0] if metric_group(name) == "per class" else name
+        rank = _FIRST.index(name) if name in _FIRST else len(_FIRST)
+        return (name != primary, groups.index(metric_group(name)), rank, natural_key(base), natural_key(name))
+
+    return sorted(set(names), key=key)
+
+
+def run_primary(config: dict | None, logged: Iterable[str] = ()) -> str:
+    """A run's primary metric: its ``train.monitor``; for a run journaled without one (older runs, direct
+    inserts), the first metric that once played that part it logged, else ``DEFAULT_MONITOR``."""
+    train = (config or {}).get("train") if isinstance(config, dict) else None
+    monitor = train.get("monitor") if isinstance(train, dict) else None
+    if isinstance(monitor, str) and monitor:
+        return monitor
+    logged = set(logged)
+    return next((m for m in _PRIMARY_BEFORE_MONITOR if m in logged), DEFAULT_MONITOR)
+
+
+# What picked the best checkpoint before ``train.monitor`` existed (issue 12), newest first.
+_PRIMARY_BEFORE_MONITOR = (DEFAULT_MONITOR, "val/rot_err_median", "val/rot_err_mean")
+
 
 _AP_NAME = re.compile(r"(^|/)(iou_\d+|\d+deg(_\d+cm)?)(/|$)")
 
@@ -86,11 +144,14 @@ def primary_metric(config: dict | None = None) -> str:
 
 
 # Config keys that change what each logged loss value means (the terms are logged unweighted; the total is
-# mask_weight * loss_mask + rot_weight * loss_rot). A loss logged under other values is another quantity.
+# mask_weight * loss_mask + rot_weight * loss_rot + trans_weight * loss_trans + size_weight * loss_size). A loss
+# logged under other values is another quantity.
 LOSS_DEFINITION_KEYS = {
     "loss_mask": (),  # the same cross-entropy for every rotation loss
+    "loss_trans": (),  # the same L1 terms for every rotation loss
+    "loss_size": (),
     "loss_rot": ("loss.name", "loss.eps"),
-    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight"),
+    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight", "loss.trans_weight", "loss.size_weight"),
 }
 
 

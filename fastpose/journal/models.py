@@ -105,6 +105,27 @@ class GitStateRow(Base):
     run: Mapped[Run] = relationship(back_populates="git")
 
 
+class SourceStateRow(Base):
+    """The fastpose code a run ran (revision 0007): version, where it was imported from, and the git state of
+    that checkout when it is one (an editable install). ``same_as_cwd``: the checkout is the run's working
+    directory repository; ``git_states`` holds its diff, not repeated here."""
+
+    __tablename__ = "source_states"
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    fastpose_version: Mapped[str | None] = mapped_column(sa.String(64))
+    location: Mapped[str | None] = mapped_column(sa.Text)  # the package directory fastpose was imported from
+    is_repo: Mapped[bool] = mapped_column(sa.Boolean)  # the package is a tracked part of a git checkout
+    same_as_cwd: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    commit_sha: Mapped[str | None] = mapped_column(sa.String(64))
+    branch: Mapped[str | None] = mapped_column(sa.String(255))
+    dirty: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    diff: Mapped[str | None] = mapped_column(sa.Text)
+    untracked: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)  # why no git state ("installed package, not a git checkout")
+
+
 class Metric(Base):
     """The whole history: one row per logged value."""
 

@@ -24,7 +24,9 @@ from fastpose.journal.records import (
     MetricSummary,
     NoteRecord,
     RunRecord,
+    SourceState,
     git_from_row,
+    source_from_row,
     run_from_row,
     sqlite_time,
     to_utc,
@@ -162,6 +164,11 @@ class JournalReader:
         rows = self._fetch("SELECT * FROM git_states WHERE run_id = :id", {"id": int(run_id)})
         return git_from_row(rows[0]) if rows else None
 
+    def source_state(self, run_id: int) -> SourceState | None:
+        """The fastpose code the run ran (revision 0007); None for runs journaled before it."""
+        rows = self._fetch("SELECT * FROM source_states WHERE run_id = :id", {"id": int(run_id)})
+        return source_from_row(rows[0]) if rows else None
+
     def metric_history(self, run_id: int, name: str | None = None) -> list[MetricPoint]:
         """Every logged value of the run (one metric if ``name``), in logging order."""
         sql = "SELECT name, value, epoch, step, logged_at FROM metrics WHERE run_id = :id"
@@ -245,7 +252,7 @@ class JournalReader:
 
 
 COUNTED_TABLES = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes", "journal_identity",
-                  "sweeps", "sweep_runs", "run_tags", "evaluations")
+                  "sweeps", "sweep_runs", "run_tags", "evaluations", "source_states")
 
 
 class SqliteReader(JournalReader):

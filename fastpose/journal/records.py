@@ -26,6 +26,16 @@ class GitState:
 
 
 @dataclass(frozen=True)
+class SourceState(GitState):
+    """The fastpose code a run ran: its version, the package directory, and (``is_repo``) the git state of
+    the checkout it belongs to. ``same_as_cwd``: that checkout is the run's working-directory repository."""
+
+    version: str | None = None
+    location: str | None = None
+    same_as_cwd: bool = False
+
+
+@dataclass(frozen=True)
 class MetricPoint:
     name: str
     value: float
@@ -138,4 +148,20 @@ def git_from_row(row: dict[str, Any]) -> GitState:
         untracked=tuple(json_value(row["untracked"]) or ()),
         message=row["message"],
         error=row["error"],
+    )
+
+
+def source_from_row(row: dict[str, Any]) -> SourceState:
+    return SourceState(
+        is_repo=bool(row["is_repo"]),
+        commit=row["commit_sha"],
+        branch=row["branch"],
+        dirty=bool(row["dirty"]),
+        diff=row["diff"],
+        untracked=tuple(json_value(row["untracked"]) or ()),
+        message=row["message"],
+        error=row["error"],
+        version=row["fastpose_version"],
+        location=row["location"],
+        same_as_cwd=bool(row["same_as_cwd"]),
     )

@@ -28,7 +28,7 @@ from fastpose.config import validate_name
 from fastpose.errors import FastposeError
 from fastpose.journal import db
 from fastpose.journal.metrics import direction, is_better
-from fastpose.journal.models import AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run
+from fastpose.journal.models import AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run, SourceStateRow
 from fastpose.journal.reader import (
     STATUSES,
     JournalReader,
@@ -38,15 +38,15 @@ from fastpose.journal.reader import (
     pid_namespace,
     process_started_ms,
 )
-from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord
+from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord, SourceState
 from fastpose.text import clean_str
 
 __all__ = ["JournalStore", "GitState", "MetricPoint", "NoteRecord", "RunRecord", "STATUSES", "UnknownRunError"]
 
 T = TypeVar("T")
 FINISH_STATUSES = ("completed", "interrupted", "diverged")
-_runs, _git, _metrics, _summaries, _notes, _applied = (
-    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite)
+_runs, _git, _metrics, _summaries, _notes, _applied, _source = (
+    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite, SourceStateRow)
 )
 ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
 
@@ -175,8 +175,10 @@ class JournalStore(JournalReader):
         versions: dict[str, str | None] | None = None,
         parent_id: int | None = None,
         checkpoint: str | None = None,
+        source: SourceState | None = None,
     ) -> RunRecord:
-        """Record a new run, status ``running``, with this process's pid/host/user/cwd/start time."""
+        """Record a new run, status ``running``, with this process's pid/host/user/cwd/start time; ``git`` is
+        the working directory's git state, ``source`` the fastpose code's (``capture_source``)."""
         validate_name(name)
         db.check_run_label(label)
         versions = versions or {}
@@ -224,6 +226,23 @@ class JournalStore(JournalReader):
                         untracked=[clean_str(name) for name in git.untracked],  # file names need not be UTF-8
                         message=git.message,
                         error=git.error,
+                    )
+                )
+            if source is not None:
+                conn.execute(
+                    sa.insert(_source).values(
+                        run_id=run_id,
+                        fastpose_version=source.version,
+                        location=None if source.location is None else clean_str(source.location),
+                        is_repo=source.is_repo,
+                        same_as_cwd=source.same_as_cwd,
+                        commit_sha=source.commit,
+                        branch=source.branch,
+                        dirty=source.dirty,
+                        diff=None if source.diff is None else clean_str(source.diff),
+                        untracked=[clean_str(name) for name in source.untracked],
+                        message=source.message,
+                        error=source.error,
                     )
                 )
             return run_id

@@ -417,9 +417,9 @@ def _stat_cell(s: Summary, is_best: bool, runs: int) -> Any:
 
 def plot(cmp: GroupComparison, path: str) -> None:
     """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
-    from fastpose.compare import metric_panels
+    from fastpose.compare import metric_panels, save_figure
 
-    plt, fig, axes, names = metric_panels(cmp)
+    fig, axes, names = metric_panels(cmp)
     for ax, name in zip(axes.flat, names):
         for group in cmp.groups:
             by_epoch: dict[int, list[float]] = defaultdict(list)
@@ -443,9 +443,4 @@ def plot(cmp: GroupComparison, path: str) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, title="group mean ± sd", title_fontsize=7)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise FastposeError(f"cannot write plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -114,14 +114,16 @@ def train(
     cwd: str | Path | None = None,
     tags: tuple[str, ...] = (),
     sweep_cell: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> Outcome:
     """Start a journaled training run of ``config``, tagged with ``tags``; ``sweep_cell``
-    (``{"sweep": row id, "cell": {axis: value}}``) records it as a cell of a sweep."""
+    (``{"sweep": row id, "cell": {axis: value}}``) records it as a cell of a sweep; ``origin`` (``train
+    --from``: whose config it started from) is noted on the run after ``note``."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
     config.validate()
-    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), tags=tags, sweep_cell=sweep_cell)
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), tags=tags, sweep_cell=sweep_cell, origin=origin)
 
 
 def resume(
@@ -131,9 +133,10 @@ def resume(
     name: str | None = None,
     note: str | None = None,
     cwd: str | Path | None = None,
+    updates: dict[str, Any] | None = None,
 ) -> Outcome:
     """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``); the new run
-    keeps the parent's tags and sweep cell."""
+    keeps the parent's tags and sweep cell. ``updates``: config keys to change (display options)."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
@@ -152,7 +155,7 @@ def resume(
             f"run {parent.id} ({parent.label}, {parent.status}) has no checkpoint to resume from"
             + (f": {ckpt} does not exist" if ckpt else "")
         )
-    updates: dict[str, Any] = {}
+    updates = dict(updates or {})
     if epochs is not None:
         updates["train.epochs"] = epochs
     if name is not None:
@@ -192,6 +195,7 @@ def _run(
     store: Any = None,
     tags: tuple[str, ...] = (),
     sweep_cell: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> Outcome:
     check_trainer_settings(config)  # a setting Lightning refuses is bad input: before any row or directory
     with StopSignals() as stop:
@@ -205,11 +209,12 @@ def _run(
             prepare_error = exc
 
         from fastpose.journal.db import journal_home
-        from fastpose.journal.git import capture_git
+        from fastpose.journal.git import capture_git, capture_source
         from fastpose.journal.store import JournalStore
 
         store = store or JournalStore.open()
         git = capture_git(cwd)
+        source = capture_source(cwd)  # the fastpose code itself, when it is a git checkout (editable install)
         label, run_dir, dir_error = _make_run_dir(journal_home(), config.label())
         try:
             run = store.start_run(
@@ -222,6 +227,7 @@ def _run(
                 versions=_versions(),
                 parent_id=parent.id if parent is not None else None,
                 checkpoint=str(ckpt_path) if ckpt_path else None,
+                source=source,
             )
         except BaseException:
             _remove_empty_run_dir(run_dir)  # never a run directory without a journal row
@@ -240,6 +246,8 @@ def _run(
             _file_run(journal_store, run.id, parent, tags, sweep_cell)
             if note:
                 store.add_note(note, run_id=run.id)
+            if origin:
+                store.add_note(origin, run_id=run.id)
             if parent is not None:
                 store.add_note(describe_resume(store, parent, config, git, ckpt_path), run_id=run.id)
             if prepare_error is not None:

@@ -176,8 +176,28 @@ def rows_0006() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0007() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0007: + source_states (the fastpose code a run ran: an editable checkout outside the working
+    directory with its diff, one that is the working directory's repository, an installed package)."""
+    rows = rows_0006()
+    rows["source_states"] = [
+        {"run_id": 1, "fastpose_version": "0.1.0", "location": "/home/ana/src/fastpose ünï/fastpose", "is_repo": True,
+         "same_as_cwd": False, "commit_sha": "f" * 40, "branch": "fix/'quoted'", "dirty": True,
+         "diff": "diff --git a/fastpose/pose/losses.py b/fastpose/pose/losses.py\n+eps = 1e-2  -- '; DROP TABLE runs\n",
+         "untracked": ["notes ü.txt"], "message": "loss: clamp", "error": None},
+        {"run_id": 2, "fastpose_version": "0.1.0", "location": "/home/ana/lab/fastpose", "is_repo": True,
+         "same_as_cwd": True, "commit_sha": "e" * 40, "branch": None, "dirty": False, "diff": None,
+         "untracked": [], "message": "detached", "error": None},
+        {"run_id": 3, "fastpose_version": "0.1.0.dev3", "location": "/opt/venv/lib/python3.11/site-packages/fastpose",
+         "is_repo": False, "same_as_cwd": False, "commit_sha": None, "branch": None, "dirty": False, "diff": None,
+         "untracked": None, "message": None, "error": "installed package, not a git checkout"},
+    ]
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
-ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006}
+ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006,
+        "0007": rows_0007}
 
 
 def write_fixture(revision: str, path: Path) -> None:

@@ -1,0 +1,114 @@
+"""Benchmark: the everyday screens on a 10,000-run journal (issue 15): `fastpose journal` and `fastpose compare`
+of two runs under 0.5 s, `compare --plot` under 2 s.
+
+    .venv/bin/python tests/bench/bench_screens.py [--runs 10000] [--metrics 1000000] [--repeat 7] [--rebuild]
+
+The journal is the one tests/bench/bench_journal.py builds (through the real schema, then direct bulk
+inserts: RUNS runs over ~400 days, 10 metrics per run with an equal share of METRICS history rows, their
+summaries, git states, notes), kept in tests/bench/out/. Every command runs as a fresh process (what a user
+waits for: interpreter start, imports, the journal read, the rendering); the cases are interleaved, one round
+after another, so a busy machine slows them alike. Printed: the median wall time per case over REPEAT rounds,
+its CPU time, and the import time alone (``python -c "import fastpose.cli"``) beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_journal import build  # noqa: E402 - the same journal as the listing benchmark
+
+
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return wall, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--metrics", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--home", type=Path, default=ROOT / "tests" / "bench" / "out" / "journal-bench")
+    args = ap.parse_args()
+
+    db = args.home / "fastpose.db"
+    counts = None
+    if db.exists() and not args.rebuild:
+        with sqlite3.connect(db) as c:
+            try:
+                counts = (c.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
+                          c.execute("SELECT COUNT(*) FROM metrics").fetchone()[0],
+                          c.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+            except sqlite3.Error:
+                counts = None
+        c.close()
+    from fastpose.journal.db import HEAD_REVISION
+
+    if counts is None or counts[0] != args.runs or abs(counts[1] - args.metrics) > args.metrics * 0.01 \
+            or counts[2] != HEAD_REVISION:
+        t = time.perf_counter()
+        build(args.home, args.runs, args.metrics)
+        print(f"built journal in {time.perf_counter() - t:.1f} s")
+    with sqlite3.connect(db) as c:
+        n_runs, n_metrics = (c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics"))
+        newest = c.execute("SELECT name FROM runs ORDER BY started_at DESC LIMIT 2").fetchall()
+        (first_id,) = c.execute("SELECT MIN(id) FROM runs").fetchone()
+    c.close()
+    a, b = newest[0][0], str(first_id)  # the newest run by NAME, and the oldest by id
+
+    env = {**os.environ, "FASTPOSE_HOME": str(args.home), "COLUMNS": "160"}
+    env.pop("FASTPOSE_JOURNAL_URL", None)
+    exe = Path(sys.executable).with_name("fastpose")
+    fp = [str(exe)] if exe.exists() else [sys.executable, "-m", "fastpose"]
+    plot = Path(tempfile.mkdtemp()) / "curves.png"
+    cases = [
+        ("python -c pass", [sys.executable, "-c", "pass"], None),
+        ("import fastpose.cli (alone)", [sys.executable, "-c", "import fastpose.cli"], None),
+        ("fastpose journal", [*fp, "journal"], 0.5),
+        (f"fastpose compare {a} {b}", [*fp, "compare", a, b], 0.5),
+        (f"fastpose compare {a} {b} --json", [*fp, "compare", a, b, "--json"], 0.5),
+        ("fastpose journal show <newest NAME>", [*fp, "journal", "show", a], None),
+        (f"fastpose compare {a} {b} --plot", [*fp, "compare", a, b, "--plot", str(plot)], 2.0),
+    ]
+    for _, cmd, _ in cases:  # warm the page cache and check each command works
+        run_once(cmd, env)
+    walls: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    cpus: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    for _ in range(args.repeat):  # interleaved: round after round
+        for label, cmd, _ in cases:
+            wall, cpu = run_once(cmd, env)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+
+    print(f"journal: {n_runs:,} runs, {n_metrics:,} metric rows, {db.stat().st_size / 1e6:.0f} MB ({db})")
+    print(f"median of {args.repeat} interleaved rounds, each command a fresh process; {os.cpu_count()} CPUs, load "
+          f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine: wall time suffers, CPU less)")
+    print(f"  {'command':48s} {'wall':>8s} {'min':>8s} {'cpu':>8s}  target")
+    for label, _, target in cases:
+        wall, cpu = statistics.median(walls[label]), statistics.median(cpus[label])
+        verdict = "" if target is None else (f"{target} s  OK" if wall < target else f"{target} s  OVER")
+        print(f"  {label:48s} {wall * 1000:6.0f}ms {min(walls[label]) * 1000:6.0f}ms {cpu * 1000:6.0f}ms  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
