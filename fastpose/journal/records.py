@@ -6,7 +6,7 @@ Stdlib only: the fast read path of ``fastpose journal`` builds these from ``sqli
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -152,16 +152,6 @@ def git_from_row(row: dict[str, Any]) -> GitState:
 
 
 def source_from_row(row: dict[str, Any]) -> SourceState:
-    return SourceState(
-        is_repo=bool(row["is_repo"]),
-        commit=row["commit_sha"],
-        branch=row["branch"],
-        dirty=bool(row["dirty"]),
-        diff=row["diff"],
-        untracked=tuple(json_value(row["untracked"]) or ()),
-        message=row["message"],
-        error=row["error"],
-        version=row["fastpose_version"],
-        location=row["location"],
-        same_as_cwd=bool(row["same_as_cwd"]),
-    )
+    """A ``source_states`` row: the git columns as ``git_from_row`` reads them, plus the package's own."""
+    return SourceState(**asdict(git_from_row(row)), version=row["fastpose_version"],
+                       location=row["location"], same_as_cwd=bool(row["same_as_cwd"]))

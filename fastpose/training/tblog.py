@@ -105,10 +105,11 @@ class HParamsSummary(pl.Callback):
         if self.written is not None or not trainer.is_global_zero:
             return
         experiment = _writer(trainer)
-        if experiment is None:
-            return
+        file_writer = None if experiment is None else experiment._get_file_writer()
+        if file_writer is None:  # no TensorBoard, or Lightning's dummy experiment on a rank other than zero
+            return  # ($RANK can say so while the trainer, started by the cluster, thinks it is alone)
         for summary in hparams_summaries(self.config, status, hparam_metrics(self.config.train.monitor)):
-            experiment._get_file_writer().add_summary(summary)
+            file_writer.add_summary(summary)
         experiment.flush()
         self.written = status
 
