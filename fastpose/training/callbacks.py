@@ -18,7 +18,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from weakref import proxy
 
 import pytorch_lightning as pl
@@ -171,10 +171,23 @@ class SharedCheckpoint(ModelCheckpoint):
                 logger.after_save_checkpoint(proxy(self))
 
 
+@contextlib.contextmanager
+def replaced_atomically(target: str | Path, tmp: str | Path) -> Iterator[Path]:
+    """Write ``tmp`` in the block; it is renamed over ``target`` when the block succeeds (atomic on POSIX, so a
+    process killed mid-write leaves the previous file whole) and removed when it fails."""
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 def link_or_copy(source: str | Path, target: str | Path) -> None:
     """Make ``target`` the same file as ``source``: a hard link, else a copy; atomic (temp name + rename)."""
-    tmp = f"{target}.link-tmp"
-    try:
+    with replaced_atomically(target, f"{target}.link-tmp") as tmp:
         try:
             os.link(source, tmp)
         except FileExistsError:
@@ -182,11 +195,6 @@ def link_or_copy(source: str | Path, target: str | Path) -> None:
             os.link(source, tmp)
         except OSError:  # no hard links here (some network and FUSE filesystems): copy
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 class LocalCheckpointIO(TorchCheckpointIO):
@@ -203,14 +211,8 @@ class LocalCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
+        with replaced_atomically(path, path.with_name(f"{path.name}.tmp-{os.getpid()}")) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
 
 
 class LastCheckpoint(SharedCheckpoint):
