@@ -193,15 +193,9 @@ def train(
 
 def _config_of_run(ref: str) -> tuple[dict, Any]:
     """``(config, run)`` of the run ``ref`` names (for ``train --from``); the journal is only read."""
-    from fastpose.journal.reader import UnknownRunError, open_reader
+    from fastpose.journal.reader import UnknownRunError, read_run
 
-    reader = open_reader()
-    if reader is None:
-        raise UnknownRunError(f"--from {ref!r}: the journal has no runs")
-    try:
-        run = reader.resolve(ref)
-    finally:
-        reader.close()
+    run = read_run(ref, UnknownRunError(f"--from {ref!r}: the journal has no runs"))
     return dict(run.config or {}), run
 
 

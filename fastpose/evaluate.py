@@ -180,18 +180,13 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
     if dataset is not None and dataset not in ("synthetic", "nocs"):
         raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
     from fastpose.journal.evaluations import record_evaluation
-    from fastpose.journal.reader import open_reader
+    from fastpose.journal.reader import read_run
     from fastpose.journal.store import JournalStore
 
-    reader = open_reader()  # never creates a journal for a run that cannot be in it
-    if reader is None:
-        from fastpose.journal.db import journal_url
+    from fastpose.journal.db import journal_url
 
-        raise FastposeError(f"the journal is empty ({journal_url()}): no runs to evaluate")
-    try:
-        reader.resolve(ref)
-    finally:
-        reader.close()
+    # never creates a journal for a run that cannot be in it
+    read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs to evaluate"))
     with JournalStore.open() as store:
         run = store.resolve(ref)
         path = find_checkpoint(run, checkpoint)

@@ -135,19 +135,13 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
     import torch
 
     from fastpose.evaluate import find_checkpoint, load_checkpoint
-    from fastpose.journal.reader import open_reader
+    from fastpose.journal.reader import read_run
     from fastpose.pose.data.synthetic import CLASSES
     from fastpose.pose.evaluation import detect
 
-    reader = open_reader()
-    if reader is None:
-        from fastpose.journal.db import journal_url
+    from fastpose.journal.db import journal_url
 
-        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
-    try:
-        run = reader.resolve(ref)
-    finally:
-        reader.close()
+    run = read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs yet"))
     model, config, has_3d = load_checkpoint(find_checkpoint(run, checkpoint))
     if not has_3d:
         raise FastposeError(f"run {run.id} ({run.label}) predates the translation and size heads; retrain it")

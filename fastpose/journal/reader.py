@@ -323,6 +323,18 @@ def open_reader(url: str | None = None) -> JournalReader | None:
     return JournalStore.open(url)
 
 
+def read_run(ref: str, if_empty: FastposeError) -> RunRecord:
+    """The run ``ref`` names, read without creating a journal: ``if_empty`` is raised when there is none yet
+    (``UnknownRunError`` when nothing matches)."""
+    reader = open_reader()
+    if reader is None:
+        raise if_empty
+    try:
+        return reader.resolve(ref)
+    finally:
+        reader.close()
+
+
 # ----------------------------------------------------------------------------- process liveness
 
 

@@ -527,12 +527,19 @@ def render_git(git: Any, console: Console, title: str = "git (working directory)
         branch = git.branch or "(detached HEAD)"
         console.print(lit(f"  {git.commit}  {branch}  ")
                       + (Text("dirty", style="yellow") if git.dirty else Text("clean", style="green")))
-        if git.message:
-            console.print(lit(f"  {git.message.splitlines()[0]}", "dim"))
-        for path, added, removed in diff_stat(git.diff):
-            console.print(lit(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
-        if git.untracked:
-            console.print(lit(f"  untracked: {', '.join(git.untracked)}"))
+        _render_git_details(git, console)
+
+
+def _render_git_details(git: Any, console: Console) -> None:
+    """A recorded git state's commit message, diff stat and untracked files (working directory or source)."""
+    from rich.text import Text
+
+    if git.message:
+        console.print(lit(f"  {git.message.splitlines()[0]}", "dim"))
+    for path, added, removed in diff_stat(git.diff):
+        console.print(lit(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
+    if git.untracked:
+        console.print(lit(f"  untracked: {', '.join(git.untracked)}"))
 
 
 def render_source(source: Any, console: Console) -> None:
@@ -552,14 +559,8 @@ def render_source(source: Any, console: Console) -> None:
     if source.same_as_cwd:
         head.append("  (the working directory's repository, above)", style="dim")
     console.print(head)
-    if source.same_as_cwd:
-        return
-    if source.message:
-        console.print(lit(f"  {source.message.splitlines()[0]}", "dim"))
-    for path, added, removed in diff_stat(source.diff):
-        console.print(lit(f"  {path} | ") + Text(f"+{added}", style="green") + Text(" ") + Text(f"-{removed}", style="red"))
-    if source.untracked:
-        console.print(lit(f"  untracked: {', '.join(source.untracked)}"))
+    if not source.same_as_cwd:
+        _render_git_details(source, console)
 
 
 def checkpoint_files(run_dir: str | None) -> list[tuple[str, str, int, str | None]] | None:
