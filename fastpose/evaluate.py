@@ -55,7 +55,7 @@ def load_checkpoint(path: Path) -> tuple[Any, Any, bool]:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        config = RunConfig.from_dict(ckpt["hyper_parameters"])
+        config = RunConfig.from_saved(ckpt["hyper_parameters"])
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     except (OSError, KeyError, RuntimeError, ConfigError, Exception) as exc:  # noqa: BLE001 - any unreadable file
         raise FastposeError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None

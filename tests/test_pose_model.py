@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from fastpose.errors import FastposeError
 from fastpose.pose.backbones import BACKBONES, build_backbone
 from fastpose.pose.model import FastPoseNet
+from fastpose.pose.translation import DEPTH_PRIOR, SIZE_PRIOR
 
 # A few of torchvision's own parameter names and shapes, per architecture.
 TORCHVISION_KEYS = {
@@ -85,6 +87,29 @@ def test_fastposenet_output_shapes(name: str) -> None:
     assert out["mask_logits"].shape == (1, 4, 96, 128) and out["quaternion"].shape == (1, 12, 96, 128)
 
 
+def test_depth_branch_and_the_shared_depth_channel() -> None:
+    """The default log-depth has a decoder branch of its own; ``shared`` is the earlier single channel."""
+    torch.manual_seed(0)
+    branch = FastPoseNet("resnet18", decoder_channels=16)
+    torch.manual_seed(0)
+    shared = FastPoseNet("resnet18", decoder_channels=16, depth_head="shared")
+    assert any(k.startswith("depth_branch.") for k in branch.state_dict())
+    assert not any(k.startswith("depth_branch.") for k in shared.state_dict())
+    assert branch.geometry_head.out_channels == 2 + 18 and shared.geometry_head.out_channels == 3 + 18
+    image = torch.randn(2, 3, 64, 64)
+    for model in (branch.eval(), shared.eval()):
+        out = model(image)
+        assert out["log_depth"].shape == (2, 1, 64, 64) and out["log_size"].shape == (2, 18, 64, 64)
+        # initial outputs: the depth and size priors
+        assert torch.allclose(out["log_depth"].mean(), torch.tensor(math.log(DEPTH_PRIOR)), atol=0.3)
+        assert torch.allclose(out["log_size"].mean(), torch.tensor(math.log(SIZE_PRIOR)), atol=0.3)
+    # the depth branch reads the stride-4 features: its output moves with the image
+    out2 = branch(torch.randn(2, 3, 64, 64))
+    assert not torch.equal(out2["log_depth"], branch(image)["log_depth"])
+    with pytest.raises(ValueError, match="depth_head must be"):
+        FastPoseNet("resnet18", depth_head="deep")
+
+
 @pytest.mark.parametrize("rotation,key,width", [("6d", "rot6d", 6), ("9d", "rot9d", 9)])
 def test_fastposenet_rotation_heads(rotation: str, key: str, width: int) -> None:
     torch.manual_seed(0)
@@ -95,7 +120,8 @@ def test_fastposenet_rotation_heads(rotation: str, key: str, width: int) -> None
     mine, theirs = model.state_dict(), quat.state_dict()
     assert set(mine) - set(theirs) == {"rot_head.weight", "rot_head.bias"}
     assert set(theirs) - set(mine) == {"quat_head.weight", "quat_head.bias"}
-    assert all(torch.equal(mine[k], theirs[k]) for k in mine if k in theirs and not k.startswith("geometry_head"))
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine
+               if k in theirs and not k.startswith(("geometry_head", "depth_branch")))
     out = model(torch.randn(2, 3, 64, 64))
     assert set(out) == {"mask_logits", key, "centre", "log_depth", "log_size"} and out[key].shape == (2, 6 * width, 64, 64)
     with pytest.raises(ValueError, match="rotation must be one of"):
@@ -190,3 +216,25 @@ def test_a_state_dict_that_still_holds_layer4_and_fc_loads() -> None:
     del old["encoder.layer3.0.conv1.weight"]
     with pytest.raises(RuntimeError, match="Missing key"):
         fresh.load_state_dict(old)
+
+
+def test_a_checkpoint_from_before_the_depth_branch_loads_with_the_shared_channel(tmp_path: Path) -> None:
+    """Configs fastpose saved before ``model.depth_head`` existed describe the shared channel (``from_saved``);
+    a user's partial config gets today's default (``from_dict``)."""
+    from fastpose.config import RunConfig
+    from fastpose.evaluate import load_checkpoint
+
+    assert RunConfig.from_dict({"model": {"backbone": "resnet18"}}).model.depth_head == "branch"
+    assert RunConfig.from_saved({"model": {"backbone": "resnet18"}}).model.depth_head == "shared"
+    assert RunConfig.from_saved({"model": {"depth_head": "branch"}}).model.depth_head == "branch"
+    saved = RunConfig().to_dict()
+    del saved["model"]["depth_head"]
+    torch.manual_seed(0)
+    old = FastPoseNet("resnet18", decoder_channels=saved["model"]["decoder_channels"], depth_head="shared").eval()
+    path = tmp_path / "old.ckpt"
+    torch.save({"hyper_parameters": saved, "state_dict": {f"model.{k}": v for k, v in old.state_dict().items()}}, path)
+    model, config, has_translation = load_checkpoint(path)
+    assert config.model.depth_head == "shared" and has_translation
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(image)["log_depth"], old(image)["log_depth"])

@@ -35,7 +35,7 @@ def build_model(config: RunConfig) -> nn.Module:
     m = config.model
     return FastPoseNet(
         backbone=m.backbone, num_classes=6, weights=m.weights, decoder_channels=m.decoder_channels,
-        rotation=m.rotation,
+        rotation=m.rotation, depth_head=m.depth_head,
     )
 
 

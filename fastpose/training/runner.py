@@ -160,7 +160,7 @@ def resume(
         updates["train.epochs"] = epochs
     if name is not None:
         updates["name"] = name
-    config = RunConfig.from_dict(parent.config).override(updates).validate()
+    config = RunConfig.from_saved(parent.config).override(updates).validate()
     done = checkpoint_next_epoch(ckpt)  # epochs finished (0-based index of the next one)
     if config.train.epochs <= done:
         raise FastposeError(
