@@ -249,6 +249,7 @@ def compare(
     tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
     spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics.")] = False,
+    metric: Annotated[Optional[list[str]], _opt("Only this metric (repeatable; the primary metric is always kept), e.g. val/rot_err_median.")] = None,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
 
@@ -261,13 +262,15 @@ def compare(
     if tuning and sweep is None:
         raise FastposeError("--tuning needs --sweep ID")
     if sweep is not None or by:
-        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning)
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [])
         return
     if csv_out:
         raise FastposeError("--csv needs groups: add --sweep ID or --by KEY")
-    from fastpose.compare import load_comparison, plot as plot_runs, render
+    from fastpose.compare import load_comparison, plot as plot_runs, render, select_metrics
 
     cmp = load_comparison(list(runs or []))
+    if metric:
+        select_metrics(cmp, metric)
     if plot is not None:
         plot_runs(cmp, str(plot), per_class=per_class)
     if json_out:
@@ -362,12 +365,16 @@ def _run(argv: list[str]) -> int:
 
 
 def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
-                    csv_out: bool, tuning: bool = False) -> None:
+                    csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None) -> None:
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
     from fastpose.studies.groups import load_groups, plot as plot_groups, render
 
     cmp = load_groups(sweep=sweep, refs=runs, by=by, tuning=tuning)
+    if metrics:
+        from fastpose.compare import select_metrics
+
+        select_metrics(cmp, metrics)
     if plot is not None:
         plot_groups(cmp, str(plot))
     if csv_out:

@@ -74,6 +74,7 @@ class Comparison:
     parents: dict[int, list[int]] = field(default_factory=dict)  # run id -> ids it was resumed from, parent first
     source: dict[int, Any] = field(default_factory=dict)  # run id -> SourceState | None (the fastpose code)
 
+    chosen: list[str] = field(default_factory=list)  # --metric: the metrics asked for (select_metrics)
     ancestry: dict[int, dict[str, list[tuple[int | None, float]]]] = field(default_factory=dict)
     # run id -> name -> [(epoch, value)] of the runs it was resumed from (parent first), for epochs before its own
 
@@ -96,8 +97,9 @@ class Comparison:
         return run_primary(first.config, self.summaries.get(first.id, {}))
 
     def shown_metrics(self, per_class: bool = False) -> list[str]:
-        """The metrics the screen lists: per-class ones only when asked (``--per-class``); ``--json`` has all."""
-        return [n for n in self.metrics if per_class or metric_group(n) != "per class"]
+        """The metrics the screen lists: per-class ones only when asked (``--per-class``) or named
+        (``--metric``, see ``select_metrics``); ``--json`` has all of ``metrics``."""
+        return [n for n in self.metrics if per_class or self.chosen or metric_group(n) != "per class"]
 
     # -- per metric
     def values(self, name: str, kind: str) -> list[float | None]:
@@ -238,6 +240,23 @@ class Comparison:
 
 # Config keys that never enter the config diff: they name the run or change only what is displayed.
 NOT_COMPARED = ("name", "train.progress_bar", "train.log_images")
+
+
+def select_metrics(cmp: Any, names: list[str]) -> None:
+    """Keep only the metrics ``names`` (and the primary, which the verdict is about) in a run or group
+    comparison (``--metric``, repeatable): its screen, plot and JSON. A name the runs do not have is an error
+    that lists the ones they have."""
+    from fastpose.errors import FastposeError
+    from fastpose.text import visible
+
+    unknown = [n for n in names if n not in cmp.metrics]
+    if unknown:
+        have = ", ".join(cmp.metrics[:12]) + (f" and {len(cmp.metrics) - 12} more" if len(cmp.metrics) > 12 else "")
+        raise FastposeError(f"no metric {visible(unknown[0], newlines=False)} in these runs; they have: "
+                            f"{have or 'none'}")
+    cmp.metrics = [n for n in cmp.metrics if n in names or n == cmp.primary]
+    if hasattr(cmp, "chosen"):
+        cmp.chosen = list(cmp.metrics)
 
 
 def _num(value: float | None) -> float | None:

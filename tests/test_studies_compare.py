@@ -167,3 +167,21 @@ def test_compare_sweep_never_imports_torch(journal_store) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "OK"
+
+
+def test_compare_metric_keeps_only_the_named_metrics_and_the_primary(journal_store, run_cli) -> None:
+    """`--metric` (repeatable) narrows the screen and the JSON; the primary metric (the verdict's) stays; a
+    name the runs lack is a one-line error that lists what they have; the same for runs side by side."""
+    _study(journal_store, {"mse": MSE, "qloss": QLOSS})
+    data = json.loads(run_cli("compare", "--sweep", "study", "--metric", "train/loss", "--json", check=True).stdout)
+    assert set(data["groups"][0]["metrics"]) == {"val/rot_err_median", "train/loss"}
+    screen = " ".join(run_cli("compare", "--sweep", "study", "--metric", "train/loss", check=True).stdout.split())
+    assert "train/loss" in screen and "qloss beats mse on val/rot_err_median" in screen
+    only_primary = run_cli("compare", "--sweep", "study", "--metric", "val/rot_err_median", check=True).stdout
+    assert "train/loss" not in only_primary
+    bad = run_cli("compare", "--sweep", "study", "--metric", "val/nope[/bold]")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "no metric val/nope[/bold] in these runs; they have: " in bad.stderr and "train/loss" in bad.stderr
+    runs = run_cli("compare", "ST-mse-seed0", "ST-qloss-seed0", "--metric", "train/loss", "--json", check=True)
+    assert set(json.loads(runs.stdout)["metrics"]) == {"val/rot_err_median", "train/loss"}
+    assert run_cli("compare", "ST-mse-seed0", "ST-qloss-seed0", "--metric", "val/x").returncode == 2

@@ -118,6 +118,33 @@ def checks(data: dict, quick: bool) -> list[tuple[str, bool]]:
     return out
 
 
+CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")
+
+
+def per_class(data: dict, a: str, b: str, metric: str = "val/10deg") -> list[str]:
+    """Arm ``a`` against arm ``b`` on ``metric`` per class: the lab's "MSE beats QLoss in all categories"
+    question. Welch's t-test (two-sided) on each run's final value; p not corrected for the classes."""
+    from scipy.stats import ttest_ind
+
+    runs: dict[str, list[dict]] = {}
+    for r in data["runs"]:
+        c = r["config"]
+        runs.setdefault(arm_name({"loss.name": c["loss"]["name"], "model.rotation": c["model"]["rotation"]}), []).append(r)
+    if a not in runs or b not in runs:
+        return []
+    lines = [f"{a} vs {b}, {metric} per class (AP, mean over {len(runs[a])} and {len(runs[b])} seeds; Welch's t-test):"]
+    for cls in CLASSES:
+        key = f"{metric}/{cls}"
+        x = [r["final_metrics"].get(key) for r in runs[a]]
+        y = [r["final_metrics"].get(key) for r in runs[b]]
+        if None in x or None in y:
+            continue
+        p = ttest_ind(x, y, equal_var=False).pvalue if len(x) > 1 and len(y) > 1 else float("nan")
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        lines.append(f"  {cls:<7} {a} {mx:.3f}  {b} {my:.3f}  difference {mx - my:+.3f}  p = {p:.2g}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the demo's budget, one seed (studies/loss_study_quick.toml)")
@@ -128,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs")
     parser.add_argument("--jobs", type=int, default=1, help="cells side by side (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write compare's JSON and the checks to this file")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="run nothing: print the checks and the per-class table of a --json file written earlier")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        report(saved["compare"], "quick" in Path(saved["sweep_file"]).name)
+        return 0
 
     arms = args.arms.split(",") if args.arms else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -154,13 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(subprocess.run([*fastpose, "compare", "--sweep", sweep_id, "--json"], env=env, check=True,
                                      capture_output=True, text=True).stdout)
     print(f"\nstudy wall time {total / 60:.1f} min; journal: {home / 'fastpose.db'}")
-    results = checks(data, args.quick)
-    for text, ok in results:
-        print(f"[{'x' if ok else ' '}] {text}")
+    results = report(data, args.quick)
     if args.json:
         args.json.write_text(json.dumps({"sweep_file": str(sweep_file), "wall_s": total, "compare": data,
                                          "checks": [{"check": t, "ok": ok} for t, ok in results]}, indent=2))
     return 0
+
+
+def report(data: dict, quick: bool) -> list[tuple[str, bool]]:
+    """Print the checks and the per-class mse vs qloss table; return the checks."""
+    results = checks(data, quick)
+    for text, ok in results:
+        print(f"[{'x' if ok else ' '}] {text}")
+    for line in per_class(data, "mse", "qloss"):
+        print(line)
+    return results
 
 
 if __name__ == "__main__":
