@@ -129,8 +129,8 @@ def test_journal_keeps_status_duration_primary_metric_and_miss_rate_on_each_line
 def test_journal_show_defaults_first_metrics_in_order_checkpoints_and_running(screens):
     out = _cli("journal", "show", "AGG_QLOSS_CONT", columns=160).stdout
     assert "config: 3 values not the default (*)" in out  # epochs, loss.name, progress_bar
-    first = out.index("(default 5)")
-    assert re.search(r"\*\s+train\.epochs\s+12\s+\(default 5\)", out)
+    first = out.index("(default 10)")
+    assert re.search(r"\*\s+train\.epochs\s+12\s+\(default 10\)", out)
     assert re.search(r"\*\s+loss\.name\s+\"mse\"\s+\(default \"qloss\"\)", out)
     assert first < out.index("[train]") and re.search(r"\* epochs = 12", out)  # then the whole config, marked
     table = out[out.index("metrics (final"):]
@@ -160,7 +160,7 @@ def test_compare_compact_json_nulls_no_config_noise(screens):
     assert set(cont["final_metrics"]) == set(mse["final_metrics"]) == set(data["metrics"])
     assert {"val/trans_err_median_cm", "val/10deg_5cm/mug"} <= set(data["metrics"])  # defined or not
     assert data["metrics"]["val/rot_err_median"]["runs"][str(mse["id"])]["final"] is None
-    assert data["config_diff"] == {"loss.name": ["mse", "qloss"], "train.epochs": [12, 5]}  # no name, no display
+    assert data["config_diff"] == {"loss.name": ["mse", "qloss"], "train.epochs": [12, 10]}  # no name, no display
     assert cont["resumed_from"] == [screens["AGG_QLOSS"]] and mse["resumed_from"] == []
     assert cont["fastpose"]["commit"] == "f" * 40 and cont["fastpose_vs_first"] == "-"
     assert mse["fastpose_vs_first"] == "same" and mse["code_vs_first"] == "other commit"
@@ -277,7 +277,7 @@ def test_version_and_defaults_in_train_help(fp_home):
     version = _cli("--version")
     assert version.returncode == 0 and version.stdout.startswith(f"fastpose {fastpose_version()} (")
     out = " ".join(_cli("train", "--help").stdout.split())
-    for option, default in (("--epochs", "5"), ("--lr", "0.003"), ("--loss", "qloss"), ("--monitor", "val/10deg"),
+    for option, default in (("--epochs", "10"), ("--lr", "0.003"), ("--loss", "qloss"), ("--monitor", "val/10deg"),
                             ("--weights", "none"), ("--progress / --no-progress", "true")):
         assert re.search(rf"{re.escape(option)} (<\w+> )?.*?\[default: {re.escape(default)}\]", out), option
     resume = _cli("resume", "--help").stdout
