@@ -185,3 +185,13 @@ def test_compare_metric_keeps_only_the_named_metrics_and_the_primary(journal_sto
     runs = run_cli("compare", "ST-mse-seed0", "ST-qloss-seed0", "--metric", "train/loss", "--json", check=True)
     assert set(json.loads(runs.stdout)["metrics"]) == {"val/rot_err_median", "train/loss"}
     assert run_cli("compare", "ST-mse-seed0", "ST-qloss-seed0", "--metric", "val/x").returncode == 2
+
+
+def test_loss_trans_from_before_and_after_the_depth_branch_is_not_ranked() -> None:
+    """loss_trans weighs log-depth 20x since the depth branch: runs without model.depth_head (before it) and runs
+    with it log different quantities under one name; rotation metrics stay comparable."""
+    from fastpose.journal.metrics import comparable_across
+
+    old, new = {"loss.name": "qloss"}, {"loss.name": "qloss", "model.depth_head": "branch"}
+    assert not comparable_across("train/loss_trans", [old, new]) and not comparable_across("train/loss", [old, new])
+    assert comparable_across("train/loss_trans", [new, dict(new)]) and comparable_across("val/rot_err_median", [old, new])

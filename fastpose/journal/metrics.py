@@ -145,13 +145,15 @@ def primary_metric(config: dict | None = None) -> str:
 
 # Config keys that change what each logged loss value means (the terms are logged unweighted; the total is
 # mask_weight * loss_mask + rot_weight * loss_rot + trans_weight * loss_trans + size_weight * loss_size). A loss
-# logged under other values is another quantity.
+# logged under other values is another quantity. loss_trans weighs its log-depth term 20x since the depth branch
+# (model.depth_head; runs before it have no such key): the key separates the two definitions.
 LOSS_DEFINITION_KEYS = {
     "loss_mask": (),  # the same cross-entropy for every rotation loss
-    "loss_trans": (),  # the same L1 terms for every rotation loss
+    "loss_trans": ("model.depth_head",),  # the same L1 terms for every rotation loss
     "loss_size": (),
     "loss_rot": ("loss.name", "loss.eps"),
-    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight", "loss.trans_weight", "loss.size_weight"),
+    "loss": ("loss.name", "loss.eps", "loss.mask_weight", "loss.rot_weight", "loss.trans_weight", "loss.size_weight",
+             "model.depth_head"),
 }
 
 

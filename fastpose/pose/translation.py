@@ -27,8 +27,8 @@ instances.
 Losses (``translation_losses``): on ground-truth foreground pixels, ``loss_trans`` is the mean L1 error of
 the offsets (in image units, times ``OFFSET_SCALE``: a 1-pixel error at 64 px weighs 0.1) plus
 ``DEPTH_SCALE`` times the mean L1 error of the log-depth (a 1 % depth error weighs 0.2: depth is the hard
-part of the translation, and at weight 1 the demo model's depth stayed near the class mean); ``loss_size`` is the mean L1 error of the log-size in the
-ground-truth class's field. Both are zero, still attached to the graph, without foreground.
+part of the translation, and at weight 1 the demo model's depth stayed near the class mean); ``loss_size``
+is the mean L1 error of the log-size in the ground-truth class's field. Both are zero, still attached to the graph, without foreground.
 """
 
 from __future__ import annotations
