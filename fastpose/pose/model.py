@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastpose.config import DEPTH_HEADS
 from fastpose.pose.backbones import build_backbone
 from fastpose.pose.rotations import FIELD_KEYS, ROTATION_CHANNELS
 from fastpose.pose.translation import init_heads
@@ -65,8 +66,8 @@ class FastPoseNet(nn.Module):
             raise ValueError(f"deepest_stride must be 16 or 32, not {deepest_stride!r}")
         if rotation not in ROTATION_CHANNELS:
             raise ValueError(f"rotation must be one of {', '.join(ROTATION_CHANNELS)}, not {rotation!r}")
-        if depth_head not in ("branch", "shared"):
-            raise ValueError(f"depth_head must be branch or shared, not {depth_head!r}")
+        if depth_head not in DEPTH_HEADS:
+            raise ValueError(f"depth_head must be {' or '.join(DEPTH_HEADS)}, not {depth_head!r}")
         self.num_classes, self.rotation, self.depth_head = num_classes, rotation, depth_head
         self.levels = 4 if deepest_stride == 32 else 3  # encoder stages after the stem that are used
         self.encoder = build_backbone(backbone, weights, stages=self.levels, classifier=False)

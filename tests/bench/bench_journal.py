@@ -103,25 +103,44 @@ def timed(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, floa
     return statistics.median(walls), statistics.median(cpus)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def journal_args(doc: str | None) -> argparse.Namespace:
+    """The options of the benchmarks that read the big journal (this one and bench_screens.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--metrics", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--home", type=Path, default=ROOT / "tests" / "bench" / "out" / "journal-bench")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def ensure_journal(args: argparse.Namespace) -> Path:
+    """The journal under ``args.home``: reused when it has the asked-for size at today's schema revision,
+    else built anew (``--rebuild`` always builds). Returns its database file."""
+    from fastpose.journal.db import HEAD_REVISION
 
     db = args.home / "fastpose.db"
     counts = None
     if db.exists() and not args.rebuild:
         with sqlite3.connect(db) as c:
-            counts = (c.execute("SELECT COUNT(*) FROM runs").fetchone()[0], c.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
+            try:
+                counts = (c.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
+                          c.execute("SELECT COUNT(*) FROM metrics").fetchone()[0],
+                          c.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+            except sqlite3.Error:
+                counts = None
         c.close()
-    if counts is None or counts[0] != args.runs or abs(counts[1] - args.metrics) > args.metrics * 0.01:
+    if counts is None or counts[0] != args.runs or abs(counts[1] - args.metrics) > args.metrics * 0.01 \
+            or counts[2] != HEAD_REVISION:
         t = time.perf_counter()
         build(args.home, args.runs, args.metrics)
         print(f"built journal in {time.perf_counter() - t:.1f} s")
+    return db
+
+
+def main() -> None:
+    args = journal_args(__doc__)
+    db = ensure_journal(args)
     with sqlite3.connect(db) as c:
         n_runs, n_metrics = (c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics"))
     c.close()

@@ -13,7 +13,6 @@ its CPU time, and the import time alone (``python -c "import fastpose.cli"``) be
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import sqlite3
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_journal import build  # noqa: E402 - the same journal as the listing benchmark
+from bench_journal import ensure_journal, journal_args  # noqa: E402 - the same journal as the listing benchmark
 
 
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -43,32 +42,8 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=10_000)
-    ap.add_argument("--metrics", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--rebuild", action="store_true")
-    ap.add_argument("--home", type=Path, default=ROOT / "tests" / "bench" / "out" / "journal-bench")
-    args = ap.parse_args()
-
-    db = args.home / "fastpose.db"
-    counts = None
-    if db.exists() and not args.rebuild:
-        with sqlite3.connect(db) as c:
-            try:
-                counts = (c.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
-                          c.execute("SELECT COUNT(*) FROM metrics").fetchone()[0],
-                          c.execute("SELECT version_num FROM alembic_version").fetchone()[0])
-            except sqlite3.Error:
-                counts = None
-        c.close()
-    from fastpose.journal.db import HEAD_REVISION
-
-    if counts is None or counts[0] != args.runs or abs(counts[1] - args.metrics) > args.metrics * 0.01 \
-            or counts[2] != HEAD_REVISION:
-        t = time.perf_counter()
-        build(args.home, args.runs, args.metrics)
-        print(f"built journal in {time.perf_counter() - t:.1f} s")
+    args = journal_args(__doc__)
+    db = ensure_journal(args)
     with sqlite3.connect(db) as c:
         n_runs, n_metrics = (c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics"))
         newest = c.execute("SELECT name FROM runs ORDER BY started_at DESC LIMIT 2").fetchall()
