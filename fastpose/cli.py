@@ -298,8 +298,14 @@ def _require_text_cwd() -> None:
 
 
 def check_argv(argv: list[str]) -> None:
-    """Arguments must be text: bytes that are not UTF-8 (decoded by Python as lone surrogates) are refused."""
+    """Arguments must be text: bytes that are not UTF-8 (decoded by Python as lone surrogates) are refused,
+    and so is a NUL character, which no real command line can hold (``run`` called in-process can pass one,
+    and the option parser's paths would hand it to ``os.stat``)."""
     for i, arg in enumerate(argv, 1):
+        if "\x00" in arg:
+            from fastpose.text import visible
+
+            raise FastposeError(f"argument {i} ({visible(arg, newlines=False)}) holds a NUL character")
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
@@ -415,11 +421,13 @@ def predict(
     out: Annotated[Optional[str], _opt("Folder for the overlay PNGs (default: <run dir>/predictions).")] = None,
     checkpoint: Annotated[str, _opt("best, last, or a checkpoint file.")] = "best",
     json_out: Annotated[bool, typer.Option("--json", help="Print the detections as JSON.")] = False,
+    max_pixels: Annotated[Optional[int], _opt("Refuse images with more pixels than this (read from the file's header) [default: 100000000].")] = None,
 ) -> None:
     """Detected objects per image: class, score, quaternion (x, y, z, w), translation and size (m); overlays."""
     from fastpose.predict import predict_images
 
-    predict_images(run, images, intrinsics=intrinsics, out=out, checkpoint=checkpoint, json_out=json_out)
+    predict_images(run, images, intrinsics=intrinsics, out=out, checkpoint=checkpoint, json_out=json_out,
+                   **({} if max_pixels is None else {"max_pixels": max_pixels}))
 
 
 def main() -> None:

@@ -57,6 +57,39 @@ def validate_name(name: str) -> str:
     return name
 
 
+SEED_MAX = 2**32 - 1  # seeds: numpy's legacy seeding and Lightning's seed_everything accept 0 .. 2**32 - 1
+# The accepted range of every integer config key: (its option, lowest, highest), both ends included.
+# RunConfig.validate checks each, so a value from an option, a --config or sweep file, `train --from`, or a
+# stored config is refused in one line before any run row or directory exists. The upper ends are where
+# the value stops meaning a run and starts failing one: out of memory (image size, decoder width, a
+# sampler's permutation of the training set), a process per worker, a TensorBoard panel per logged image.
+INT_RANGES: dict[str, tuple[str, int, int]] = {
+    "data.image_size": ("--image-size", 32, 4096),  # and a multiple of 32 (the encoder's stride)
+    "data.train_size": ("--train-size", 1, 10**7),
+    "data.val_size": ("--val-size", 1, 10**7),
+    "data.max_objects": ("--max-objects", 1, 64),
+    "data.num_workers": ("--num-workers", 0, 256),
+    "data.seed": ("--data-seed", 0, SEED_MAX),
+    "model.decoder_channels": ("--decoder-channels", 1, 4096),
+    "train.epochs": ("--epochs", 1, 10**6),
+    "train.batch_size": ("--batch-size", 1, 1 << 16),
+    "train.seed": ("--seed", 0, SEED_MAX),
+    "train.save_every": ("--save-every", 0, 10**6),
+    "train.num_nodes": ("--num-nodes", 1, 4096),
+    "train.log_images": ("--log-images", 0, 64),
+}
+
+
+def check_int(option: str, value: Any, low: int, high: int, key: str | None = None) -> int:
+    """``value`` if it is an integer in ``[low, high]``, else a one-line ConfigError naming ``option`` (and
+    the config ``key``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ConfigError(f"{option} must be an integer from {low} to {high}"
+                          + (f" ({key})" if key else "") + f", got {shown}")
+    return value
+
+
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # synthetic (rendered on the fly, no files) | nocs (NOCS layout on disk)
@@ -199,22 +232,11 @@ class RunConfig:
         if d.render_device == "accelerator" and d.dataset != "synthetic":
             raise ConfigError(f"--render-device accelerator renders synthetic data; --dataset {d.dataset} is read from disk")
         _choice("precision", str(t.precision), PRECISIONS)
-        for label, value in (
-            ("image-size", d.image_size),
-            ("train-size", d.train_size),
-            ("val-size", d.val_size),
-            ("max-objects", d.max_objects),
-            ("epochs", t.epochs),
-            ("batch-size", t.batch_size),
-            ("num-nodes", t.num_nodes),
-            ("decoder-channels", m.decoder_channels),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"--{label} must be a positive integer, got {value!r}")
+        flat = self.flat()
+        for key, (option, low, high) in INT_RANGES.items():
+            check_int(option, flat[key], low, high, key)
         if d.image_size % 32:
             raise ConfigError(f"--image-size must be a multiple of 32, got {d.image_size}")
-        if d.num_workers < 0 or t.save_every < 0 or t.log_images < 0:
-            raise ConfigError("--num-workers, --save-every and --log-images must be >= 0")
         for label, value in (("limit-train-batches", t.limit_train_batches), ("limit-val-batches", t.limit_val_batches)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"--{label} must be a fraction in (0, 1] or a batch count >= 1, got {value!r}")
@@ -347,23 +369,55 @@ def build_config(file: str | Path | None = None, updates: dict[str, Any] | None 
     return config.validate()
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file; a syntax error becomes a one-line ConfigError with line and column."""
+CONFIG_FILE_LIMIT = 1 << 20  # bytes: a config or sweep file is a few KiB; more is not one
+TOML_MAX_DEPTH = 16  # tables and arrays inside each other; a sweep file needs 6 (root, [sweep], an axis's
+#                      list of variants, a variant, a dotted key in it, a list value)
+
+
+def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML file a user named (``--config``, a sweep file): a regular file of at most
+    ``CONFIG_FILE_LIMIT`` bytes (``fastpose.files.read_user_file``), UTF-8, valid TOML, nested at most
+    ``TOML_MAX_DEPTH`` levels deep. Every refusal is a one-line ConfigError naming the file (a syntax error
+    with its line and column)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
+    from fastpose.files import read_user_file
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
+        data = read_user_file(path, what, CONFIG_FILE_LIMIT)
+    except FastposeError as exc:
+        raise ConfigError(str(exc)) from None
     try:
-        return tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
+    too_deep = ConfigError(f"{what} {str(path)!r} nests tables or arrays more than {TOML_MAX_DEPTH} levels deep")
+    try:
+        result = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    except RecursionError:  # the parser recurses once per nested array or inline table
+        raise too_deep from None
+    if _depth(result) > TOML_MAX_DEPTH:  # dotted keys and table headers nest without recursing
+        raise too_deep
+    return result
+
+
+def _depth(value: Any) -> int:
+    """How many dicts and lists are nested in ``value`` (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
 
 
 def check_devices(value: str) -> str:

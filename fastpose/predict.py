@@ -10,19 +10,44 @@ Intrinsics: ``--intrinsics fx,fy,cx,cy`` in the original image's pixels, in the 
 Without them the camera of the synthetic set is assumed: focal length = the image's longer side, principal
 point at the image centre (about 53 degrees of field of view).
 
-Overlays (``<out>/<image stem>-poses.png``): each detected object's 3D box (12 edges) and its axes (x red, y
-green, z blue, half the box's extent long), labelled with class and score; drawn at 4x and downsampled
-(Lanczos), which antialiases every line.
+Intrinsics must describe a camera the float32 pipeline can work with, checked against each image: focal
+lengths between 1/1000 and 1000 times the image's longer side (a field of view between about 0.06 and 179.9
+degrees), the principal point at most 10 image widths (heights) outside the image.
+
+Images (``fastpose.files.open_user_file``: regular files only) are refused above ``--max-pixels`` (default
+``MAX_PIXELS``, 100 megapixels), read from the file's header before anything is decoded, and above
+``IMAGE_BYTES_PER_PIXEL`` bytes a pixel allowed (plus ``IMAGE_EXTRA_BYTES``). A crop much larger than the
+network's input is first shrunk by an integer factor with a box filter (Pillow's ``reduce``, to no less than
+``REDUCE_TO`` pixels a side), so the float copy of a large photo stays small; the antialiased resize follows.
+
+Overlays: each detected object's 3D box (12 edges) and its axes (x red, y green, z blue, half the box's
+extent long), labelled with class and score; drawn at up to 4x (``SUPERSAMPLE``) and downsampled (Lanczos),
+which antialiases every line. Their size is bounded: an image over ``OVERLAY_MAX_PIXELS`` gets an overlay
+scaled down to that many pixels, and the supersampled canvas never exceeds ``DRAW_MAX_PIXELS`` (a large
+image is drawn at 3x, 2x or 1x). Each overlay is ``<out>/<image stem>-poses.png``; when two images of one
+command share a stem (``a/x.png b/x.png``, ``x.png x.jpg``) the later ones get ``-poses-2.png``,
+``-poses-3.png``, ..., so no overlay the command wrote is overwritten; each image's line (and ``--json``)
+names its overlay. Files are written through a temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
 
 SUPERSAMPLE = 4
+MAX_PIXELS = 100_000_000  # --max-pixels' default: a 100-megapixel photo reads; larger ones need the flag
+MAX_PIXELS_CEILING = 1_000_000_000  # the most --max-pixels may allow (3 GB as 8-bit RGB)
+IMAGE_BYTES_PER_PIXEL = 8  # the file size an image may have: 16-bit RGBA, uncompressed, is 8 bytes a pixel
+IMAGE_EXTRA_BYTES = 64 << 20  # ... plus room for metadata (ICC profiles, EXIF, thumbnails)
+REDUCE_TO = 2048  # a crop over twice this side (and over 8x the network's input) is box-reduced first
+OVERLAY_MAX_PIXELS = 1 << 24  # an overlay's pixels at most (4096 x 4096)
+DRAW_MAX_PIXELS = 1 << 25  # the supersampled drawing canvas's pixels at most (a 1920 x 1080 image at 4x)
+FOCAL_RANGE = (1e-3, 1e3)  # fx, fy as a multiple of the image's longer side
+CENTRE_MARGIN = 10  # cx, cy at most this many image widths (heights) outside the image
 _EDGES = [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (4, 6), (5, 7), (6, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
 _CLASS_COLOURS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0)]
 
@@ -37,6 +62,22 @@ def parse_intrinsics(text: str | None) -> tuple[float, float, float, float] | No
     if len(values) != 4 or not all(v == v and abs(v) != float("inf") for v in values) or values[0] <= 0 or values[1] <= 0:
         raise FastposeError(f"--intrinsics must be fx,fy,cx,cy (four numbers, fx and fy > 0), got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def check_intrinsics(values: tuple[float, float, float, float], width: int, height: int, image: str) -> None:
+    """Refuse intrinsics that describe no usable camera for a ``width`` x ``height`` image (see the module
+    docstring): beyond these the float32 network intrinsics overflow, underflow to a singular matrix, or
+    turn the principal point into NaN."""
+    fx, fy, cx, cy = values
+    longer = max(width, height)
+    low, high = FOCAL_RANGE[0] * longer, FOCAL_RANGE[1] * longer
+    m = CENTRE_MARGIN
+    if not (low <= fx <= high and low <= fy <= high):
+        raise FastposeError(f"--intrinsics: fx and fy must be between {low:g} and {high:g} pixels for {image!r} "
+                            f"({width}x{height}: 1/1000 to 1000 times its longer side), got {fx:g}, {fy:g}")
+    if not (-m * width <= cx <= (m + 1) * width and -m * height <= cy <= (m + 1) * height):
+        raise FastposeError(f"--intrinsics: the principal point ({cx:g}, {cy:g}) is more than {m} image sizes "
+                            f"outside {image!r} ({width}x{height})")
 
 
 def prepare(image: Any, image_size: int, intrinsics: tuple[float, float, float, float] | None) -> tuple[Any, Any, Any]:
@@ -61,38 +102,88 @@ def prepare(image: Any, image_size: int, intrinsics: tuple[float, float, float, 
     K_net = K.copy()
     K_net[0, 2], K_net[1, 2] = (K[0, 2] - x0) * scale, (K[1, 2] - y0) * scale
     K_net[0, 0], K_net[1, 1] = K[0, 0] * scale, K[1, 1] * scale
-    rgb = torch.from_numpy(np.asarray(image, dtype=np.float32)[y0:y0 + side, x0:x0 + side] / 255).permute(2, 0, 1)
+    crop = image.crop((x0, y0, x0 + side, y0 + side))
+    factor = side // max(REDUCE_TO, 8 * image_size)
+    if factor >= 2:  # a large photo: shrink by a whole factor (box filter) before the float copy
+        crop = crop.reduce(factor)
+    rgb = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
+    side = crop.size[0]
     if side != image_size:
         rgb = F.interpolate(rgb[None], size=(image_size, image_size), mode="bilinear", antialias=True,
                             align_corners=False)[0]
     return normalize_image(rgb.clamp(0, 1)), torch.from_numpy(K_net).float(), torch.from_numpy(K).float()
 
 
-def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) -> None:
-    """The image with each object's box, axes and label (see the module docstring), as a PNG."""
+def overlay_size(width: int, height: int) -> tuple[int, int, int]:
+    """``(overlay width, overlay height, supersampling factor)`` for a ``width`` x ``height`` image: the image's
+    size, scaled down to at most ``OVERLAY_MAX_PIXELS``; drawn at up to ``SUPERSAMPLE`` times that, within
+    ``DRAW_MAX_PIXELS``."""
+    r = min(1.0, (OVERLAY_MAX_PIXELS / (width * height)) ** 0.5)
+    w, h = max(1, round(width * r)), max(1, round(height * r))
+    s = max(1, min(SUPERSAMPLE, int((DRAW_MAX_PIXELS / (w * h)) ** 0.5)))
+    return w, h, s
+
+
+def _clip(a: tuple[float, float], b: tuple[float, float], box: tuple[float, float, float, float]
+          ) -> list[tuple[float, float]] | None:
+    """The part of segment ``a``-``b`` inside ``box`` (x0, y0, x1, y1) (Liang-Barsky), or None: far-away
+    or non-finite end points never reach Pillow, which stores coordinates as C integers."""
+    (ax, ay), (bx, by) = a, b
+    if not all(math.isfinite(v) for v in (ax, ay, bx, by)):
+        return None
+    t0, t1 = 0.0, 1.0
+    dx, dy = bx - ax, by - ay
+    for p, q in ((-dx, ax - box[0]), (dx, box[2] - ax), (-dy, ay - box[1]), (dy, box[3] - ay)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return None
+    return [(ax + t0 * dx, ay + t0 * dy), (ax + t1 * dx, ay + t1 * dy)]
+
+
+def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) -> tuple[int, int]:
+    """The image with each object's box, axes and label (see the module docstring), as a PNG at ``path``
+    (written through a temporary name); returns the overlay's size."""
     import numpy as np
     from PIL import Image, ImageDraw
 
     from fastpose.pose.data.synthetic import CLASSES
 
     W, H = image.size
-    s = SUPERSAMPLE
-    big = image.convert("RGB").resize((W * s, H * s), Image.Resampling.BICUBIC)
+    w, h, s = overlay_size(W, H)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    big = rgb.resize((w * s, h * s), Image.Resampling.BICUBIC, reducing_gap=3.0)
     draw = ImageDraw.Draw(big)
     K = np.asarray(K, dtype=np.float64)
-    width = max(s, round(s * max(W, H) / 256))  # at least one output pixel
+    sx, sy = w * s / W, h * s / H  # canvas pixels per image pixel
+    width = max(s, round(s * max(w, h) / 256))  # at least one output pixel
+    box = (-2.0 * width, -2.0 * width, w * s + 2.0 * width, h * s + 2.0 * width)
 
     def to_px(points: np.ndarray) -> list[tuple[float, float]]:
         p = points @ K.T
-        uv = p[:, :2] / p[:, 2:3]
-        return [((u - 0.5) * s + s / 2 - 0.5, (v - 0.5) * s + s / 2 - 0.5) for u, v in uv]  # continuous -> PIL
+        with np.errstate(all="ignore"):
+            uv = p[:, :2] / p[:, 2:3]
+        # continuous image coordinates -> the canvas's, then Pillow's (integers at pixel centres)
+        return [(float(u) * sx - 0.5, float(v) * sy - 0.5) for u, v in uv]
+
+    def line(a: tuple[float, float], b: tuple[float, float], colour: tuple[int, int, int]) -> None:
+        part = _clip(a, b, box)
+        if part is not None:
+            draw.line(part, fill=colour, width=width)
 
     for obj in objects:
         from scipy.spatial.transform import Rotation
 
         R = Rotation.from_quat(obj["quaternion"]).as_matrix()
         t, size = np.asarray(obj["translation"]), np.asarray(obj["size"])
-        if t[2] <= 1e-3:
+        if not (np.isfinite(t).all() and np.isfinite(size).all()) or t[2] <= 1e-3:
             continue
         signs = np.array([[x, y, z] for x in (-.5, .5) for y in (-.5, .5) for z in (-.5, .5)])
         corners = (signs * size) @ R.T + t
@@ -101,33 +192,97 @@ def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) 
         colour = _CLASS_COLOURS[(CLASSES.index(obj["class"])) % len(_CLASS_COLOURS)]
         px = to_px(corners)
         for a, b in _EDGES:
-            draw.line([px[a], px[b]], fill=colour, width=width)
+            line(px[a], px[b], colour)
         axes = to_px(np.vstack([t, t + R @ np.diag(size / 2)]))  # centre, then the tips of x, y, z
         for tip, c in zip(axes[1:], ((230, 30, 30), (30, 200, 30), (40, 80, 240))):
-            draw.line([axes[0], tip], fill=c, width=width)
+            line(axes[0], tip, c)
         x, y = min(p[0] for p in px), min(p[1] for p in px)
-        draw.text((x, max(0, y - 12 * s)), f"{obj['class']} {obj['score']:.2f}", fill=colour, font_size=10 * s)
+        if math.isfinite(x) and math.isfinite(y):
+            x, y = min(max(x, 0.0), w * s - 1.0), min(max(y - 12 * s, 0.0), h * s - 1.0)
+            draw.text((x, y), f"{obj['class']} {obj['score']:.2f}", fill=colour, font_size=10 * s)
+    out = big if s == 1 else big.resize((w, h), Image.Resampling.LANCZOS)
+    write_png(out, path)
+    return w, h
+
+
+def write_png(picture: Any, path: Path) -> None:
+    """``picture`` (a Pillow image) as a PNG at ``path``, through a temporary file beside it and a rename:
+    a reader never sees half a file, and whatever ``path`` was (a FIFO, a link) is replaced, not written into."""
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    big.resize((W, H), Image.Resampling.LANCZOS).save(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            picture.save(f, format="PNG")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def overlay_paths(images: list[Path], out_dir: Path) -> list[Path]:
+    """``<out_dir>/<stem>-poses.png`` for each image; a name an earlier image of the same command took
+    (compared without case, for case-insensitive file systems) gets ``-poses-2``, ``-poses-3``, ..."""
+    taken: set[str] = set()
+    out = []
+    for image in images:
+        n, name = 1, f"{image.stem}-poses.png"
+        while name.casefold() in taken:
+            n += 1
+            name = f"{image.stem}-poses-{n}.png"
+        taken.add(name.casefold())
+        out.append(out_dir / name)
+    return out
+
+
+def read_image(path: Path, max_pixels: int) -> Any:
+    """The image at ``path`` as an RGB Pillow image, or a FastposeError naming the file (see the module
+    docstring): a regular file, at most ``max_pixels`` pixels by its header, which Pillow can decode."""
+    import struct
+
+    from PIL import Image, UnidentifiedImageError
+
+    from fastpose.files import open_user_file
+
+    shown = str(path)
+    limit = IMAGE_BYTES_PER_PIXEL * max_pixels + IMAGE_EXTRA_BYTES
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # --max-pixels decides, below, from the header; Pillow's own check is off
+    try:
+        with open_user_file(path, "image", limit) as f:
+            try:
+                with Image.open(f) as im:
+                    W, H = im.size
+                    if W * H > max_pixels:
+                        raise FastposeError(
+                            f"image {shown!r} is {W}x{H} = {W * H / 1e6:.1f} megapixels, over the limit of "
+                            f"{max_pixels / 1e6:g} (--max-pixels {max_pixels}); pass --max-pixels {W * H} to read it")
+                    if W < 1 or H < 1:
+                        raise FastposeError(f"image {shown!r} has no pixels ({W}x{H})")
+                    return im.convert("RGB")
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+                    Image.DecompressionBombError) as exc:  # what Pillow's decoders raise on a broken file
+                raise FastposeError(f"cannot read image {shown!r}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def predict_images(ref: str, images: list[str], intrinsics: str | None = None, out: str | None = None,
-                   checkpoint: str = "best", json_out: bool = False) -> list[dict[str, Any]]:
+                   checkpoint: str = "best", json_out: bool = False, max_pixels: int = MAX_PIXELS
+                   ) -> list[dict[str, Any]]:
     """The ``fastpose predict`` command (see the module docstring); returns the per-image results."""
+    from fastpose.config import check_int
+
+    check_int("--max-pixels", max_pixels, 1, MAX_PIXELS_CEILING)
     K_user = parse_intrinsics(intrinsics)
     paths = [Path(p) for p in images]
-    for p in paths:
-        if not p.is_file():
-            raise FastposeError(f"no such image file: {str(p)!r}")
-    from PIL import Image, UnidentifiedImageError
-
-    opened = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                opened.append(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise FastposeError(f"cannot read image {str(p)!r}: {exc}") from None
+    opened = [read_image(p, max_pixels) for p in paths]
+    if K_user is not None:
+        for p, image in zip(paths, opened):
+            check_intrinsics(K_user, *image.size, str(p))
     out_dir = Path(out) if out else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise FastposeError(f"--out {str(out_dir)!r} is not a directory")
@@ -142,12 +297,16 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
     from fastpose.journal.db import journal_url
 
     run = read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs yet"))
+    out_dir = out_dir or Path(run.run_dir or ".") / "predictions"
+    overlays = overlay_paths(paths, out_dir)
+    for overlay in overlays:
+        if overlay.is_dir():
+            raise FastposeError(f"cannot write overlay {str(overlay)!r}: it is a directory")
     model, config, has_3d = load_checkpoint(find_checkpoint(run, checkpoint))
     if not has_3d:
         raise FastposeError(f"run {run.id} ({run.label}) predates the translation and size heads; retrain it")
-    out_dir = out_dir or Path(run.run_dir or ".") / "predictions"
     results = []
-    for path, image in zip(paths, opened):
+    for path, image, overlay in zip(paths, opened, overlays):
         x, K_net, K = prepare(image, config.data.image_size, K_user)
         with torch.inference_mode():
             det = detect(model(x[None]), K_net[None])
@@ -156,17 +315,19 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
                     "quaternion": [round(float(v), 6) for v in det["quat"][k]],
                     "translation": [round(float(v), 5) for v in det["trans"][k]],
                     "size": [round(float(v), 5) for v in det["size"][k]]} for k in order]
-        overlay = out_dir / f"{path.stem}-poses.png"
-        draw_overlay(image, objects, K.numpy(), overlay)
+        w, h = draw_overlay(image, objects, K.numpy(), overlay)
         results.append({"image": str(path), "width": image.size[0], "height": image.size[1],
-                        "intrinsics": K.tolist(), "overlay": str(overlay), "objects": objects})
+                        "intrinsics": K.tolist(), "overlay": str(overlay), "overlay_width": w,
+                        "overlay_height": h, "objects": objects})
     from fastpose.text import strict_json, visible
 
     if json_out:
         print(strict_json({"run": {"id": run.id, "label": run.label}, "images": results}, indent=2))
     else:
         for r in results:
-            print(f"{visible(r['image'])}: {len(r['objects'])} object(s); overlay {visible(r['overlay'])}")
+            scaled = "" if (r["overlay_width"], r["overlay_height"]) == (r["width"], r["height"]) else \
+                f" (scaled to {r['overlay_width']}x{r['overlay_height']})"
+            print(f"{visible(r['image'])}: {len(r['objects'])} object(s); overlay {visible(r['overlay'])}{scaled}")
             for o in r["objects"]:
                 t = ", ".join(f"{v:.3f}" for v in o["translation"])
                 print(f"  {o['class']:<7} {o['score']:.2f}  t = ({t}) m")

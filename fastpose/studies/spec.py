@@ -171,7 +171,7 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file; every problem is one ConfigError line, and nothing is written."""
     path = Path(path)
-    data = load_toml(path)
+    data = load_toml(path, what="sweep file")
     where = f"sweep file {path.name}"
     unknown = [k for k in data if k not in ("name", "sweep", "tune", "slurm", *CONFIG_TABLES)]
     if unknown:
