@@ -59,8 +59,9 @@ def validate_name(name: str) -> str:
 
 SEED_MAX = 2**32 - 1  # seeds: numpy's legacy seeding and Lightning's seed_everything accept 0 .. 2**32 - 1
 # The accepted range of every integer config key: (its option, lowest, highest), both ends included.
-# RunConfig.validate checks each, so a value from an option, a --config or sweep file, `train --from`, or a
-# stored config is refused in one line before any run row or directory exists. The upper ends are where
+# check_type (every value a file, an option or a stored config sets) and RunConfig.validate check each, so a
+# value from an option, a --config or sweep file, `train --from`, or a stored config is refused in one line
+# before any run row or directory exists. The upper ends are where
 # the value stops meaning a run and starts failing one: out of memory (image size, decoder width, a
 # sampler's permutation of the training set), a process per worker, a TensorBoard panel per logged image.
 INT_RANGES: dict[str, tuple[str, int, int]] = {
@@ -395,15 +396,41 @@ def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
     too_deep = ConfigError(f"{what} {str(path)!r} nests tables or arrays more than {TOML_MAX_DEPTH} levels deep")
+    # Checked on the text first: the parser recurses once per nested array or inline table (RecursionError
+    # past ~1000), and its time grows with the square of a dotted key's parts (10,000 parts: 3 s).
+    if _text_depth(text) > TOML_MAX_DEPTH:
+        raise too_deep
     try:
         result = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
-    except RecursionError:  # the parser recurses once per nested array or inline table
-        raise too_deep from None
-    if _depth(result) > TOML_MAX_DEPTH:  # dotted keys and table headers nest without recursing
+    if _depth(result) > TOML_MAX_DEPTH:  # a table header's parts and the arrays in it, together
         raise too_deep
     return result
+
+
+# What the text scan skips: TOML's strings (multi-line and single-line, basic and literal) and comments.
+_TOML_SKIP = re.compile("|".join([
+    r'"""(?:\\.|[^\\])*?"{3,5}',  # multi-line basic string (it may end in one or two quotes of its own)
+    r"'''.*?'{3,5}",  # multi-line literal string
+    r'"(?:\\.|[^"\\\n])*"',  # basic string
+    r"'[^'\n]*'",  # literal string
+    r"#[^\n]*",  # comment
+]), re.S)
+# a.b.c (a quoted part reads S); starting only where a part can start, so that it scans in linear time
+_TOML_DOTTED = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)+")
+
+
+def _text_depth(text: str) -> int:
+    """An upper bound of how deep ``text`` (TOML) nests, from the text alone: 1 + the deepest nesting of
+    brackets and braces, or the most parts of a dotted key (``a."b".c``: 3), strings and comments skipped."""
+    bare = _TOML_SKIP.sub(lambda m: "" if m.group().startswith("#") else "S", text)
+    deepest = level = 0
+    for bracket in re.findall(r"[\[\]{}]", bare):
+        level = level + 1 if bracket in "[{" else max(0, level - 1)
+        deepest = max(deepest, level)
+    parts = max((chain.count(".") + 1 for chain in _TOML_DOTTED.findall(bare)), default=1)
+    return max(1 + deepest, parts)
 
 
 def _depth(value: Any) -> int:
@@ -439,9 +466,9 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "boo
 def check_type(key: str, value: Any, annotation: str) -> Any:
     """``value`` if it fits the field type ``annotation`` (``"float"``, ``"str | None"``, ...), else ConfigError.
 
-    Typed like the dataclass says: ints for int fields (not bools), numbers for float fields (finite: no
-    NaN or infinity anywhere in a config, which is stored as strict JSON), strings for str fields, and None
-    only where the type admits it. Returns the value converted where it is lossless (an int for a float).
+    Typed like the dataclass says: ints for int fields (not bools; within ``INT_RANGES``), numbers for float
+    fields (finite: no NaN or infinity anywhere in a config, which is stored as strict JSON), strings for str
+    fields, and None only where the type admits it. Returns the value converted where it is lossless (an int for a float).
     """
     kinds = [part.strip() for part in annotation.split("|")]
     if value is None:
@@ -452,6 +479,9 @@ def check_type(key: str, value: Any, annotation: str) -> Any:
         if kind == "bool" and isinstance(value, bool):
             return value
         if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            if key in INT_RANGES:
+                option, low, high = INT_RANGES[key]
+                return check_int(option, value, low, high, key)
             if abs(value) > 2**53:
                 raise ConfigError(f"config key {key!r} is out of range: {value}")
             return value

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JOURNAL_BACKENDS, drop_pg_database, fresh_pg_database, pg_admin_engine
+from image_files import solid_png
 from fastpose.journal.git import capture_git
 from fastpose.journal.store import JournalStore
 
@@ -67,6 +68,18 @@ FILES = {
     "existing.md": b"# my notes, not to be overwritten\n",
     "sweep_empty_axis.toml": b'name = "S"\n[sweep]\n"train.seed" = []\n',
     "sweep_unknown_axis.toml": b'name = "S"\n[sweep]\n"loss.nme" = ["mse"]\n',
+    # numbers out of their range (config.INT_RANGES), TOML that reads without end or nests without end
+    "seed_neg.toml": b"[train]\nseed = -1\n",
+    "data_seed_big.toml": b"[data]\nseed = 4294967296\n",
+    "batch_big.toml": b"[train]\nbatch_size = 65537\n",
+    "sweep_seed_neg.toml": b'name = "S"\n[sweep]\n"train.seed" = [0, -1]\n',
+    "big.toml": b"# " + b"x" * (1 << 20) + b"\n",
+    "deep_arrays.toml": b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    "deep_tables.toml": b"x = " + b"{a = " * 5000 + b"1" + b"}" * 5000 + b"\n",
+    "deep_dotted.toml": b"[train]\n" + b"a." * 5000 + b"b = 1\n",
+    "deep_17.toml": b"x = " + b"[" * 16 + b"]" * 16 + b"\n",  # the root table and 16 arrays: 17 levels
+    "sweep_deep.toml": b'name = "S"\n[sweep]\n"train.seed" = ' + b"[" * 3000 + b"]" * 3000 + b"\n",
+    "truncated.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10",
 }
 
 
@@ -90,6 +103,13 @@ def populated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
             run_dir=str(home / "runs" / name), command="test", git=capture_git(root), versions={"python": "3"},
         )
         store.finish(run.id, status="completed")
+    # a run whose stored config holds a seed numpy refuses (journaled by a version that did not check it)
+    run = store.start_run(
+        name="BADSEED", label="26-11-27/10-00-BADSEED-SYNTH-resnet18-scratch",
+        config={"name": "BADSEED", "train": {"seed": -1}}, run_dir=str(home / "runs" / "BADSEED"), command="test",
+        git=capture_git(root), versions={"python": "3"},
+    )
+    store.finish(run.id, status="completed")
     store.add_note("a day note")
     store.close()
     home.mkdir(parents=True, exist_ok=True)
@@ -105,6 +125,10 @@ def populated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     (root / "a_dir").mkdir()
     (root / "link.md").symlink_to(root / "existing.md")
     os.mkfifo(root / "fifo.md")
+    os.mkfifo(root / "fifo.toml")
+    os.mkfifo(root / "fifo.png")
+    solid_png(root / "big.png", 20000, 20000)  # 400 megapixels, 1.7 MB on disk
+    solid_png(root / "small.png", 40, 30)
     counter = JournalStore.open(url=url)  # one store for the row counts of every case
     yield {"home": home, "env": env, "root": root, "url": url, "backend": request.param, "counter": counter}
     counter.close()
@@ -261,6 +285,64 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("compare csv without groups", ["compare", "A1", "B1", "--csv"], {}, ["--csv needs groups"]),
     ("submitit cluster unknown", ["journal"], {"FASTPOSE_SUBMITIT_CLUSTER": "pbs"}, ["$FASTPOSE_SUBMITIT_CLUSTER"]),
     ("ddp spec wait words", ["journal"], {"FASTPOSE_DDP_SPEC_WAIT_S": "soon"}, ["$FASTPOSE_DDP_SPEC_WAIT_S"]),
+    # numbers: every integer config key has one accepted range (config.INT_RANGES), whatever sets it
+    ("seed -1", ["train", "--name", "X", "--seed", "-1"], {}, ["--seed", "from 0 to 4294967295", "train.seed"]),
+    ("seed 2**32", ["train", "--name", "X", "--seed", "4294967296"], {}, ["--seed", "4294967295"]),
+    ("data seed -1", ["train", "--name", "X", "--data-seed", "-1"], {}, ["--data-seed", "data.seed"]),
+    ("data seed 2**32", ["train", "--name", "X", "--data-seed", "4294967296"], {}, ["--data-seed"]),
+    ("seed -1 in TOML", ["train", "--name", "X", "--config", "{root}/seed_neg.toml"], {}, ["train.seed"]),
+    ("data seed 2**32 in TOML", ["train", "--name", "X", "--config", "{root}/data_seed_big.toml"], {},
+     ["data.seed"]),
+    ("seed -1 from a stored config", ["train", "--name", "X", "--from", "BADSEED"], {}, ["train.seed"]),
+    ("seed -1 in a sweep cell", ["sweep", "{root}/sweep_seed_neg.toml"], {}, ["train.seed", "got -1"]),
+    ("batch size over the limit in TOML", ["train", "--name", "X", "--config", "{root}/batch_big.toml"], {},
+     ["--batch-size", "65536"]),
+    ("epochs over the limit", ["train", "--name", "X", "--epochs", "1000001"], {}, ["--epochs", "1000000"]),
+    ("image size 8192", ["train", "--name", "X", "--image-size", "8192"], {}, ["--image-size", "4096"]),
+    ("workers 100000", ["train", "--name", "X", "--num-workers", "100000"], {}, ["--num-workers", "256"]),
+    ("log images 65", ["train", "--name", "X", "--log-images", "65"], {}, ["--log-images"]),
+    ("max objects 0", ["train", "--name", "X", "--max-objects", "0"], {}, ["--max-objects"]),
+    # files a user names: regular files only, size-capped, TOML nested at most 16 levels
+    ("config /dev/zero", ["train", "--name", "X", "--config", "/dev/zero"], {}, ["/dev/zero", "device"]),
+    ("config /dev/urandom", ["train", "--name", "X", "--config", "/dev/urandom"], {}, ["/dev/urandom", "device"]),
+    ("config a FIFO", ["train", "--name", "X", "--config", "{root}/fifo.toml"], {}, ["fifo.toml", "FIFO"]),
+    ("config over 1 MiB", ["train", "--name", "X", "--config", "{root}/big.toml"], {}, ["big.toml", "1.0 MiB"]),
+    ("config nested arrays", ["train", "--name", "X", "--config", "{root}/deep_arrays.toml"], {},
+     ["deep_arrays.toml", "16 levels"]),
+    ("config nested inline tables", ["train", "--name", "X", "--config", "{root}/deep_tables.toml"], {},
+     ["16 levels"]),
+    ("config nested dotted keys", ["train", "--name", "X", "--config", "{root}/deep_dotted.toml"], {},
+     ["16 levels"]),
+    ("config 17 levels", ["train", "--name", "X", "--config", "{root}/deep_17.toml"], {}, ["16 levels"]),
+    ("print-config from a FIFO", ["train", "--print-config", "--config", "{root}/fifo.toml"], {}, ["FIFO"]),
+    ("sweep /dev/zero", ["sweep", "/dev/zero"], {}, ["sweep file", "device"]),
+    ("sweep a FIFO", ["sweep", "{root}/fifo.toml", "--dry-run"], {}, ["sweep file", "FIFO"]),
+    ("sweep nested", ["sweep", "{root}/sweep_deep.toml"], {}, ["sweep file", "16 levels"]),
+    ("sweep a directory", ["sweep", "{root}/a_dir"], {}, ["sweep file", "directory"]),
+    # images: --max-pixels (from the header, before decoding), regular files, readable
+    ("image of 400 megapixels", ["predict", "A1", "{root}/big.png"], {}, ["400.0 megapixels", "--max-pixels"]),
+    ("image over a lowered limit", ["predict", "A1", "{root}/small.png", "--max-pixels", "1000"], {},
+     ["--max-pixels 1200"]),
+    ("max pixels 0", ["predict", "A1", "{root}/small.png", "--max-pixels", "0"], {}, ["--max-pixels"]),
+    ("max pixels over the ceiling", ["predict", "A1", "{root}/small.png", "--max-pixels", "10000000000"], {},
+     ["--max-pixels"]),
+    ("image a FIFO", ["predict", "A1", "{root}/fifo.png"], {}, ["fifo.png", "FIFO"]),
+    ("image /dev/zero", ["predict", "A1", "/dev/zero"], {}, ["device"]),
+    ("image a directory", ["predict", "A1", "{root}/a_dir"], {}, ["directory"]),
+    ("image missing", ["predict", "A1", "{root}/nope.png"], {}, ["nope.png"]),
+    ("image not an image", ["predict", "A1", "{root}/existing.md"], {}, ["cannot read image"]),
+    ("image truncated", ["predict", "A1", "{root}/truncated.png"], {}, ["cannot read image", "truncated.png"]),
+    # intrinsics: finite, but no camera the float32 pipeline can use
+    ("intrinsics overflow", ["predict", "A1", "{root}/small.png", "--intrinsics", "1e308,1e308,1,1"], {},
+     ["--intrinsics", "fx and fy"]),
+    ("intrinsics singular", ["predict", "A1", "{root}/small.png", "--intrinsics", "1e-308,1e-308,20,15"], {},
+     ["--intrinsics", "fx and fy"]),
+    ("intrinsics one focal tiny", ["predict", "A1", "{root}/small.png", "--intrinsics", "50,1e-9,20,15"], {},
+     ["--intrinsics"]),
+    ("intrinsics centre far away", ["predict", "A1", "{root}/small.png", "--intrinsics", "50,50,1e308,1e308"], {},
+     ["principal point"]),
+    ("intrinsics centre far left", ["predict", "A1", "{root}/small.png", "--intrinsics", "50,50,-401,15"], {},
+     ["principal point"]),
     # environment
     ("lost-after words", ["journal"], {"FASTPOSE_LOST_AFTER": "abc"}, ["$FASTPOSE_LOST_AFTER"]),
     ("lost-after nan", ["journal"], {"FASTPOSE_LOST_AFTER": "nan"}, ["$FASTPOSE_LOST_AFTER"]),
@@ -363,3 +445,70 @@ def test_unwritable_run_directory_is_a_clear_crash(fp_home: Path, tmp_path: Path
         assert any(word in run.error_message for word in ("Not a directory", "Permission denied", "runs")), run
     finally:
         store.close()
+
+
+def _int_range_cases() -> list[tuple[str, str, str, str]]:
+    """(key, option, how it is given, value) for each end of each integer key's range, one step outside:
+    below the lowest through the option, above the highest through a --config file."""
+    from fastpose.config import INT_RANGES
+
+    out = []
+    for key, (option, low, high) in INT_RANGES.items():
+        out += [(key, option, "option", str(low - 1)), (key, option, "toml", str(high + 1))]
+    return out
+
+
+@pytest.mark.parametrize("key,option,given,value", _int_range_cases(), ids=lambda v: str(v))
+def test_every_integer_key_out_of_range_is_refused_before_anything_exists(
+    tmp_path: Path, key: str, option: str, given: str, value: str
+) -> None:
+    """The class, not the examples: each end of every key of config.INT_RANGES, through the real CLI; the
+    journal home is never created (no run row, no run directory)."""
+    home = tmp_path / "home"
+    env = dict(os.environ, FASTPOSE_HOME=str(home), COLUMNS="200")
+    env.pop("FASTPOSE_JOURNAL_URL", None)
+    env.pop("FASTPOSE_DEBUG", None)
+    if given == "option":
+        argv = ["train", "--name", "X", option, value]
+    else:
+        section, leaf = key.split(".")
+        (tmp_path / "c.toml").write_text(f"[{section}]\n{leaf} = {value}\n")
+        argv = ["train", "--name", "X", "--config", str(tmp_path / "c.toml")]
+    proc = subprocess.run([sys.executable, "-m", "fastpose", *argv], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"error: {option} must be an integer from") and f"({key}), got {value}" in lines[0]
+    assert not home.exists()
+
+
+# Every argument that the option parser turns into a path (export's PATH, --config, the sweep file, --plot),
+# and plain text arguments. A NUL cannot come through a real command line (argv is C strings), so this runs
+# fastpose.cli.run in-process, as the fuzz test does.
+NUL_CASES = [
+    ["journal", "export", "a\x00b.md"],
+    ["journal", "export", "\x00"],
+    ["train", "--name", "X", "--config", "c\x00.toml"],
+    ["sweep", "s\x00.toml"],
+    ["compare", "A", "B", "--plot", "p\x00.png"],
+    ["journal", "note", "a\x00b"],
+    ["predict", "A", "x\x00.png"],
+]
+
+
+@pytest.mark.parametrize("argv", NUL_CASES, ids=lambda a: " ".join(a).replace("\x00", "NUL"))
+def test_a_nul_character_in_any_argument_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, argv: list[str]
+) -> None:
+    from fastpose.cli import run
+
+    monkeypatch.setenv("FASTPOSE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FASTPOSE_JOURNAL_URL", raising=False)
+    monkeypatch.delenv("FASTPOSE_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: argument ") and "NUL character" in lines[0], err
+    assert "\\x00" in lines[0]  # shown, never written raw
+    assert list(tmp_path.iterdir()) == []
