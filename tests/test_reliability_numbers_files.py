@@ -179,7 +179,7 @@ def test_intrinsics_at_the_bounds_give_finite_invertible_network_intrinsics() ->
     m = CENTRE_MARGIN
     for values in [(lo, lo, -m * W, -m * H), (hi, hi, (m + 1) * W, (m + 1) * H), (lo, hi, 0, 0), (hi, lo, 40, 24)]:
         check_intrinsics(values, W, H, "x.png")
-        for size in (32, 4096):
+        for size in (32, 512):
             _, K_net, K = prepare(image, size, values)
             assert torch.isfinite(K_net).all() and torch.isfinite(K).all()
             assert torch.linalg.matrix_rank(K_net.double()) == 3
