@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,7 @@ def test_eval_prints_the_nocs_table_journals_it_and_draws_pr_curves(trained: Pat
     (["eval", "EV", "--split", "train"], "unknown split"),
     (["eval", "EV", "--checkpoint", "/no/such.ckpt"], "no such file"),
     (["eval", "EV", "--dataset", "nocs", "--data-root", "/no/such/dir"], "--data-root"),
-    (["predict", "EV", "/no/such.png"], "no such image"),
+    (["predict", "EV", "/no/such.png"], "cannot read image '/no/such.png': No such file"),
     (["predict", "EV", "IMAGE", "--intrinsics", "1,2,3"], "--intrinsics"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(trained: Path, tmp_path: Path, args, message) -> None:
@@ -116,3 +118,51 @@ def test_a_9d_run_trains_evaluates_and_predicts(trained: Path, tmp_path: Path) -
     objects = json.loads(pred.stdout)["images"][0]["objects"]
     for o in objects:  # an untrained net may find nothing; what it finds has a unit, canonical quaternion
         assert abs(np.linalg.norm(o["quaternion"]) - 1) < 1e-3 and o["quaternion"][3] >= 0
+
+
+def test_predict_never_overwrites_an_overlay_it_wrote(trained: Path, tmp_path: Path) -> None:
+    """Images with one stem (a/x.png, b/x.png, x.jpg) get overlays of their own, each named on its line."""
+    from image_files import solid_png
+
+    colours = [(10, 20, 200), (200, 20, 30), (20, 180, 40)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    images = [solid_png(tmp_path / "a" / "x.png", 48, 40, colours[0]), solid_png(tmp_path / "b" / "x.png", 48, 40,
+                                                                                  colours[1])]
+    Image.new("RGB", (48, 40), colours[2]).save(tmp_path / "x.jpg", quality=100)
+    images.append(tmp_path / "x.jpg")
+    out = tmp_path / "o"
+    proc = fastpose(trained, "predict", "EV", *map(str, images), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = ["x-poses.png", "x-poses-2.png", "x-poses-3.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    lines = [line for line in proc.stdout.splitlines() if "overlay" in line]
+    for image, name, colour, line in zip(images, names, colours, lines):
+        assert line.startswith(f"{image}:") and line.endswith(f"overlay {out / name}")
+        pixels = np.asarray(Image.open(out / name)).reshape(-1, 3)
+        counts = [int((np.abs(pixels.astype(int) - c).max(1) <= 2).sum()) for c in colours]
+        assert counts[colours.index(colour)] > 0 and sum(counts) == counts[colours.index(colour)]  # its own image
+
+
+def test_predict_on_a_100_megapixel_image_stays_bounded(trained: Path, tmp_path: Path) -> None:
+    """The overlay is drawn at a bounded size: a 10000 x 10000 image gets a 4096 x 4096 overlay, and the
+    whole command stays under 3 GB (drawn at 4x, the canvas alone was 4.8 GB)."""
+    from image_files import solid_png
+
+    from fastpose.predict import OVERLAY_MAX_PIXELS
+    from test_training import env_for
+
+    image = solid_png(tmp_path / "big.png", 10000, 10000)
+    out = tmp_path / "o"
+    measure = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
+    proc = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "fastpose", "predict", "EV",
+                           str(image), "--out", str(out), "--json"], env=env_for(trained), capture_output=True,
+                          text=True, timeout=600)
+    peak_kb, code = map(int, proc.stdout.strip().splitlines()[-1].split())
+    assert code == 0, proc.stderr[-2000:]
+    result = json.loads("\n".join(proc.stdout.strip().splitlines()[:-1]))["images"][0]
+    assert (result["width"], result["height"]) == (10000, 10000)
+    assert (result["overlay_width"], result["overlay_height"]) == (4096, 4096) and 4096 ** 2 <= OVERLAY_MAX_PIXELS
+    assert Image.open(result["overlay"]).size == (4096, 4096)
+    assert peak_kb < 3 * 1024 * 1024, f"peak {peak_kb / 1024 / 1024:.1f} GB"
