@@ -172,16 +172,32 @@ def resume(
 
 def checkpoint_next_epoch(path: Path) -> int:
     """The 0-based epoch a Lightning checkpoint continues with: its own epoch if it stopped mid-epoch,
-    the next one if that epoch's training batches were all done."""
-    import torch
+    the next one if that epoch's training batches were all done. Read with the loader that never runs code
+    from the file (``fastpose.pose.checkpoint``); a file that is not a Lightning checkpoint is refused."""
+    from fastpose.pose.checkpoint import load_torch_file
 
+    ckpt = load_torch_file(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated/corrupt file is the user's to know about
-        raise FastposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
-    epoch = int(ckpt.get("epoch", 0))
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    return epoch + 1 if progress.get("is_last_batch") else epoch
+        epoch = int(ckpt.get("epoch", 0))
+        progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        if not isinstance(ckpt.get("state_dict"), dict) or epoch < 0:
+            raise TypeError("no state_dict")
+        return epoch + 1 if progress.get("is_last_batch") else epoch
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise FastposeError(f"checkpoint {str(path)!r} is not a Lightning checkpoint of fastpose train") from None
+
+
+def check_checkpoint_fits(model: Any, path: Path) -> None:
+    """Refuse (one line, before anything is written) a checkpoint whose weights do not fit ``model``, the
+    network its run's config builds: Lightning would otherwise fail inside ``fit``, as a crashed run."""
+    from fastpose.pose.checkpoint import load_torch_file, state_mismatch
+
+    weights = load_torch_file(path)["state_dict"]
+    state = {k[len("model."):]: v for k, v in weights.items() if isinstance(k, str) and k.startswith("model.")}
+    problems = state_mismatch(model, state)
+    if problems:
+        raise FastposeError(f"checkpoint {str(path)!r} does not fit the network of its run's config: "
+                            + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -207,6 +223,8 @@ def _run(
             raise
         except Exception as exc:  # noqa: BLE001 - journaled as crashed below
             prepare_error = exc
+        if ckpt_path is not None and prepared is not None:
+            check_checkpoint_fits(prepared.model, ckpt_path)  # a resume that cannot load: before the row
 
         from fastpose.journal.db import journal_home
         from fastpose.journal.git import capture_git, capture_source
@@ -515,7 +533,8 @@ def _fit(
     stop.trainer = trainer
     try:
         module = PoseModule(prepared.model, config)
-        trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=True)  # never run code from a checkpoint (fastpose.pose.checkpoint)
     finally:
         stop.trainer = None
         if journal is not None:
