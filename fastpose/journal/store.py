@@ -59,7 +59,8 @@ class JournalStore(JournalReader):
     """The journal at one URL. ``JournalStore.open()`` creates or upgrades the schema first."""
 
     def __init__(
-        self, engine: Engine, url: str, *, write_attempts: int = 12, busy_timeout_s: float = db.BUSY_TIMEOUT_MS / 1000
+        self, engine: Engine, url: str, *, write_attempts: int = 12, busy_timeout_s: float = db.BUSY_TIMEOUT_MS / 1000,
+        journal_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -67,15 +68,21 @@ class JournalStore(JournalReader):
         self.busy_timeout_s = busy_timeout_s
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._sqlite_file = db.sqlite_path(url) if self._is_sqlite else None
+        self.bound_id = journal_id  # see open(journal_id=...)
+        self._file_id = _file_id(self._sqlite_file) if journal_id and self._sqlite_file else None
 
     @classmethod
     def open(
-        cls, url: str | None = None, *, busy_timeout_s: float | None = None, write_attempts: int = 12
+        cls, url: str | None = None, *, busy_timeout_s: float | None = None, write_attempts: int = 12,
+        journal_id: str | None = None,
     ) -> JournalStore:
         """The journal at ``url`` (default ``$FASTPOSE_JOURNAL_URL`` else ``<home>/fastpose.db``).
 
         ``busy_timeout_s`` (SQLite: wait for the write lock; server: connect timeout) and ``write_attempts``
         (tries while SQLite stays locked) bound how long one write can block: the spool uses short ones.
+        ``journal_id``: bind the store to that journal (a run's writes go through such a store). It never
+        creates a journal, and every write first checks that the journal is still that one (``_check_bound``);
+        where it is not, the write raises ``db.JournalChangedError`` and nothing is written.
         """
         url = url or db.journal_url()
         if busy_timeout_s is None:
@@ -83,8 +90,15 @@ class JournalStore(JournalReader):
 
             busy_timeout_s = positive_seconds("FASTPOSE_BUSY_TIMEOUT_S", db.BUSY_TIMEOUT_MS / 1000)
         timeout_ms = max(1, int(busy_timeout_s * 1000))
-        return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts,
-                   busy_timeout_s=timeout_ms / 1000)
+        engine = db.open_engine(url, busy_timeout_ms=timeout_ms, create=journal_id is None)
+        store = cls(engine, url, write_attempts=write_attempts, busy_timeout_s=timeout_ms / 1000,
+                    journal_id=journal_id)
+        if journal_id is not None:
+            found = store.journal_id()
+            if found != journal_id:
+                store.close()
+                raise db.JournalChangedError(url, _another(found, journal_id), replaced=True)
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -112,11 +126,15 @@ class JournalStore(JournalReader):
     def _write(self, work: Callable[[Connection], T], attempts: int | None = None) -> T:
         """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
         attempts = attempts or self.write_attempts
+        if self.bound_id is not None:
+            self._check_bound_file()
         for attempt in range(attempts):
             try:
                 with self._write_turn(), self.engine.connect() as conn:
                     conn.execution_options(write=True)
                     with conn.begin():
+                        if self.bound_id is not None:
+                            self._check_bound_identity(conn)
                         return work(conn)
             except sa.exc.OperationalError as exc:
                 message = str(exc.orig).lower()
@@ -126,9 +144,41 @@ class JournalStore(JournalReader):
                 damaged = self._damaged(exc)
                 if damaged is exc:
                     raise
+                if self.bound_id is not None:  # a run's writes: keep them (spool) rather than fail them
+                    self.engine.dispose()
+                    raise db.JournalChangedError(self.url, f"is damaged ({db._first_line(exc)})") from None
                 raise damaged from None
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def _check_bound_file(self) -> None:
+        """A bound SQLite store: is the file at the path still the journal's? Costs one ``stat``.
+
+        SQLite keeps its file open: once the file is deleted (or another file is moved over it) the open
+        connections would go on writing into a file nobody can see. Gone or emptied: the connections are let
+        go and the write refused. Another file at the path: the connections are let go and the next one opens
+        that file, whose identity the write's transaction checks (a restored copy of the same journal takes
+        the write; another journal refuses it).
+        """
+        if self._sqlite_file is None:
+            return
+        try:
+            st = os.stat(self._sqlite_file)
+        except (FileNotFoundError, NotADirectoryError):
+            self.engine.dispose()
+            raise db.JournalChangedError(self.url, "is gone (deleted or moved)") from None
+        if st.st_size == 0:
+            self.engine.dispose()
+            raise db.JournalChangedError(self.url, "is empty (truncated)")
+        if (st.st_dev, st.st_ino) != self._file_id:
+            self.engine.dispose()
+            self._file_id = (st.st_dev, st.st_ino)
+
+    def _check_bound_identity(self, conn: Connection) -> None:
+        """A bound store, inside the write's transaction: the journal's identity row is the bound one."""
+        found = conn.execute(sa.text("SELECT journal_id FROM journal_identity WHERE id = 1")).scalar()
+        if found != self.bound_id:
+            raise db.JournalChangedError(self.url, _another(found, self.bound_id), replaced=True)
 
     def _write_turn(self):  # noqa: ANN202 - a context manager
         """SQLite: queue behind the other writers (``db.sqlite_write_turn``); servers need no such thing."""
@@ -446,6 +496,18 @@ class JournalStore(JournalReader):
     def _require(conn: Connection, run_id: int) -> None:
         if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
             raise UnknownRunError(f"no run with id {run_id}")
+
+
+def _file_id(path: Any) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _another(found: str | None, bound: str | None) -> str:
+    return f"is now another journal ({found or 'without an identity'}; this run's is {bound})"
 
 
 def _storable(value: Any) -> float | None:
