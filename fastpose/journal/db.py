@@ -257,6 +257,42 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+# The byte of a WAL journal's "-shm" file every SQLite connection holds a shared lock on while it is open
+# (os_unix.c: UNIX_SHM_DMS = UNIX_SHM_BASE + SQLITE_SHM_NLOCK = 120 + 8). Whoever gets it exclusively is alone.
+_SHM_DMS_BYTE = 128
+
+
+def drop_orphan_wal(path: Path) -> bool:
+    """Remove the ``-wal`` and ``-shm`` files beside ``path`` when no connection anywhere uses them.
+
+    For a process that has just closed its connections to a journal file deleted or replaced under it.
+    SQLite removes these files when the last connection closes, except when the database file was unlinked
+    meanwhile: then they stay, and the next file at the path is read together with the old file's WAL (another
+    journal would look like this one, with this one's identity). Nobody uses them when the ``-shm``'s lock
+    byte can be taken exclusively, SQLite's own test. True when they were removed.
+    """
+    import fcntl
+
+    shm, wal = path.with_name(path.name + "-shm"), path.with_name(path.name + "-wal")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE)
+        except OSError:
+            return False  # a connection somewhere still has them: it lets go itself when it notices
+        for leftover in (wal, shm):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+        return True
+    finally:
+        os.close(fd)
+
+
 def damaged_journal(path: Path | str, why: object) -> JournalError:
     """The one-line error for a journal file whose content is damaged (it is never modified)."""
     return JournalError(

@@ -69,7 +69,10 @@ class JournalStore(JournalReader):
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._sqlite_file = db.sqlite_path(url) if self._is_sqlite else None
         self.bound_id = journal_id  # see open(journal_id=...)
-        self._file_id = _file_id(self._sqlite_file) if journal_id and self._sqlite_file else None
+        # A bound SQLite store keeps the journal file open itself (read-only, no lock): after the path changes
+        # it tells a file moved elsewhere (still linked) from one deleted or replaced (see _check_bound_file).
+        self._file_fd = _open_quietly(self._sqlite_file) if journal_id and self._sqlite_file else None
+        self._file_id = _fd_id(self._file_fd)
 
     @classmethod
     def open(
@@ -102,6 +105,11 @@ class JournalStore(JournalReader):
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._file_fd is not None and not db.holds_connection(self._sqlite_file):
+            # Only once no connection of this process has the file open: closing any descriptor of a file
+            # drops the process's POSIX locks on it, SQLite's included (db._HELD).
+            os.close(self._file_fd)
+            self._file_fd = None
 
     def __enter__(self) -> JournalStore:
         return self
@@ -111,6 +119,8 @@ class JournalStore(JournalReader):
 
     # ----------------------------------------------------------------- executors
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.bound_id is not None:
+            self._check_bound_file()
         try:
             with self.engine.connect() as conn:
                 return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
@@ -155,24 +165,39 @@ class JournalStore(JournalReader):
         """A bound SQLite store: is the file at the path still the journal's? Costs one ``stat``.
 
         SQLite keeps its file open: once the file is deleted (or another file is moved over it) the open
-        connections would go on writing into a file nobody can see. Gone or emptied: the connections are let
-        go and the write refused. Another file at the path: the connections are let go and the next one opens
-        that file, whose identity the write's transaction checks (a restored copy of the same journal takes
-        the write; another journal refuses it).
+        connections would go on writing into a file nobody can see. Gone, emptied or another file at the path
+        (even a copy of this journal): the connections are let go and the write refused; the run's spool keeps
+        it until ``fastpose journal`` replays it. Not even a copy is written to from here: SQLite leaves the
+        old file's WAL at the path while any process still has the old file open, and the next file there
+        is read together with it, so another journal would pass for this one (same identity row). That WAL is
+        removed once no connection anywhere uses it (``db.drop_orphan_wal``).
         """
         if self._sqlite_file is None:
             return
         try:
             st = os.stat(self._sqlite_file)
         except (FileNotFoundError, NotADirectoryError):
-            self.engine.dispose()
+            self._let_go()
             raise db.JournalChangedError(self.url, "is gone (deleted or moved)") from None
         if st.st_size == 0:
             self.engine.dispose()
             raise db.JournalChangedError(self.url, "is empty (truncated)")
-        if (st.st_dev, st.st_ino) != self._file_id:
-            self.engine.dispose()
-            self._file_id = (st.st_dev, st.st_ino)
+        if self._file_id is not None and (st.st_dev, st.st_ino) != self._file_id:
+            self._let_go()
+            raise db.JournalChangedError(self.url, "was replaced by another file", replaced=True)
+
+    def _let_go(self) -> None:
+        """Close the connections to a journal file no longer at its path. Deleted (or replaced): its WAL,
+        which SQLite leaves at the path, goes too. Moved elsewhere: the WAL stays, since the moved file's latest
+        transactions are only there (SQLite names the WAL after the path it opened), and moving the file
+        back pairs them again."""
+        self.engine.dispose()
+        try:
+            deleted = self._file_fd is not None and os.fstat(self._file_fd).st_nlink == 0
+        except OSError:
+            deleted = False
+        if deleted:
+            db.drop_orphan_wal(self._sqlite_file)
 
     def _check_bound_identity(self, conn: Connection) -> None:
         """A bound store, inside the write's transaction: the journal's identity row is the bound one."""
@@ -498,11 +523,17 @@ class JournalStore(JournalReader):
             raise UnknownRunError(f"no run with id {run_id}")
 
 
-def _file_id(path: Any) -> tuple[int, int] | None:
+def _open_quietly(path: Any) -> int | None:
     try:
-        st = os.stat(path)
+        return os.open(path, os.O_RDONLY)
     except OSError:
         return None
+
+
+def _fd_id(fd: int | None) -> tuple[int, int] | None:
+    if fd is None:
+        return None
+    st = os.fstat(fd)
     return st.st_dev, st.st_ino
 
 
