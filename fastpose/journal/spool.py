@@ -622,7 +622,9 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
     except Exception as exc:  # noqa: BLE001
         if not is_outage(exc):
             raise
-        warn(f"warning: journal unreachable; {len(spools)} run spool(s) not replayed yet ({spools[0]} ...)")
+        warn(f"warning: journal unreachable; {len(spools)} run spool(s) wait in the run directories "
+             f"({spools[0]}{' ...' if len(spools) > 1 else ''}): the first `fastpose journal` that reaches the "
+             "journal replays them")
         return 0
     try:
         this = store.journal_id()

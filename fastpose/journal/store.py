@@ -48,6 +48,7 @@ FINISH_STATUSES = ("completed", "interrupted", "diverged")
 _runs, _git, _metrics, _summaries, _notes, _applied, _source = (
     m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite, SourceStateRow)
 )
+GONE_DATABASE = "is gone (its database was dropped or renamed)"
 ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
 
 
@@ -125,6 +126,8 @@ class JournalStore(JournalReader):
             with self.engine.connect() as conn:
                 return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
         except sa.exc.DatabaseError as exc:
+            if self.bound_id is not None and _database_gone(exc):
+                raise db.JournalChangedError(self.url, GONE_DATABASE) from None
             raise self._damaged(exc) from None
 
     def _damaged(self, exc: BaseException) -> BaseException:
@@ -137,17 +140,22 @@ class JournalStore(JournalReader):
         """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
         attempts = attempts or self.write_attempts
         if self.bound_id is not None:
-            self._check_bound_file()
+            self._check_bound_file()  # before the turn too: a removed directory has no lock file either
         for attempt in range(attempts):
             try:
-                with self._write_turn(), self.engine.connect() as conn:
-                    conn.execution_options(write=True)
-                    with conn.begin():
-                        if self.bound_id is not None:
-                            self._check_bound_identity(conn)
-                        return work(conn)
+                with self._write_turn():
+                    if self.bound_id is not None:
+                        self._check_bound_file()
+                    with self.engine.connect() as conn:
+                        conn.execution_options(write=True)
+                        with conn.begin():
+                            if self.bound_id is not None:
+                                self._check_bound_identity(conn)
+                            return work(conn)
             except sa.exc.OperationalError as exc:
                 message = str(exc.orig).lower()
+                if self.bound_id is not None and _database_gone(exc):
+                    raise db.JournalChangedError(self.url, GONE_DATABASE) from None
                 if attempt == attempts - 1 or not ("locked" in message or "busy" in message):
                     raise
             except sa.exc.DatabaseError as exc:
@@ -521,6 +529,16 @@ class JournalStore(JournalReader):
     def _require(conn: Connection, run_id: int) -> None:
         if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
             raise UnknownRunError(f"no run with id {run_id}")
+
+
+def _database_gone(exc: BaseException) -> bool:
+    """The server says the journal's database does not exist: PostgreSQL's SQLSTATE 3D000, which psycopg
+    leaves unset when the connection itself fails, so its (English) message counts too."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "3D000":
+        return True
+    text = str(orig or "")
+    return 'FATAL:  database "' in text and '" does not exist' in text
 
 
 def _open_quietly(path: Any) -> int | None:
