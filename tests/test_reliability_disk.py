@@ -134,6 +134,7 @@ def _one_line_crash(stderr: str, run_dir: Path) -> str:
     return written
 
 
+@pytest.mark.slow
 @needs_unshare
 def test_a_checkpoint_that_fills_the_disk_is_a_crash_with_its_reason(tmp_path: Path) -> None:
     """The tiny run's checkpoint is about 35 MB: the first fits on 50 MB, the second (written beside it,
@@ -161,6 +162,7 @@ def test_a_checkpoint_that_fills_the_disk_is_a_crash_with_its_reason(tmp_path: P
     assert codes["listing"] == "0" and "crashed" in listing and "no space left on device while writing" in listing
 
 
+@pytest.mark.slow
 @needs_unshare
 def test_a_disk_filled_mid_epoch_by_another_writer_is_a_crash_with_its_reason(tmp_path: Path) -> None:
     """At step 3 (epoch 1) the disk is filled and stays full: TensorBoard's event file, the journal and the
@@ -313,6 +315,7 @@ def _vanished_run(proc: subprocess.CompletedProcess, home: Path, why: str) -> tu
     return run_dir, read_spool(spool)
 
 
+@pytest.mark.slow
 def test_a_journal_deleted_while_training_keeps_the_run_in_its_spool(tmp_path: Path) -> None:
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     cwd.mkdir()
@@ -351,6 +354,7 @@ def test_a_journal_deleted_while_training_keeps_the_run_in_its_spool(tmp_path: P
         assert len(history) == 4 * per_epoch and not (run_dir / SPOOL_NAME).exists()
 
 
+@pytest.mark.slow
 def test_a_journal_replaced_by_another_journal_gets_none_of_the_runs_writes(tmp_path: Path) -> None:
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     cwd.mkdir()
