@@ -166,7 +166,8 @@ class JournalStore(JournalReader):
                     self.engine.dispose()
                     raise db.JournalChangedError(self.url, f"is damaged ({db._first_line(exc)})") from None
                 raise damaged from None
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            # locked or busy past SQLite's own timeout: back off before the next attempt
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
     def _check_bound_file(self) -> None:
