@@ -180,8 +180,7 @@ def test_a_640x480_synthetic_run_trains_a_few_steps() -> None:
     from fastpose.pose.model import FastPoseNet
 
     torch.manual_seed(0)
-    ds = SyntheticPoseDataset(2, image_size=NATIVE, seed=0, rotations="tabletop")
-    batch = ds.render_batch(range(2))
+    batch = SyntheticPoseDataset(1, image_size=NATIVE, seed=0, rotations="tabletop").render_batch([0])
     model = FastPoseNet("resnet18", deepest_stride=32).train()
     loss_fn = build_loss("qloss", rot_weight=0.3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
