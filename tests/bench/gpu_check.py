@@ -23,6 +23,9 @@ a step that would start after ``--budget-s`` is recorded as skipped):
                     the most time
 ==================  =============================================================================================
 
+On the GPU, ``inference`` also counts the host synchronisations of one ``detect`` at batch 1
+(``host_syncs_in_detect``): post-processing runs on the device, and each of these is a wait for it.
+
 Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the in-process steps, and the largest
 ``memory.used`` that ``nvidia-smi`` reported (sampled every 0.5 s) while each ``fastpose train`` ran.
 
@@ -254,7 +257,10 @@ class Check:
                 continue
             rows += run(c["sizes"], c["batches"], [backbone], self.device, precisions, [compiled], c["repeats"])
         peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
-        return {"rows": rows, "skipped_backbones": skipped, "peak_gpu_memory_mib": peak}
+        result = {"rows": rows, "skipped_backbones": skipped, "peak_gpu_memory_mib": peak}
+        if self.device.type == "cuda" and not compiled:
+            result["host_syncs_in_detect"] = _detect_syncs(self.device, c["sizes"][0])
+        return result
 
 
 def _sync(device) -> None:  # noqa: ANN001
@@ -262,6 +268,33 @@ def _sync(device) -> None:  # noqa: ANN001
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _detect_syncs(device, hw: tuple[int, int]) -> int:  # noqa: ANN001
+    """How many times one ``detect`` (batch 1, an untrained resnet18's outputs at ``hw``) waits for the GPU:
+    ``torch.cuda.set_sync_debug_mode("warn")`` warns once per synchronising call (``nonzero``, ``.item()``,
+    a tensor read as a bool, a copy to the host)."""
+    import warnings
+
+    import torch
+
+    from fastpose.pose.data.synthetic import SyntheticPoseDataset
+    from fastpose.pose.evaluation import detect
+    from fastpose.pose.model import FastPoseNet
+
+    batch = SyntheticPoseDataset(1, image_size=hw, seed=5, rotations="tabletop").render_batch([0], device)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        out = FastPoseNet("resnet18").eval().to(device)(batch["image"])
+        torch.cuda.synchronize(device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                detect(out, batch["intrinsics"])
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def _journal_run(home: Path, name: str) -> dict:
