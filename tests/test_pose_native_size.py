@@ -95,10 +95,10 @@ def test_a_square_given_as_height_width_renders_as_the_int() -> None:
 
 def test_rectangular_rendering_format_camera_and_objects_across_the_width() -> None:
     H, W = SMALL
-    ds = SyntheticPoseDataset(24, image_size=SMALL, seed=2, rotations="tabletop")
-    b = ds.render_batch(range(24))
-    assert b["image"].shape == (24, 3, H, W) and b["class_mask"].shape == (24, H, W)
-    assert b["quaternion_map"].shape == (24, 4, H, W) and b["nocs"].shape == (24, 3, H, W)
+    ds = SyntheticPoseDataset(12, image_size=SMALL, seed=2, rotations="tabletop")
+    b = ds.render_batch(range(12))
+    assert b["image"].shape == (12, 3, H, W) and b["class_mask"].shape == (12, H, W)
+    assert b["quaternion_map"].shape == (12, 4, H, W) and b["nocs"].shape == (12, 3, H, W)
     assert torch.equal(b["intrinsics"][0], synthetic_intrinsics(SMALL))
     assert torch.equal(b["inst_box_rot"], b["inst_rot"])  # rendered in the canonical pose
     v = b["inst_valid"]
@@ -169,7 +169,8 @@ def test_network_and_losses_on_a_rectangle() -> None:
         assert out[key].shape == (2, channels, *SMALL), key
     terms = build_loss("qloss")(out, b)
     terms["loss"].backward()
-    assert math.isfinite(float(terms["loss"])) and all(math.isfinite(float(v)) for v in terms.values())
+    assert all(math.isfinite(v.item()) for v in terms.values())
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.slow

@@ -32,7 +32,6 @@ the source image, ``valid()`` is the output's mask of real (not padded) pixels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,12 +195,3 @@ def fit_frame(src: int | tuple[int, int], dst: int | tuple[int, int] | None, mod
         iw, ih = min(w, max(1, round(W * s))), min(h, max(1, round(H * s)))
         return FrameMap((H, W), (h, w), (0, 0, W, H), (ih, iw), ((w - iw) // 2, (h - ih) // 2))
     raise ValueError(f"mode must be one of {', '.join(FIT_MODES)}, not {mode!r}")
-
-
-def field_of_view_deg(K: np.ndarray | Tensor, size: int | tuple[int, int]) -> tuple[float, float]:
-    """Horizontal and vertical field of view in degrees of a camera ``K`` over an image of ``size``."""
-    h, w = image_hw(size)
-    K = np.asarray(K.detach().cpu().numpy() if isinstance(K, Tensor) else K, dtype=np.float64)
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    return (math.degrees(math.atan(cx / fx) + math.atan((w - cx) / fx)),
-            math.degrees(math.atan(cy / fy) + math.atan((h - cy) / fy)))
