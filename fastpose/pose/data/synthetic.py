@@ -7,6 +7,11 @@ and a red button, the laptop a dark keyboard and a blue screen on a hinge. Bottl
 rotationally symmetric about their y axis (the NOCS convention) and differ top from bottom (cap, inner
 surface, lid).
 
+Images are ``image_size`` = an ``int`` (a square) or ``(height, width)``; the camera's focal length is the
+shorter side and its principal point the image centre (``fastpose.pose.camera.synthetic_intrinsics``), and
+objects are placed over the whole frame, so a wider image sees more of the table at the same scale (a square
+renders exactly as it always has).
+
 Rendering: a pinhole camera (OpenCV frame: x right, y down, z forward) casts one ray per pixel centre;
 each primitive is intersected analytically in its own unit frame (slabs and a quadric), the nearest hit
 wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a light
