@@ -193,7 +193,7 @@ def test_a_640x480_synthetic_run_trains_a_few_steps() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0], losses
 
