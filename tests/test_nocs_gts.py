@@ -94,8 +94,10 @@ def test_the_files_come_first_and_poses_are_derived_where_none_exists(layout, so
     data["gt_RTs"][:, 0, 3] += 0.01  # 1 cm to the right: only the file says so
     with open(path, "wb") as f:
         pickle.dump(data, f)
+    assert NOCSDataset(root, "real_test").ground_truth_count() == len(stems)
     _gts(root, stems[1]).unlink()
     loaded = NOCSDataset(root, "real_test")
+    assert loaded.ground_truth_count() == len(stems) - 1
     a0, b0, a1, b1 = source[0], loaded[0], source[1], loaded[1]
     v0, v1 = a0["inst_valid"], a1["inst_valid"]
     assert torch.allclose(b0["inst_trans"][v0, 0], a0["inst_trans"][v0, 0] + 0.01, atol=1e-6)

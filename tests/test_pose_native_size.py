@@ -78,6 +78,16 @@ def test_image_sides_must_be_multiples() -> None:
             image_hw(bad)
 
 
+def test_size_parsing_is_torch_free_for_the_config_and_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from fastpose.pose.sizes import parse_image_size; "
+            "assert parse_image_size('640x480', 32) == (480, 640); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_synthetic_camera_of_a_square_is_unchanged_and_a_rectangle_widens_it() -> None:
     assert torch.equal(synthetic_intrinsics(64), torch.tensor([[64.0, 0, 32], [0, 64.0, 32], [0, 0, 1]]))
     K = synthetic_intrinsics(NATIVE)

@@ -11,8 +11,8 @@ in continuous image coordinates. Under it, resizing an image by ``sx`` horizonta
 ``K' = A K`` with ``A`` the same affine map of the image plane. No half-pixel terms appear anywhere.
 
 =========================  ================================================================================
-``image_hw(size)``         ``int`` (a square) or ``(H, W)`` -> ``(H, W)``, positive ints
-``parse_image_size(text)`` ``"640x480"`` (width x height) or ``"64"`` (a square) -> ``(H, W)``
+``image_hw(size)``         ``int`` (a square) or ``(H, W)`` -> ``(H, W)``, positive ints (``sizes``)
+``parse_image_size(text)`` ``"640x480"`` (width x height) or ``"64"`` (a square) -> ``(H, W)`` (``sizes``)
 ``synthetic_intrinsics``   the synthetic camera: focal length ``min(H, W)`` pixels (fx = fy), principal
                            point at the image centre ``(W / 2, H / 2)``: a square image's camera, with the
                            frame widened along its longer side
@@ -39,45 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fastpose.pose.sizes import format_image_size, image_hw, parse_image_size  # noqa: F401 (re-exported)
+
 FIT_MODES = ("resize", "crop", "letterbox")
-
-
-def image_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``(height, width)`` of an image size given as an ``int`` (a square) or a ``(height, width)`` pair."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        h = w = int(size)
-    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size):
-        h, w = int(size[0]), int(size[1])
-    else:
-        raise ValueError(f"an image size is an int (a square) or (height, width), not {size!r}")
-    if h < 1 or w < 1:
-        raise ValueError(f"image sizes are positive, not {size!r}")
-    return h, w
-
-
-def parse_image_size(text: str, multiple: int = 1) -> tuple[int, int]:
-    """``"WIDTHxHEIGHT"`` or ``"SIDE"`` -> ``(height, width)``; each side a positive multiple of ``multiple``.
-
-    Raises ``ValueError`` with the one line a user needs (the caller turns it into its own error)."""
-    parts = str(text).strip().lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or any(v <= 0 for v in values):
-        raise ValueError(f"an image size is WIDTHxHEIGHT (e.g. 640x480) or one number for a square, not {text!r}")
-    w, h = (values[0], values[0]) if len(values) == 1 else values
-    bad = [v for v in (w, h) if v % multiple]
-    if bad:
-        raise ValueError(f"image width and height must be multiples of {multiple}, got {w}x{h}")
-    return h, w
-
-
-def format_image_size(size: int | tuple[int, int]) -> str:
-    """``(height, width)`` -> ``"WIDTHxHEIGHT"``; a square -> its side (``"64"``)."""
-    h, w = image_hw(size)
-    return str(h) if h == w else f"{w}x{h}"
 
 
 def synthetic_intrinsics(size: int | tuple[int, int]) -> Tensor:

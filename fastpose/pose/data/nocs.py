@@ -135,6 +135,11 @@ class NOCSDataset(Dataset):
         """Where NOCS's own ground truth of ``stem`` would be (``<root>/gts/<split>/results_*.pkl``)."""
         return ground_truth_path(self.root, self.split, stem)
 
+    def ground_truth_count(self) -> int:
+        """How many of the split's images have NOCS's own ground-truth file (the rest use ``_pose.json`` or
+        derived poses): what an evaluation should say it was scored against."""
+        return sum(self.ground_truth_file(stem).is_file() for stem in self.items)
+
     def _given_poses(self, name: str, stem: Path, present: list[tuple[int, int]]) -> dict[int, dict]:
         """Poses given by a file, per instance id: NOCS's ground-truth pickle (rows in the order of
         ``present``, the (id, class) pairs of the mask's objects, ids sorted), else ``_pose.json``, else none."""
