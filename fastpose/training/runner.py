@@ -386,9 +386,13 @@ def _final_best(summary: Any) -> tuple[float, float]:
     return float(summary.final), float(summary.best)
 
 
-def check_trainer_settings(config: RunConfig) -> None:
+def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -> None:
     """Build (and drop) a Trainer with the run's accelerator, devices, strategy, nodes and precision: a value
-    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists."""
+    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists.
+
+    ``on_this_machine=False`` (settings for cluster jobs, checked where they are submitted, which may have no
+    GPU): only Lightning's names are checked (accelerator, strategy, precision) and the device count's form,
+    not whether this machine has the devices."""
     from fastpose.config import ConfigError
 
     _quiet_warnings()
@@ -396,6 +400,9 @@ def check_trainer_settings(config: RunConfig) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if not on_this_machine:
+                _check_trainer_names(t.accelerator, t.strategy, t.precision, parse_devices(t.devices))
+                return
             pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
                        num_nodes=t.num_nodes, precision=t.precision, logger=False, enable_checkpointing=False,
                        enable_progress_bar=False, enable_model_summary=False, max_epochs=1)
@@ -405,6 +412,22 @@ def check_trainer_settings(config: RunConfig) -> None:
             f"Lightning refuses --accelerator {t.accelerator!r} --devices {t.devices!r} --strategy {t.strategy!r} "
             f"--num-nodes {t.num_nodes} --precision {t.precision!r}: {first}"
         ) from None
+
+
+def _check_trainer_names(accelerator: str, strategy: str, precision: str, devices: Any) -> None:
+    """The checks of Lightning's accelerator connector that do not depend on the hardware present."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+    from pytorch_lightning.trainer.connectors.accelerator_connector import _convert_precision_to_unified_args
+
+    if accelerator not in ("auto", "gpu", *AcceleratorRegistry.available_accelerators()):
+        raise ValueError(f"invalid accelerator name {accelerator!r}; Lightning knows auto, gpu, "
+                         + ", ".join(AcceleratorRegistry.available_accelerators()))
+    if strategy.lower() != "auto" and strategy.lower() not in StrategyRegistry.available_strategies():
+        raise ValueError(f"invalid strategy name {strategy!r}")
+    _convert_precision_to_unified_args(precision)
+    if devices in ([], 0, "0"):
+        raise ValueError(f"devices={devices!r} is not a valid input")
 
 
 def _remove_empty_run_dir(run_dir: Path) -> None:
