@@ -94,7 +94,8 @@ def sweep_command(
             "hold on the network file systems cluster nodes share, so jobs on several nodes would corrupt it"
         )
     spec = load_sweep(file) if file is not None else _spec_from_journal(resume)
-    check_trainer(spec, on_this_machine=launcher == "local")
+    where = f"sweep file {file.name}" if file is not None else f"sweep {spec.id} (from the journal)"
+    check_trainer(spec, where, on_this_machine=launcher == "local")
     if dry_run:
         _print_cells(spec, spec.tuning_cells() if spec.tune_axes else spec.cells())
         if spec.tune_axes:
@@ -137,7 +138,7 @@ def _launch(spec: SweepSpec, sweep_id: int, cells: list[Cell], launcher: str, jo
         return run_slurm(spec, sweep_id, tasks, url=url, link=link)
 
 
-def check_trainer(spec: SweepSpec, *, on_this_machine: bool = True) -> None:
+def check_trainer(spec: SweepSpec, where: str, *, on_this_machine: bool = True) -> None:
     """Lightning's verdict on every distinct trainer setting of the sweep's cells, as ``train`` asks it before
     it writes anything (``runner.check_trainer_settings``): Lightning is imported once, here, not per cell.
     ``on_this_machine=False`` (cluster jobs): only what does not depend on this machine's hardware."""
@@ -159,7 +160,7 @@ def check_trainer(spec: SweepSpec, *, on_this_machine: bool = True) -> None:
         try:
             check_trainer_settings(cell.config, on_this_machine=on_this_machine)
         except ConfigError as exc:
-            raise ConfigError(f"sweep {spec.id}: cell {describe_values(cell.values)}: {exc}") from None
+            raise ConfigError(f"{where}: cell {describe_values(cell.values)}: {exc}") from None
 
 
 class SweepJournal:

@@ -8,6 +8,8 @@
 - ``inf:loss_rot@step:2``   the same with +inf
 - ``sleep:0.2@step:0``      sleep 0.2 s in every training step from step 0 on (keeps a run alive for
                             signal tests without making it big)
+- ``sleep:5@start``         sleep 5 s while the run is prepared, before it opens the journal (a journal
+                            outage can then be timed to meet a run's start)
 - ``killsave@step:N``       SIGKILL the process while it writes the first checkpoint at or after step N
                             (the state is gathered, the file not yet replaced: the previous checkpoint
                             must survive, since Lightning writes through a temporary file and a move)
@@ -50,7 +52,7 @@ class Fault:
         if self.action in ("killsave", "fill"):
             return terms  # fire in on_checkpoint_save and on_train_step, not in the loss
         if self.action == "sleep":
-            if step >= self.step:
+            if self.step != START and step >= self.step:
                 time.sleep(self.seconds)
             return terms
         if step != self.step or self.step == START:
@@ -76,6 +78,9 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
             if kind == "raise" and where == "start":
                 faults.append(Fault("raise", START))
                 continue
+            if kind == "sleep" and where == "start":
+                faults.append(Fault("sleep", START, seconds=float(arg)))
+                continue
             if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave", "fill"):
                 raise ValueError
             step = int(where[len("step:") :])
@@ -91,7 +96,8 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         except ValueError:
             raise FastposeError(
                 f"bad {ENV} item {item!r}: use raise@step:N, raise@start, nan[:TERM]@step:N, inf[:TERM]@step:N "
-                f"sleep:SECONDS@step:N, killsave@step:N or fill@step:N with TERM one of {', '.join(TERMS)}"
+                f"sleep:SECONDS@step:N, sleep:SECONDS@start, killsave@step:N or fill@step:N with TERM one of "
+                f"{', '.join(TERMS)}"
             ) from None
     return tuple(faults)
 
@@ -132,7 +138,9 @@ def fill_disk(path: Path) -> None:
 
 
 def on_prepare(faults: tuple[Fault, ...] | None = None) -> None:
-    """Called while a run is prepared (before ``fit``): ``raise@start`` fails it there."""
+    """Called while a run is prepared (before ``fit``): ``raise@start`` fails it there, ``sleep:S@start`` waits."""
     for fault in parse_faults() if faults is None else faults:
+        if fault.action == "sleep" and fault.step == START:
+            time.sleep(fault.seconds)
         if fault.action == "raise" and fault.step == START:
             raise InjectedFault(f"injected by {ENV} before fit")
