@@ -207,7 +207,7 @@ class SweepJournal:
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 if time.monotonic() >= deadline:
                     first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise FastposeError(f"{what} unreachable for {self.window_s:g} s: {first}") from None
+                    raise FastposeError(f"{what} stayed unreachable for {self.window_s:g} s: {first}") from None
                 time.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
