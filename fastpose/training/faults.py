@@ -23,6 +23,7 @@ runs unless the variable is set.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -79,13 +80,13 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
                 faults.append(Fault("raise", START))
                 continue
             if kind == "sleep" and where == "start":
-                faults.append(Fault("sleep", START, seconds=float(arg)))
+                faults.append(Fault("sleep", START, seconds=_seconds(arg)))
                 continue
             if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave", "fill"):
                 raise ValueError
             step = int(where[len("step:") :])
             if kind == "sleep":
-                faults.append(Fault("sleep", step, seconds=float(arg)))
+                faults.append(Fault("sleep", step, seconds=_seconds(arg)))
             elif kind in ("nan", "inf"):
                 term = arg or "loss_rot"
                 if term not in TERMS:
@@ -100,6 +101,13 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
                 f"{', '.join(TERMS)}"
             ) from None
     return tuple(faults)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(text)
+    return value
 
 
 def apply_faults(faults: tuple[Fault, ...], terms: dict, step: int) -> dict:
