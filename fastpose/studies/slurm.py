@@ -211,10 +211,9 @@ def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str, li
                     active.remove(task)
                     if _collect(task) == "held":
                         waiting.append(task)
-                for task in [t for t in waiting if t.not_before <= time.monotonic()]:
-                    outcome = link.peek(task)
-                    if outcome == "wait":
-                        task.not_before = time.monotonic() + WAIT_POLL_S
+                due = [t for t in waiting if t.not_before <= time.monotonic()]
+                for task, outcome in zip(due, link.peek(due) if due else []):
+                    if outcome == "wait":  # still held (or the journal is down): look again later
                         continue
                     waiting.remove(task)
                     if outcome == "launch" and stopping["signal"] is None:

@@ -238,20 +238,25 @@ class SweepJournal:
         task.action, task.parent_id, task.reason = fresh.action, fresh.parent_id, fresh.reason
         return "launch"
 
-    def peek(self, task: Task) -> str:
-        """``take`` without claiming (a cluster submitter: its job claims the cell when it starts)."""
+    def peek(self, tasks: list[Task]) -> list[str]:
+        """``take`` without claiming, for many cells in one read (a cluster submitter: its jobs claim the
+        cells when they start). A journal that cannot be read leaves them all waiting."""
         try:
-            fresh = self.call(lambda s: plan(s, self.sweep_id, [task.cell]))[0]
+            fresh = self.call(lambda s: plan(s, self.sweep_id, [t.cell for t in tasks]))
         except FastposeError:
-            return "wait"  # the journal is down: look again later
-        if fresh.action == "wait":
-            _wait(task, fresh.reason)
-            return "wait"
-        if fresh.action == "skip":
-            task.action, task.state, task.reason, task.run_id = "skip", fresh.state, fresh.reason, fresh.run_id
-            return "done"
-        task.action, task.parent_id, task.reason = fresh.action, fresh.parent_id, fresh.reason
-        return "launch"
+            fresh = [Task(t.cell, "wait", reason=t.reason) for t in tasks]
+        out = []
+        for task, new in zip(tasks, fresh):
+            if new.action == "wait":
+                _wait(task, new.reason)
+                out.append("wait")
+            elif new.action == "skip":
+                task.action, task.state, task.reason, task.run_id = "skip", new.state, new.reason, new.run_id
+                out.append("done")
+            else:
+                task.action, task.parent_id, task.reason = new.action, new.parent_id, new.reason
+                out.append("launch")
+        return out
 
     def claims(self) -> dict[str, Any]:
         """The sweep's claims now (one read); empty when the journal cannot be read."""
