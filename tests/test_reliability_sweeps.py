@@ -153,6 +153,7 @@ def test_a_sweep_started_while_another_is_mid_way_takes_the_cells_left_and_shows
         mse = store.resolve("RS-mse-seed0")
     line = next(line for line in results[1][1].splitlines() if "RS-mse-seed0" in line)
     assert "completed" in line and f"#{mse.id}" in line, results[1][1]
+    assert f"RS-mse-seed0: held by sweep pid {first.pid} on " in results[1][2], results[1][2]  # and said so
 
 
 @pytest.mark.slow
@@ -186,8 +187,7 @@ CLAIMER = textwrap.dedent(
     from pathlib import Path
     from fastpose.journal.store import JournalStore
     from fastpose.journal.sweeps import claim_cell
-    url, sweep_id, go, count, job = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    cells = [json.dumps({"train.seed": i}) for i in range(count)]
+    url, sweep_id, go, cells, job = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
     random.shuffle(cells)
     store = JournalStore.open(url)
     print("ready", flush=True)
@@ -200,8 +200,14 @@ CLAIMER = textwrap.dedent(
 )
 
 
-def _claimers(url: str, sweep_id: int, go: Path, count: int, n: int, job: str = "") -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url, str(sweep_id), str(go), str(count), job],
+def _seeds(count: int) -> list[str]:
+    return [json.dumps({"train.seed": i}) for i in range(count)]
+
+
+def _claimers(url: str, sweep_id: int, go: Path, cells: list[str], n: int, job: str = "") -> list[subprocess.Popen]:
+    """``n`` processes that each claim ``cells`` (shuffled) once ``go`` exists, print the cells they won, and
+    hold their claims until their stdin closes."""
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url, str(sweep_id), str(go), json.dumps(cells), job],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
     for proc in procs:
@@ -218,7 +224,7 @@ def test_many_processes_claiming_the_same_cells_at_once_win_each_exactly_once(jo
     with journal(journal_db_url) as store:
         sweep = open_sweep(store, "race", {"name": "R", "base": {}, "axes": {"train.seed": list(range(16))}}, None)
     go = tmp_path / "go"
-    procs = _claimers(journal_db_url, sweep.id, go, 16, 6)
+    procs = _claimers(journal_db_url, sweep.id, go, _seeds(16), 6)
     go.touch()
     won = []
     try:
@@ -226,7 +232,7 @@ def test_many_processes_claiming_the_same_cells_at_once_win_each_exactly_once(jo
             line = proc.stdout.readline()
             assert line, proc.stderr.read()
             won += json.loads(line)
-        assert sorted(won) == sorted(json.dumps({"train.seed": i}) for i in range(16))  # no cell won twice
+        assert sorted(won) == sorted(_seeds(16))  # each cell won by one process
         with journal(journal_db_url) as store:
             held = claim_cell(store, sweep.id, won[0])
             assert held[1] is False and held[0].pid in {p.pid for p in procs}  # live holders keep their cells
@@ -251,7 +257,7 @@ def test_a_requeued_cluster_job_takes_its_own_claim_back(journal_db_url: str, tm
         sweep = open_sweep(store, "requeue", {"name": "R", "base": {}, "axes": {"train.seed": [0]}}, None)
     go = tmp_path / "go"
     go.touch()
-    (holder,) = _claimers(journal_db_url, sweep.id, go, 1, 1, job="81723_4")
+    (holder,) = _claimers(journal_db_url, sweep.id, go, _seeds(1), 1, job="81723_4")
     try:
         assert json.loads(holder.stdout.readline()) == [json.dumps({"train.seed": 0})]
         cell = json.dumps({"train.seed": 0})
@@ -263,6 +269,64 @@ def test_a_requeued_cluster_job_takes_its_own_claim_back(journal_db_url: str, tm
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_a_cell_held_by_a_process_that_is_killed_is_taken_over_by_the_waiting_sweep(
+    launcher: str, tmp_path: Path, fp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim never outlives its holder: the sweep runs the free cell, waits on the held one (saying who
+    holds it), and runs it once its holder is SIGKILLed. Locally on SQLite; as cluster jobs on PostgreSQL."""
+    from fastpose.journal.sweeps import cell_key, open_sweep
+    from fastpose.studies.spec import load_sweep
+
+    admin = url = None
+    extra, cluster = "", {}
+    if launcher == "slurm":
+        from conftest import fresh_pg_database, pg_admin_engine
+
+        admin = pg_admin_engine()
+        url = fresh_pg_database(admin)
+        monkeypatch.setenv("FASTPOSE_JOURNAL_URL", url)
+        extra, cluster = "[slurm]\ntime = 10\ncpus_per_task = 1\n", {"FASTPOSE_SUBMITIT_CLUSTER": "local"}
+    else:
+        url = f"sqlite:///{fp_home / 'fastpose.db'}"
+        fp_home.mkdir()
+    try:
+        path = grid(tmp_path, "killed", seeds="0", extra=extra)
+        spec = load_sweep(path)
+        with journal(url) as store:
+            sweep = open_sweep(store, spec.id, spec.to_json(), spec.source)
+        go = tmp_path / "go"
+        go.touch()
+        mse = cell_key({"loss.name": "mse", "train.seed": 0})
+        (holder,) = _claimers(url, sweep.id, go, [mse], 1)
+        assert json.loads(holder.stdout.readline()) == [mse]
+        proc = start("sweep", str(path), "--launcher", launcher, **cluster)
+        try:
+            def qloss_done() -> bool:
+                with journal(url) as store:
+                    return [(r.name, r.status) for r in store.list_runs()] == [("RS-qloss-seed0", "completed")]
+
+            _wait_for(qloss_done, proc, "the free cell")
+            time.sleep(3)  # the sweep goes on waiting for the held cell
+            assert proc.poll() is None
+            holder.kill()
+            holder.wait(timeout=60)
+            code, out, err = finish(proc)
+        finally:
+            proc.kill()
+            holder.kill()
+        assert code == 0, out[-3000:] + err[-3000:]
+        assert "2/2 completed" in out, out
+        check_once_each(url, "killed", ["RS-mse-seed0", "RS-qloss-seed0"])
+    finally:
+        if admin is not None:
+            from conftest import drop_pg_database
+
+            drop_pg_database(admin, url)
+            admin.dispose()
 
 
 # ------------------------------------------------------------------------------------------- refusals

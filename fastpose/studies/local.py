@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import WAIT_POLL_S, SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir
+from fastpose.studies.sweep import (
+    WAIT_POLL_S, SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other,
+)
 
 POLL_S = 0.2  # how often finished cells are noticed
 JOURNAL_POLL_S = 2.0  # how often the table re-reads the journal
@@ -101,8 +103,7 @@ def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, u
                     claims = link.claims()
                 held = claims.get(task.cell.key)
                 if held is not None and held.token not in link.held.values() and holder_gone(held) is None:
-                    task.action, task.state, task.reason = "wait", "waiting", f"held by {held.holder}"
-                    task.not_before = time.monotonic() + WAIT_POLL_S
+                    wait_for_other(task, f"held by {held.holder}")
                     continue
                 outcome = link.take(task)
                 if outcome == "wait":

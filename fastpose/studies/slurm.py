@@ -34,7 +34,7 @@ from typing import Any
 
 from fastpose.errors import FastposeError
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import WAIT_POLL_S, SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir
+from fastpose.studies.sweep import SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other
 
 CLUSTER_ENV = "FASTPOSE_SUBMITIT_CLUSTER"
 POLL_S = 2.0
@@ -245,8 +245,7 @@ def _collect(task: Task) -> str:
     task.exit_code = int(result.get("exit_code", 1))
     task.reason = result.get("reason") or task.reason
     if result.get("action") == "held":
-        task.action, task.state = "wait", "waiting"
-        task.not_before = time.monotonic() + WAIT_POLL_S
+        wait_for_other(task, task.reason)
         return "held"
     task.state = result.get("state") or task.state
     if result.get("action") == "skip":

@@ -220,7 +220,7 @@ class SweepJournal:
         try:
             claim, ours = self.call(lambda s: claim_cell(s, self.sweep_id, task.cell.key, job=self.job))
             if not ours:
-                _wait(task, f"held by {claim.holder}")
+                wait_for_other(task, f"held by {claim.holder}")
                 return "wait"
             self.held[task.cell.key] = task.token = claim.token
             fresh = self.call(lambda s: (s.mark_lost(), plan(s, self.sweep_id, [task.cell], mine={claim.token}))[1])[0]
@@ -231,9 +231,9 @@ class SweepJournal:
         if fresh.action in ("skip", "wait"):
             self.release(task)
             if fresh.action == "wait":
-                _wait(task, fresh.reason)
+                wait_for_other(task, fresh.reason)
                 return "wait"
-            task.action, task.state, task.reason, task.run_id = "skip", fresh.state, fresh.reason, fresh.run_id
+            done_elsewhere(task, fresh)
             return "done"
         task.action, task.parent_id, task.reason = fresh.action, fresh.parent_id, fresh.reason
         return "launch"
@@ -248,10 +248,10 @@ class SweepJournal:
         out = []
         for task, new in zip(tasks, fresh):
             if new.action == "wait":
-                _wait(task, new.reason)
+                wait_for_other(task, new.reason)
                 out.append("wait")
             elif new.action == "skip":
-                task.action, task.state, task.reason, task.run_id = "skip", new.state, new.reason, new.run_id
+                done_elsewhere(task, new)
                 out.append("done")
             else:
                 task.action, task.parent_id, task.reason = new.action, new.parent_id, new.reason
@@ -317,9 +317,21 @@ class SweepJournal:
         self.store.close()
 
 
-def _wait(task: Task, reason: str) -> None:
+def wait_for_other(task: Task, reason: str) -> None:
+    """Another process holds or runs ``task``'s cell: wait, look again in ``WAIT_POLL_S``, and say so once
+    per reason on stderr (the table shows it too, but is printed only at the end when not on a terminal)."""
     task.action, task.state, task.reason = "wait", "waiting", reason
     task.not_before = time.monotonic() + WAIT_POLL_S
+    if task.extra.get("waited_for") != reason:
+        task.extra["waited_for"] = reason
+        print(f"{task.cell.name}: {reason}; waiting for it", file=sys.stderr, flush=True)
+
+
+def done_elsewhere(task: Task, fresh: Task) -> None:
+    """The cell ended while another process held it: its state, and who ran it."""
+    task.action, task.state, task.run_id = "skip", fresh.state, fresh.run_id
+    waited = task.extra.get("waited_for") or ""
+    task.reason = fresh.reason + (f", run by {waited.removeprefix('held by ')}" if waited.startswith("held by ") else "")
 
 
 def last_error(log: Path) -> str:
