@@ -128,7 +128,7 @@ def sweep_command(
 
 def _launch(spec: SweepSpec, sweep_id: int, cells: list[Cell], launcher: str, jobs: int, url: str) -> int:
     with SweepJournal(url, sweep_id) as link:
-        tasks = link.call(lambda store: (store.mark_lost(), plan(store, sweep_id, cells))[1])
+        tasks = link.call(lambda store: plan_fresh(store, sweep_id, cells))
         if launcher == "local":
             from fastpose.studies.local import run_local
 
@@ -223,7 +223,7 @@ class SweepJournal:
                 wait_for_other(task, f"held by {claim.holder}")
                 return "wait"
             self.held[task.cell.key] = task.token = claim.token
-            fresh = self.call(lambda s: (s.mark_lost(), plan(s, self.sweep_id, [task.cell], mine={claim.token}))[1])[0]
+            fresh = self.call(lambda s: plan_fresh(s, self.sweep_id, [task.cell], mine={claim.token}))[0]
         except FastposeError as exc:
             self.release(task)
             task.action, task.state, task.reason = "skip", "failed to start", str(exc)
@@ -471,6 +471,12 @@ def plan(reader: Any, sweep_id: int, cells: list[Cell], *, mine: set[str] | froz
         else:
             tasks.append(Task(cell, "train", reason=f"{status} run #{run.run_id} left no checkpoint: start again"))
     return tasks
+
+
+def plan_fresh(store: Any, sweep_id: int, cells: list[Cell], *, mine: set[str] | frozenset = frozenset()) -> list[Task]:
+    """``plan`` after marking lost the runs whose process is gone (they are continued, not waited for)."""
+    store.mark_lost()
+    return plan(store, sweep_id, cells, mine=mine)
 
 
 def cell_command(spec: SweepSpec, sweep_id: int, task: Task, cell_dir: Path) -> list[str]:
