@@ -49,8 +49,8 @@ CONFIG_TABLES = ("data", "model", "loss", "train")
 SWEEP_SETTINGS = ("id", "tags")
 STAGE_KEY = "stage"  # in a tuning cell's values: {"stage": "tune"}; final cells have no such key
 # The most cells one sweep file may plan (every final cell at every tuning value, plus the tuning cells):
-# checking a cell takes ~0.1 ms, so 10,000 take about a second; a file that multiplies out to millions is a
-# mistake that would otherwise hang before printing anything.
+# 10,000 take 5.7 s to build and check (2-core machine at load 8); a file that multiplies out to millions is
+# a mistake that would otherwise hang before printing anything.
 MAX_CELLS = 10_000
 CELL_KEY_MAX = 1000  # characters: sweep_runs.cell and sweep_claims.cell (VARCHAR on PostgreSQL)
 # [slurm] keys and the types they take; anything else is an error (``additional`` holds raw sbatch options).
