@@ -46,24 +46,31 @@ def find_checkpoint(run: Any, which: str) -> Path:
 def load_checkpoint(path: Path) -> tuple[Any, Any, bool]:
     """``(model, config, has_translation)`` from a Lightning checkpoint of ``fastpose train``.
 
-    Checkpoints written before the translation and size heads existed load without them
-    (``has_translation`` False: the 3D metrics are then left out)."""
-    import torch
-
+    Read with ``fastpose.pose.checkpoint.load_torch_file`` (never runs code from the file). The stored
+    config must pass ``RunConfig.validate`` and the weights must fit the network it describes, else one
+    line names the file and the problem. Checkpoints written before the translation and size heads existed
+    load without them (``has_translation`` False: the 3D metrics are then left out)."""
     from fastpose.config import ConfigError, RunConfig
+    from fastpose.pose.checkpoint import load_torch_file, state_mismatch
     from fastpose.training.module import build_model
 
+    shown = repr(str(path))
+    ckpt = load_torch_file(path)
+    stored = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    weights = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(stored, dict) or not isinstance(weights, dict):
+        raise FastposeError(f"checkpoint {shown} is not a fastpose checkpoint (no stored config and state_dict)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        config = RunConfig.from_saved(ckpt["hyper_parameters"])
-        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    except (OSError, KeyError, RuntimeError, ConfigError, Exception) as exc:  # noqa: BLE001 - any unreadable file
-        raise FastposeError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None
-    model = build_model(config.override({"model.weights": None}))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("geometry_head.") for k in missing):
-        raise FastposeError(f"checkpoint {str(path)!r} does not fit the network: missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}")
+        config = RunConfig.from_saved(stored).override({"model.weights": None}).validate()
+    except ConfigError as exc:
+        raise FastposeError(f"checkpoint {shown} holds an unusable config: {exc}") from None
+    state = {k[len("model."):]: v for k, v in weights.items() if isinstance(k, str) and k.startswith("model.")}
+    model = build_model(config)
+    problems = state_mismatch(model, state, may_miss=("geometry_head.",))
+    if problems:
+        raise FastposeError(f"checkpoint {shown} does not fit the network its config describes: "
+                            + "; ".join(problems))
+    missing, _ = model.load_state_dict(state, strict=False)
     return model.eval(), config, not missing
 
 

@@ -27,6 +27,7 @@ SPEC = {  # docs/ARCHITECTURE.md, batch format (per sample, M = max_objects)
     "inst_class": (("M",), torch.int64),
     "inst_quat": (("M", 4), torch.float32),
     "inst_rot": (("M", 3, 3), torch.float32),
+    "inst_box_rot": (("M", 3, 3), torch.float32),
     "inst_trans": (("M", 3), torch.float32),
     "inst_size": (("M", 3), torch.float32),
     "inst_handle_visible": (("M",), torch.bool),

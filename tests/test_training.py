@@ -44,6 +44,12 @@ def fastpose(home: Path, *args: str, cwd: Path | None = None, timeout: float = 3
     )
 
 
+def load_torch_file(path: Path):  # noqa: ANN201 - what every command uses to read a checkpoint
+    from fastpose.pose.checkpoint import load_torch_file as load
+
+    return load(path)
+
+
 def store_at(home: Path):
     from fastpose.journal.store import JournalStore
 
@@ -188,9 +194,7 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
     tile = tile_size(32)  # 2 samples, [GT | predicted] each, drawn 4x larger, captions on top
     assert image.width == 2 * tile and 2 * tile < image.height < 2 * tile + 40
 
-    import torch
-
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = load_torch_file(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["hyper_parameters"] == run.config  # every checkpoint carries the whole config
     assert ckpt["epoch"] == 1
     store.close()
@@ -199,8 +203,6 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
 def test_checkpoints_of_a_default_run_hold_no_layer4_or_classifier(two_runs):
     """At the default deepest_stride=16 the encoder's layer4 never runs (and fc never does): neither is in
     any checkpoint, and every parameter saved is one the optimizer trains."""
-    import torch
-
     home, _, _ = two_runs
     store = store_at(home)
     run = store.resolve("CMP_A")
@@ -209,7 +211,7 @@ def test_checkpoints_of_a_default_run_hold_no_layer4_or_classifier(two_runs):
     files = sorted((Path(run.run_dir) / "checkpoints").glob("*.ckpt"))
     assert {p.name for p in files} >= {"last.ckpt"} and any(p.name.startswith("best-") for p in files)
     for path in files:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_torch_file(path)
         keys = list(ckpt["state_dict"])
         assert any(k.startswith("model.encoder.layer3.") for k in keys), path.name
         assert not [k for k in keys if "layer4" in k or k.startswith("model.encoder.fc.")], path.name
@@ -256,8 +258,6 @@ def test_tensorboard_has_every_step_hparams_and_images_at_the_scalars_steps(two_
 def test_one_checkpoint_file_per_epoch_end_linked_under_every_name(two_runs):
     """CMP_B keeps last.ckpt, the best and one per epoch (--save-every 1): the checkpoints due at one epoch end
     are one file under several names (hard links), each holding its own epoch; last.ckpt knows the best."""
-    import torch
-
     home, _, _ = two_runs
     store = store_at(home)
     run = store.resolve("CMP_B")
@@ -266,7 +266,7 @@ def test_one_checkpoint_file_per_epoch_end_linked_under_every_name(two_runs):
     files = {p.name: p for p in ckpt_dir.iterdir()}
     best = [n for n in files if n.startswith("best-epoch")]
     assert set(files) == {"last.ckpt", "epoch000.ckpt", "epoch001.ckpt", *best} and len(best) == 1, files
-    loaded = {n: torch.load(p, map_location="cpu", weights_only=False) for n, p in files.items()}
+    loaded = {n: load_torch_file(p) for n, p in files.items()}
     assert loaded["last.ckpt"]["epoch"] == 1 and loaded["epoch000.ckpt"]["epoch"] == 0
     assert os.path.samefile(files["last.ckpt"], files["epoch001.ckpt"])
     assert not os.path.samefile(files["epoch000.ckpt"], files["epoch001.ckpt"])
@@ -421,7 +421,7 @@ def test_nan_loss_stops_the_run_as_diverged_naming_the_term(fp_home, git_repo, t
     assert (params["status"], status) == ("diverged", "STATUS_FAILURE")
 
     assert run.label.endswith("-resnet18-imagenet") and run.config["model"]["weights"].endswith("resnet18-imagenet.pth")
-    state = torch.load(Path(run.run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = load_torch_file(Path(run.run_dir) / "checkpoints" / "last.ckpt")
     state = state["state_dict"]
     assert not [k for k in state if "layer4" in k or ".fc." in k]
     # two small AdamW steps (warm-up) moved the file's weights by far less than two initialisations differ
@@ -508,11 +508,9 @@ def test_sigkill_shows_lost_and_resume_continues_from_last_checkpoint(fp_home, g
     assert journal.returncode == 0, journal.stderr
     assert json.loads(journal.stdout)[0]["status"] == "lost"
 
-    import torch
-
     store = store_at(fp_home)
     parent = store.resolve("KILLED")
-    ckpt = torch.load(Path(parent.run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = load_torch_file(Path(parent.run_dir) / "checkpoints" / "last.ckpt")
     store.close()
     # Changing the code between the runs shows in the resumed run's note.
     (repo / "experiment.txt").write_text("changed after the kill\n")
@@ -564,8 +562,6 @@ def test_ddp_on_two_cpu_processes_journals_exactly_one_run(fp_home, git_repo):
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resume_works(fp_home, git_repo):
     """Killed while writing the epoch-1 checkpoint: the epoch-0 last.ckpt still loads, the run shows as lost,
     and resume continues from epoch 1."""
-    import torch
-
     repo, _ = git_repo
     # Two steps per epoch (TINY): step 2 is the first step of epoch 1, so the first checkpoint written at or
     # after it is the end-of-epoch-1 one, while epoch 0's last.ckpt already exists.
@@ -580,7 +576,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resume_wor
     parent = store.resolve("CKPTKILL")
     store.close()
     ckpt_dir = Path(parent.run_dir) / "checkpoints"
-    ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = load_torch_file(ckpt_dir / "last.ckpt")
     assert ckpt["epoch"] == 0 and ckpt["state_dict"], sorted(ckpt)
     assert not [p for p in ckpt_dir.iterdir() if p.name.startswith(".") or p.suffix not in (".ckpt",)]
 

@@ -241,18 +241,27 @@ def replay_spools() -> int:
     """Replay the journal spools runs left under ``<home>/runs`` while the journal was unreachable.
 
     Costs a directory scan when there are none (no SQLAlchemy import); an outage that persists is a warning
-    on stderr, and the listing goes on with what the journal holds.
+    on stderr, and the listing goes on with what the journal holds. Where the SQLite journal is not there at
+    all, no journal is created for them: one line per spool says which journal its writes wait for.
     """
-    from fastpose.journal.db import journal_home
+    from fastpose.journal.db import journal_exists, journal_home, journal_url
     from fastpose.journal.spool import find_spools
 
     if not find_spools(journal_home()):
         return 0
-    from fastpose.journal.spool import replay_spools as replay
-    from fastpose.journal.store import JournalStore
 
     def warn(line: str) -> None:
-        print(line, file=sys.stderr)
+        from fastpose.text import visible
+
+        print(visible(line, newlines=False), file=sys.stderr)
+
+    if not journal_exists(journal_url()):  # the journal the spools wait for is gone: say where they are
+        from fastpose.journal.spool import report_waiting
+
+        report_waiting(journal_home(), journal_url(), warn)
+        return 0
+    from fastpose.journal.spool import replay_spools as replay
+    from fastpose.journal.store import JournalStore
 
     return replay(journal_home(), lambda: JournalStore.open(busy_timeout_s=2.0, write_attempts=2), warn)
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 # The newest revision in migrations/versions; a test checks it is Alembic's single head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 BUSY_TIMEOUT_MS = 10_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PG_LOCK_KEY = 0x6661_7374_706F  # "fastpo": one advisory lock id for fastpose migrations
@@ -41,6 +41,21 @@ _PG_LOCK_KEY = 0x6661_7374_706F  # "fastpo": one advisory lock id for fastpose m
 
 class JournalError(FastposeError):
     """The journal cannot be opened as asked (not a database, newer schema, bad URL)."""
+
+
+class JournalChangedError(JournalError):
+    """The journal a store was bound to is no longer there: its file was deleted, moved or emptied, or the URL
+    now leads to another journal (another identity). A run's writes then go to its spool (``is_outage``)."""
+
+    def __init__(self, url: str, why: str, *, replaced: bool = False) -> None:
+        self.url, self.why, self.replaced = url, why, replaced
+        super().__init__(f"the journal {where_journal(url)} {why}")
+
+
+def where_journal(url: str) -> str:
+    """The journal's file for SQLite, its URL without the password for servers: for messages."""
+    path = sqlite_path(url) if url.startswith("sqlite") else None
+    return str(path) if path is not None else redact_url(url)
 
 
 def journal_home() -> Path:
@@ -211,6 +226,7 @@ def check_sqlite_file(path: Path) -> None:
         raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from None
     if not head:
         return  # empty: SQLite treats it as a new database
+    wal = path.with_name(path.name + "-wal")
     if head[: len(_SQLITE_MAGIC)] != _SQLITE_MAGIC[: len(head)] or (len(head) >= 16 and head[:16] != _SQLITE_MAGIC):
         raise JournalError(f"{path} is not a SQLite database; move it away or set $FASTPOSE_JOURNAL_URL")
     if len(head) < 100:
@@ -221,8 +237,60 @@ def check_sqlite_file(path: Path) -> None:
         raise damaged_journal(path, f"invalid page size {page_size} in the header")
     pages = int.from_bytes(head[28:32], "big")
     header_size_valid = head[24:28] == head[92:96] and pages > 0
-    if header_size_valid and size < pages * page_size:
+    # A checkpoint that a full disk cut short leaves the header's page count ahead of the file; the pages
+    # are still in the WAL beside it, which SQLite reads first. Only a file without a WAL is truncated.
+    if header_size_valid and size < pages * page_size and not _nonempty(wal):
         raise damaged_journal(path, f"truncated: {size} bytes where the header says {pages * page_size}")
+
+
+def journal_exists(url: str) -> bool:
+    """Is there a journal at ``url``? A SQLite file that is missing or empty is none; a server's is assumed
+    (opening it tells)."""
+    path = sqlite_path(url) if url.startswith("sqlite") else None
+    return path is None or _nonempty(path)
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+# The byte of a WAL journal's "-shm" file every SQLite connection holds a shared lock on while it is open
+# (os_unix.c: UNIX_SHM_DMS = UNIX_SHM_BASE + SQLITE_SHM_NLOCK = 120 + 8). Whoever gets it exclusively is alone.
+_SHM_DMS_BYTE = 128
+
+
+def drop_orphan_wal(path: Path) -> bool:
+    """Remove the ``-wal`` and ``-shm`` files beside ``path`` when no connection anywhere uses them.
+
+    For a process that has just closed its connections to a journal file deleted or replaced under it.
+    SQLite removes these files when the last connection closes, except when the database file was unlinked
+    meanwhile: then they stay, and the next file at the path is read together with the old file's WAL (another
+    journal would look like this one, with this one's identity). Nobody uses them when the ``-shm``'s lock
+    byte can be taken exclusively, SQLite's own test. True when they were removed.
+    """
+    import fcntl
+
+    shm, wal = path.with_name(path.name + "-shm"), path.with_name(path.name + "-wal")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE)
+        except OSError:
+            return False  # a connection somewhere still has them: it lets go itself when it notices
+        for leftover in (wal, shm):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+        return True
+    finally:
+        os.close(fd)
 
 
 def damaged_journal(path: Path | str, why: object) -> JournalError:
@@ -362,10 +430,12 @@ def backup_sqlite(path: Path) -> Path:
 # --------------------------------------------------------------------------------------- engines
 
 
-def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> Engine:
     """A SQLAlchemy engine with the journal's connection settings (no schema check; see ``open_engine``).
 
     ``busy_timeout_ms``: how long a SQLite write waits for the lock (on a server: the connect timeout).
+    ``create=False``: a SQLite connection opens an existing file only (``mode=rw``); where the file is gone
+    it fails ("unable to open database file") instead of leaving a new empty database at the path.
     """
     import sqlalchemy as sa
     from sqlalchemy import event
@@ -382,6 +452,12 @@ def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "factory": _CountedConnection},
                               json_serializer=strict_json)  # the same strict JSON on SQLite and PostgreSQL
 
+    if not create:
+        @event.listens_for(engine, "do_connect")
+        def _existing_only(_dialect, _record, cargs, cparams):  # noqa: ANN001
+            cargs[0] = f"{Path(cargs[0]).absolute().as_uri()}?mode=rw"
+            cparams["uri"] = True
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
         dbapi_conn.isolation_level = None  # let the "begin" hook below emit BEGIN itself
@@ -396,11 +472,18 @@ def create_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
     return engine
 
 
-def open_engine(url: str | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
-    """Engine for the journal at ``url``, creating or upgrading its schema first (see module doc)."""
+def open_engine(url: str | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> Engine:
+    """Engine for the journal at ``url``, creating or upgrading its schema first (see module doc).
+
+    ``create=False``: an existing journal only; a SQLite file that is not there is a ``JournalChangedError``
+    (and no connection of the engine ever creates one).
+    """
     url = url or journal_url()
+    path = sqlite_path(url)
+    if not create and path is not None and not _nonempty(path):
+        raise JournalChangedError(url, "is gone (deleted or moved)" if not path.exists() else "is empty (truncated)")
     ensure_schema(url)
-    return create_engine(url, busy_timeout_ms=busy_timeout_ms)
+    return create_engine(url, busy_timeout_ms=busy_timeout_ms, create=create)
 
 
 def ensure_schema(url: str) -> None:

@@ -231,6 +231,31 @@ class SweepRun(Base):
     group_key: Mapped[str] = mapped_column(sa.String(1000))  # the same without the seed axes
 
 
+class SweepClaim(Base):
+    """A cell of a sweep that a process is running now (revision 0008).
+
+    The primary key (sweep_id, cell) allows one claim per cell: claiming is one INSERT that exactly one
+    process wins, on SQLite and PostgreSQL alike. The holder's process fields are the ones ``runs`` keeps
+    (``reader.lost_reason`` reads either), so a claim whose holder is gone is taken over, never held forever.
+    ``job``: the cluster job that holds it; the same job, requeued, takes its own claim back.
+    """
+
+    __tablename__ = "sweep_claims"
+
+    sweep_id: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    cell: Mapped[str] = mapped_column(sa.String(1000), primary_key=True)  # canonical JSON, as sweep_runs.cell
+    token: Mapped[str] = mapped_column(sa.String(36))  # this claim's id: release and renew name it
+    holder: Mapped[str] = mapped_column(sa.String(255))  # for people: "sweep pid 4242 on lab-gpu-1"
+    job: Mapped[str | None] = mapped_column(sa.String(255))
+    pid: Mapped[int | None] = mapped_column(sa.Integer)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    proc_start: Mapped[int | None] = mapped_column(sa.BigInteger)  # ms since the epoch, as runs.proc_start
+    machine_id: Mapped[str | None] = mapped_column(sa.String(64))
+    pid_namespace: Mapped[int | None] = mapped_column(sa.BigInteger)
+    claimed_at: Mapped[datetime] = mapped_column(When)
+    heartbeat_at: Mapped[datetime] = mapped_column(When)  # renewed by the holder while it runs the cell
+
+
 class RunTag(Base):
     """A tag on a run (revision 0005): ``train --tag``, ``journal tag``, and each sweep cell's sweep id."""
 

@@ -252,7 +252,7 @@ class JournalReader:
 
 
 COUNTED_TABLES = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes", "journal_identity",
-                  "sweeps", "sweep_runs", "run_tags", "evaluations", "source_states")
+                  "sweeps", "sweep_runs", "run_tags", "evaluations", "source_states", "sweep_claims")
 
 
 class SqliteReader(JournalReader):

@@ -22,10 +22,23 @@ symbolic links.
 The spool file is guarded by ``journal-spool.lock`` beside it (``filelock``), so a training process appending
 and a ``fastpose journal`` replaying the same spool never interleave. A line the journal refuses for good
 (its run no longer exists) moves to ``journal-spool.rejected.jsonl`` with the reason, never silently away.
+
+A run's writer is bound to its journal (``JournalStore.open(journal_id=...)``): a journal file deleted, moved,
+emptied or replaced by another journal while the run trains is a ``db.JournalChangedError`` on the next write,
+which is spooled like an outage; the run's closing line (``unsaved_note``) and ``fastpose journal``
+(``replay_spools``) say where the writes are and that they go in once that journal is back at its place.
+
+A full disk: an append is all or nothing (a line cut short is cut off again). ``for_run`` sets aside
+``journal-spool.reserve`` (1 MiB) in the run directory; the first append that finds the disk full deletes it
+and tries again, so the writes of a run whose disk filled (its crash among them) still reach the spool. A
+write neither the journal nor the spool can take is held in memory, in order, and tried again with the
+next write and at the run's end; the closing line counts any that were never saved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -43,6 +56,8 @@ from fastpose.journal.records import MetricPoint
 SPOOL_NAME = "journal-spool.jsonl"
 LOCK_NAME = "journal-spool.lock"
 REJECTED_NAME = "journal-spool.rejected.jsonl"
+RESERVE_NAME = "journal-spool.reserve"
+RESERVE_BYTES = 1 << 20  # room for a run's last writes (a crash with its traceback, a few epochs) on a full disk
 KINDS = ("heartbeat", "log_metrics", "finish", "crash", "add_note")
 
 
@@ -50,12 +65,14 @@ def is_outage(exc: BaseException) -> bool:
     """Is ``exc`` the journal being unreachable for now (worth spooling), rather than a bad write?"""
     import sqlalchemy as sa
 
-    from fastpose.journal.db import JournalError
+    from fastpose.journal.db import JournalChangedError, JournalError
 
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
                         sa.exc.TimeoutError)):
         return True
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, JournalChangedError):  # the run's journal is gone or replaced: keep its writes
         return True
     if isinstance(exc, JournalError) and "cannot open journal" in str(exc):  # server unreachable on (re)open
         return True
@@ -68,6 +85,9 @@ class SpoolingJournal:
     ``store``: an open ``JournalStore``, or a zero-argument callable returning one (opened on first use).
     ``retry_after_s``: after a failed write, later writes go straight to the spool for this long before the
     journal is tried again (so an outage costs training one timeout, not one per write).
+    ``reserve_bytes``: set aside that much beside the spool (see the module docstring). ``end_warning``: say at
+    ``finish``/``crash``/``close`` when writes remain spooled; a caller with its own closing line passes False
+    and puts ``unsaved_note()`` in it.
     Reads (``get_run``, ``summaries``, ...) pass through to the store unchanged. Thread-safe (the heartbeat
     thread and the training loop share it).
     """
@@ -81,6 +101,8 @@ class SpoolingJournal:
         warn: Callable[[str], None] | None = None,
         journal_id: str | None = None,
         journal_url: str | None = None,
+        reserve_bytes: int = 0,
+        end_warning: bool = True,
     ) -> None:
         self._store = store if not callable(store) or hasattr(store, "log_metrics") else None
         self._factory = None if self._store is not None else store
@@ -95,24 +117,35 @@ class SpoolingJournal:
         self._outage = False
         self.spooled = 0  # writes that went to the spool (a figure for tests and the run summary)
         self.replayed = 0
+        self.problem: BaseException | None = None  # why the latest write did not reach the journal
+        self._held: list[dict[str, Any]] = []  # writes neither the journal nor the spool file could take
+        self._spool_error: OSError | None = None
+        self.end_warning = end_warning
+        self._reserve = self.spool_path.with_name(RESERVE_NAME) if reserve_bytes > 0 else None
+        if self._reserve is not None and not _set_aside(self._reserve, reserve_bytes):
+            self._reserve = None
 
     @classmethod
     def for_run(
         cls, run_dir: str | os.PathLike[str], url: str | None = None, *, busy_timeout_s: float = 5.0,
         write_attempts: int = 2, retry_after_s: float = 30.0, journal_id: str | None = None,
+        end_warning: bool = True,
     ) -> SpoolingJournal:
         """What training uses: the journal at ``url`` (default: as configured) with short timeouts, so an
         outage blocks a training step for at most about ``busy_timeout_s * write_attempts`` once per
-        ``retry_after_s``; spool at ``<run_dir>/journal-spool.jsonl``."""
+        ``retry_after_s``; spool at ``<run_dir>/journal-spool.jsonl``, with ``RESERVE_BYTES`` set aside beside it.
+        With ``journal_id`` the writes go only to that journal (a bound store, see ``JournalStore.open``)."""
         from fastpose.journal.store import JournalStore
 
         def open_store() -> Any:
-            return JournalStore.open(url, busy_timeout_s=busy_timeout_s, write_attempts=write_attempts)
+            return JournalStore.open(url, busy_timeout_s=busy_timeout_s, write_attempts=write_attempts,
+                                     journal_id=journal_id)
 
         from fastpose.journal.db import journal_url, redact_url
 
         return cls(open_store, Path(run_dir) / SPOOL_NAME, retry_after_s=retry_after_s, journal_id=journal_id,
-                   journal_url=redact_url(url or journal_url()))
+                   journal_url=redact_url(url or journal_url()), reserve_bytes=RESERVE_BYTES,
+                   end_warning=end_warning)
 
     @property
     def store(self) -> Any:
@@ -171,32 +204,78 @@ class SpoolingJournal:
             return ok
 
     def close(self) -> bool:
-        """Flush and close the store; say so if writes remain spooled (``fastpose journal`` replays them)."""
+        """Flush and close the store; say so if writes remain spooled (unless ``end_warning`` is off)."""
         ok = self.flush()
         if self._store is not None and self._factory is not None:  # a store we opened ourselves
             self._store.close()
             self._store = None
-        if not ok:
-            self._warn(f"warning: the journal is still unreachable; {self.spool_path} keeps the run's last "
-                       "writes and the next `fastpose journal` replays them")
+        if self._reserve is not None:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            self._reserve = None
+        if not ok and self.end_warning:
+            self._warn(f"warning: {self.unsaved_note()}")
         return ok
+
+    def unsaved_note(self) -> str | None:
+        """One line on the writes that did not reach the journal: where they are and how they get in; None
+        when every write is in the journal."""
+        with self._lock:
+            spooled = len(read_spool(self.spool_path)) if self.spool_path.exists() else 0
+            held = len(self._held)
+            if not spooled and not held:
+                return None
+            from fastpose.journal.db import JournalChangedError
+
+            problem = self.problem
+            if isinstance(problem, JournalChangedError):
+                why = str(problem)
+                how = ("put this run's journal back there (the file, or a copy of it) and run `fastpose journal`: "
+                       "it replays them")
+            else:
+                why = "the journal is still unreachable" if problem is None or not _disk_full(problem) else (
+                    "the journal's disk is full")
+                how = "the next `fastpose journal` replays them"
+            parts = [why]
+            if spooled:
+                parts.append(f"{spooled} journal writes of this run are kept in {self.spool_path}; {how}")
+            if held:
+                reason = self._spool_error.strerror if self._spool_error is not None else "no room"
+                parts.append(f"{held} journal writes are lost ({self.spool_path} could not be written: {reason})")
+            return "; ".join(parts)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Writes are lost, or wait for a journal that is gone or was replaced (they never go in by themselves)."""
+        from fastpose.journal.db import JournalChangedError
+
+        return bool(self._held) or (isinstance(self.problem, JournalChangedError) and self.spool_path.exists())
 
     # ----------------------------------------------------------------- machinery
     def _end(self, kind: str, run_id: int, args: dict[str, Any]) -> Any:
         with self._lock:
             self._retry_at = 0.0  # run end: try the journal whatever the back-off says
-            result = self._submit(kind, run_id, args)
-            if result is None:
-                self._warn(f"warning: the journal is still unreachable; {self.spool_path} keeps the run's last "
-                           "writes and the next `fastpose journal` replays them")
+            self._ending = True
+            try:
+                result = self._submit(kind, run_id, args)
+            finally:
+                self._ending = False
+            if result is None and self.end_warning:
+                self._warn(f"warning: {self.unsaved_note()}")
             return result
+
+    _ending = False  # finish/crash: the caller says how the run ended, no "reachable again" line before it
+    _announced = False  # the current outage was announced (so its end is too)
+
+    def _pending(self) -> bool:
+        return bool(self._held) or self.spool_path.exists()
 
     def _submit(self, kind: str, run_id: int | None, args: dict[str, Any], at: datetime | None = None) -> Any:
         record = {"id": uuid.uuid4().hex, "kind": kind, "run_id": run_id,
                   "at": (at or _now()).isoformat(), "args": args,
                   "journal": self.journal_id, "journal_url": self.journal_url}
         with self._lock:
-            if self.spool_path.exists():  # keep the order: the spool goes in first
+            if self._pending():  # keep the order: the spooled and held writes go in first
                 if time.monotonic() < self._retry_at:
                     return self._spool(record, reason=None)
                 if not self._replay():
@@ -209,33 +288,95 @@ class SpoolingJournal:
                     raise
                 return self._spool(record, reason=exc)
             self._outage = False
+            self.problem = None
             return result
 
     def _spool(self, record: dict[str, Any], reason: BaseException | None) -> None:
-        append_spool(self.spool_path, record)
-        self.spooled += 1
         if reason is not None:
+            self.problem = reason
             self._retry_at = time.monotonic() + self.retry_after_s
             if not self._outage:
                 self._outage = True
-                first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-                self._warn(f"warning: journal unreachable ({type(reason).__name__}: {first[:200]}); "
-                           f"writes go to {self.spool_path} and are replayed later; training goes on")
+                self._announced = self._warn_outage(reason)
+        self._held.append(record)
+        self._write_held()
+        self.spooled += 1
         return None
 
-    def _replay(self) -> bool:
-        if not self.spool_path.exists():
+    def _warn_outage(self, reason: BaseException) -> bool:
+        """The first write of an outage says so, at once: training goes on meanwhile. A full disk is left to
+        the closing line (it ends the run soon after, at the next checkpoint). True when it said so."""
+        from fastpose.journal.db import JournalChangedError
+
+        if isinstance(reason, JournalChangedError):
+            self._warn(f"warning: {reason}; this run's journal writes go to {self.spool_path} until it is back; "
+                       "training goes on")
             return True
+        if _disk_full(reason):
+            return False
+        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        self._warn(f"warning: journal unreachable ({type(reason).__name__}: {first[:200]}); "
+                   f"writes go to {self.spool_path} and are replayed later; training goes on")
+        return True
+
+    def _write_held(self) -> bool:
+        """Append the held writes to the spool file, oldest first; True when none is left in memory.
+
+        The first append that finds the disk full frees the reserve, and the journal is tried again first:
+        on the usual home the room freed is the SQLite journal's too."""
+        while self._held:
+            try:
+                append_spool(self.spool_path, self._held[0])
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and self._free_reserve():
+                    if self._into_journal():
+                        break
+                    continue
+                self._spool_error = exc
+                return False
+            self._held.pop(0)
+        self._spool_error = None
+        return True
+
+    def _free_reserve(self) -> bool:
+        """Delete the space set aside for a full disk (once): True when there was some."""
+        reserve, self._reserve = self._reserve, None
+        if reserve is None:
+            return False
         try:
-            applied, _rejected, left = replay_spool(self.store, self.spool_path)
+            reserve.unlink()
+        except OSError:
+            return False
+        return True
+
+    def _replay(self) -> bool:
+        """Into the journal, in order: the spool file, then the writes held in memory. True when all are in."""
+        self._write_held()
+        return self._into_journal()
+
+    def _into_journal(self) -> bool:
+        try:
+            if self.spool_path.exists():
+                applied, _rejected, left = replay_spool(self.store, self.spool_path)
+                self.replayed += applied
+                if left:
+                    return False
+            else:
+                applied = 0
+            while self._held:  # the spool file could not take them: straight into the journal
+                apply_write(self.store, self._held[0])  # exactly once: its id
+                self._held.pop(0)
+                applied += 1
+                self.replayed += 1
         except Exception as exc:  # noqa: BLE001
             if not is_outage(exc):
                 raise
+            self.problem = exc
             return False
-        self.replayed += applied
-        if applied and not left:
+        self.problem = None
+        if applied and not self._ending and self._announced:
             self._warn(f"journal reachable again: {applied} spooled writes replayed from {self.spool_path}")
-        return left == 0
+        return True
 
 
 # ----------------------------------------------------------------------------- spool files
@@ -275,15 +416,10 @@ def _dumps(record: dict[str, Any]) -> str:
 
 
 def append_spool(spool_path: Path, record: dict[str, Any]) -> None:
-    """Append one record as a JSON line, on disk (fsync) before returning."""
-    line = _dumps(record) + "\n"
+    """Append one record as a JSON line, on disk (fsync) before returning; all or nothing: a line a full
+    disk cuts short is cut off again (the error is raised), so the next append starts on a line of its own."""
     with _locked(spool_path):
-        fd = os.open(spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(spool_path, _dumps(record))
 
 
 def read_spool(spool_path: Path) -> list[dict[str, Any]]:
@@ -343,7 +479,8 @@ def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
     Only the lines that belong to this journal (``belongs_here``) are applied; the others stay in the spool
     and count in ``left``. Stops at the first outage and keeps the unapplied rest (``left`` > 0); removes the
     file only when every line is in. Writes already applied (same id) count as applied and are not written
-    again.
+    again. Where the spool cannot be rewritten (a full disk) it is left whole: the lines already applied are
+    skipped by their ids next time.
     """
     with _locked(spool_path):
         records = read_spool(spool_path)
@@ -365,9 +502,13 @@ def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
                     return applied, rejected, len(foreign) + len(records) - i
                 # The journal refuses this write for good (its run is gone, a constraint): keep it beside the
                 # spool with the reason rather than blocking every later write behind it.
+                try:
+                    append_line(spool_path.with_name(REJECTED_NAME),
+                                _dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}))
+                except OSError:  # nowhere to set it aside: it stays in the spool
+                    _rewrite(spool_path, foreign + records[i:])
+                    return applied, rejected, len(foreign) + len(records) - i
                 rejected += 1
-                with open(spool_path.with_name(REJECTED_NAME), "a", encoding="utf-8") as f:
-                    f.write(_dumps({**record, "rejected": f"{type(exc).__name__}: {exc}"}) + "\n")
                 continue
             applied += 1
         if foreign:
@@ -378,14 +519,38 @@ def replay_spool(store: Any, spool_path: Path) -> tuple[int, int, int]:
 
 
 def _rewrite(spool_path: Path, records: list[dict[str, Any]]) -> None:
-    """Replace the spool by ``records`` atomically (under the lock)."""
+    """Replace the spool by ``records`` atomically (under the lock); where it cannot be written, the spool
+    stays as it was (a superset: its applied lines are skipped by their ids)."""
     tmp = spool_path.with_name(spool_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(_dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, spool_path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(_dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, spool_path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` and a newline to ``path``, all or nothing (a line a full disk cuts short is cut off)."""
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def find_spools(home: Path) -> list[Path]:
@@ -420,6 +585,29 @@ def find_spools(home: Path) -> list[Path]:
     return sorted(found)
 
 
+def waiting_line(path: Path, records: list[dict[str, Any]], here: str) -> str:
+    """One line for a spool whose writes wait for another journal than ``here`` describes."""
+    runs = sorted({r["run_id"] for r in records if isinstance(r.get("run_id"), int)})
+    whose = f" of run {', '.join(map(str, runs))}" if runs else ""
+    return (f"spool {path} waits for {waiting_for(records)}: {len(records)} writes{whose}; {here}; put that "
+            "journal back (the file, or a copy of it) or point $FASTPOSE_JOURNAL_URL at it, and `fastpose journal` "
+            "replays them")
+
+
+def report_waiting(home: Path, url: str, warn: Callable[[str], None]) -> None:
+    """No journal at ``url``: one line per spool under ``home`` on where its writes wait (nothing is created)."""
+    from fastpose.journal.db import where_journal
+
+    for path in find_spools(home):
+        try:
+            records = read_spool(path)
+        except FastposeError as exc:
+            warn(f"warning: {exc}")
+            continue
+        if records:
+            warn(waiting_line(path, records, f"there is no journal at {where_journal(url)} now"))
+
+
 def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str], None]) -> int:
     """Replay every spool under ``home``: the number of writes applied. An outage leaves them for later;
     a spool written for another journal is left where it is, with one line saying which it waits for."""
@@ -434,7 +622,9 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
     except Exception as exc:  # noqa: BLE001
         if not is_outage(exc):
             raise
-        warn(f"warning: journal unreachable; {len(spools)} run spool(s) not replayed yet ({spools[0]} ...)")
+        warn(f"warning: journal unreachable; {len(spools)} run spool(s) wait in the run directories "
+             f"({spools[0]}{' ...' if len(spools) > 1 else ''}): the first `fastpose journal` that reaches the "
+             "journal replays them")
         return 0
     try:
         this = store.journal_id()
@@ -455,8 +645,7 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
             if left > 0:
                 waiting = [r for r in read_spool(path) if r.get("journal") != this]
                 if waiting:
-                    warn(f"spool {path} waits for {waiting_for(waiting)}; this is journal {this} "
-                         f"({redact_url(store.url)}): it is replayed when fastpose next opens that journal")
+                    warn(waiting_line(path, waiting, f"this is journal {this} ({redact_url(store.url)})"))
                     continue
             if left:
                 warn(f"warning: journal unreachable; {path} not fully replayed yet")
@@ -467,6 +656,36 @@ def replay_spools(home: Path, open_store: Callable[[], Any], warn: Callable[[str
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _set_aside(path: Path, size: int) -> bool:
+    """Create ``path`` with ``size`` bytes allocated on disk (best effort: False when it cannot)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            os.write(fd, bytes(size))  # no fallocate here: blocks written are blocks allocated
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A write that failed because a disk is full: an OSError's errno, or SQLite saying so."""
+    from fastpose.errors import disk_full
+
+    return disk_full(exc) is not None or "disk is full" in str(exc).lower()
 
 
 def _now() -> datetime:
@@ -486,5 +705,5 @@ def _point_json(p: Any, now: datetime) -> list[Any]:
 
 __all__ = [
     "SpoolingJournal", "apply_write", "append_spool", "find_spools", "is_outage", "read_spool",
-    "replay_spool", "replay_spools", "SPOOL_NAME",
+    "replay_spool", "replay_spools", "report_waiting", "waiting_line", "SPOOL_NAME",
 ]

@@ -48,6 +48,7 @@ FINISH_STATUSES = ("completed", "interrupted", "diverged")
 _runs, _git, _metrics, _summaries, _notes, _applied, _source = (
     m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite, SourceStateRow)
 )
+GONE_DATABASE = "is gone (its database was dropped or renamed)"
 ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
 
 
@@ -59,7 +60,8 @@ class JournalStore(JournalReader):
     """The journal at one URL. ``JournalStore.open()`` creates or upgrades the schema first."""
 
     def __init__(
-        self, engine: Engine, url: str, *, write_attempts: int = 12, busy_timeout_s: float = db.BUSY_TIMEOUT_MS / 1000
+        self, engine: Engine, url: str, *, write_attempts: int = 12, busy_timeout_s: float = db.BUSY_TIMEOUT_MS / 1000,
+        journal_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -67,15 +69,24 @@ class JournalStore(JournalReader):
         self.busy_timeout_s = busy_timeout_s
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._sqlite_file = db.sqlite_path(url) if self._is_sqlite else None
+        self.bound_id = journal_id  # see open(journal_id=...)
+        # A bound SQLite store keeps the journal file open itself (read-only, no lock): after the path changes
+        # it tells a file moved elsewhere (still linked) from one deleted or replaced (see _check_bound_file).
+        self._file_fd = _open_quietly(self._sqlite_file) if journal_id and self._sqlite_file else None
+        self._file_id = _fd_id(self._file_fd)
 
     @classmethod
     def open(
-        cls, url: str | None = None, *, busy_timeout_s: float | None = None, write_attempts: int = 12
+        cls, url: str | None = None, *, busy_timeout_s: float | None = None, write_attempts: int = 12,
+        journal_id: str | None = None,
     ) -> JournalStore:
         """The journal at ``url`` (default ``$FASTPOSE_JOURNAL_URL`` else ``<home>/fastpose.db``).
 
         ``busy_timeout_s`` (SQLite: wait for the write lock; server: connect timeout) and ``write_attempts``
         (tries while SQLite stays locked) bound how long one write can block: the spool uses short ones.
+        ``journal_id``: bind the store to that journal (a run's writes go through such a store). It never
+        creates a journal, and every write first checks that the journal is still that one (``_check_bound``);
+        where it is not, the write raises ``db.JournalChangedError`` and nothing is written.
         """
         url = url or db.journal_url()
         if busy_timeout_s is None:
@@ -83,11 +94,23 @@ class JournalStore(JournalReader):
 
             busy_timeout_s = positive_seconds("FASTPOSE_BUSY_TIMEOUT_S", db.BUSY_TIMEOUT_MS / 1000)
         timeout_ms = max(1, int(busy_timeout_s * 1000))
-        return cls(db.open_engine(url, busy_timeout_ms=timeout_ms), url, write_attempts=write_attempts,
-                   busy_timeout_s=timeout_ms / 1000)
+        engine = db.open_engine(url, busy_timeout_ms=timeout_ms, create=journal_id is None)
+        store = cls(engine, url, write_attempts=write_attempts, busy_timeout_s=timeout_ms / 1000,
+                    journal_id=journal_id)
+        if journal_id is not None:
+            found = store.journal_id()
+            if found != journal_id:
+                store.close()
+                raise db.JournalChangedError(url, _another(found, journal_id), replaced=True)
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._file_fd is not None and not db.holds_connection(self._sqlite_file):
+            # Only once no connection of this process has the file open: closing any descriptor of a file
+            # drops the process's POSIX locks on it, SQLite's included (db._HELD).
+            os.close(self._file_fd)
+            self._file_fd = None
 
     def __enter__(self) -> JournalStore:
         return self
@@ -97,10 +120,14 @@ class JournalStore(JournalReader):
 
     # ----------------------------------------------------------------- executors
     def _fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.bound_id is not None:
+            self._check_bound_file()
         try:
             with self.engine.connect() as conn:
                 return [dict(row) for row in conn.execute(sa.text(sql), params or {}).mappings()]
         except sa.exc.DatabaseError as exc:
+            if self.bound_id is not None and _database_gone(exc):
+                raise db.JournalChangedError(self.url, GONE_DATABASE) from None
             raise self._damaged(exc) from None
 
     def _damaged(self, exc: BaseException) -> BaseException:
@@ -112,23 +139,80 @@ class JournalStore(JournalReader):
     def _write(self, work: Callable[[Connection], T], attempts: int | None = None) -> T:
         """Run ``work`` in one write transaction, retried with backoff while the database is locked."""
         attempts = attempts or self.write_attempts
+        if self.bound_id is not None:
+            self._check_bound_file()  # before the turn too: a removed directory has no lock file either
         for attempt in range(attempts):
             try:
-                with self._write_turn(), self.engine.connect() as conn:
-                    conn.execution_options(write=True)
-                    with conn.begin():
-                        return work(conn)
+                with self._write_turn():
+                    if self.bound_id is not None:
+                        self._check_bound_file()
+                    with self.engine.connect() as conn:
+                        conn.execution_options(write=True)
+                        with conn.begin():
+                            if self.bound_id is not None:
+                                self._check_bound_identity(conn)
+                            return work(conn)
             except sa.exc.OperationalError as exc:
                 message = str(exc.orig).lower()
+                if self.bound_id is not None and _database_gone(exc):
+                    raise db.JournalChangedError(self.url, GONE_DATABASE) from None
                 if attempt == attempts - 1 or not ("locked" in message or "busy" in message):
                     raise
             except sa.exc.DatabaseError as exc:
                 damaged = self._damaged(exc)
                 if damaged is exc:
                     raise
+                if self.bound_id is not None:  # a run's writes: keep them (spool) rather than fail them
+                    self.engine.dispose()
+                    raise db.JournalChangedError(self.url, f"is damaged ({db._first_line(exc)})") from None
                 raise damaged from None
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            # locked or busy past SQLite's own timeout: back off before the next attempt
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def _check_bound_file(self) -> None:
+        """A bound SQLite store: is the file at the path still the journal's? Costs one ``stat``.
+
+        SQLite keeps its file open: once the file is deleted (or another file is moved over it) the open
+        connections would go on writing into a file nobody can see. Gone, emptied or another file at the path
+        (even a copy of this journal): the connections are let go and the write refused; the run's spool keeps
+        it until ``fastpose journal`` replays it. Not even a copy is written to from here: SQLite leaves the
+        old file's WAL at the path while any process still has the old file open, and the next file there
+        is read together with it, so another journal would pass for this one (same identity row). That WAL is
+        removed once no connection anywhere uses it (``db.drop_orphan_wal``).
+        """
+        if self._sqlite_file is None:
+            return
+        try:
+            st = os.stat(self._sqlite_file)
+        except (FileNotFoundError, NotADirectoryError):
+            self._let_go()
+            raise db.JournalChangedError(self.url, "is gone (deleted or moved)") from None
+        if st.st_size == 0:
+            self.engine.dispose()
+            raise db.JournalChangedError(self.url, "is empty (truncated)")
+        if self._file_id is not None and (st.st_dev, st.st_ino) != self._file_id:
+            self._let_go()
+            raise db.JournalChangedError(self.url, "was replaced by another file", replaced=True)
+
+    def _let_go(self) -> None:
+        """Close the connections to a journal file no longer at its path. Deleted (or replaced): its WAL,
+        which SQLite leaves at the path, goes too. Moved elsewhere: the WAL stays, since the moved file's latest
+        transactions are only there (SQLite names the WAL after the path it opened), and moving the file
+        back pairs them again."""
+        self.engine.dispose()
+        try:
+            deleted = self._file_fd is not None and os.fstat(self._file_fd).st_nlink == 0
+        except OSError:
+            deleted = False
+        if deleted:
+            db.drop_orphan_wal(self._sqlite_file)
+
+    def _check_bound_identity(self, conn: Connection) -> None:
+        """A bound store, inside the write's transaction: the journal's identity row is the bound one."""
+        found = conn.execute(sa.text("SELECT journal_id FROM journal_identity WHERE id = 1")).scalar()
+        if found != self.bound_id:
+            raise db.JournalChangedError(self.url, _another(found, self.bound_id), replaced=True)
 
     def _write_turn(self):  # noqa: ANN202 - a context manager
         """SQLite: queue behind the other writers (``db.sqlite_write_turn``); servers need no such thing."""
@@ -446,6 +530,34 @@ class JournalStore(JournalReader):
     def _require(conn: Connection, run_id: int) -> None:
         if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
             raise UnknownRunError(f"no run with id {run_id}")
+
+
+def _database_gone(exc: BaseException) -> bool:
+    """The server says the journal's database does not exist: PostgreSQL's SQLSTATE 3D000, which psycopg
+    leaves unset when the connection itself fails, so its (English) message counts too."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "3D000":
+        return True
+    text = str(orig or "")
+    return 'FATAL:  database "' in text and '" does not exist' in text
+
+
+def _open_quietly(path: Any) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _fd_id(fd: int | None) -> tuple[int, int] | None:
+    if fd is None:
+        return None
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _another(found: str | None, bound: str | None) -> str:
+    return f"is now another journal ({found or 'without an identity'}; this run's is {bound})"
 
 
 def _storable(value: Any) -> float | None:

@@ -5,11 +5,20 @@ e.g. ``{"loss.name": "mse", "train.seed": 0}``, stored as canonical JSON (sorted
 same without the seed axes (``SEED_KEYS``): the runs a group comparison pools. A cell may hold several runs:
 an attempt that crashed, was interrupted or lost, and the resumed run that continued it. Its state is
 ``completed`` if any of them completed, else the state of its newest run, else ``pending``.
+
+A process that runs a cell first claims it (``claim_cell``, table ``sweep_claims``): one row per cell, so of
+two sweeps (or cluster jobs) that reach a cell at once, exactly one inserts the row and runs it; the other
+waits or skips. The row names the holder's process as ``runs`` does, and ``holder_gone`` judges it as
+``mark_lost`` judges a run (the process table on the holder's machine, else the heartbeat), so a claim whose
+holder was killed is taken over by the next process that wants the cell.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -23,7 +32,8 @@ if TYPE_CHECKING:
 
 SEED_KEYS = ("train.seed", "data.seed")
 # The spec fields that define the cells: a sweep id re-used with other values here is refused.
-IDENTITY_FIELDS = ("name", "base", "axes")
+IDENTITY_FIELDS = ("name", "base", "axes", "tune")
+_FIELD_NAMES = {"tune": "[tune] table"}
 
 
 class UnknownSweepError(FastposeError):
@@ -151,7 +161,7 @@ def open_sweep(store: JournalStore, name: str, spec: dict[str, Any], source: str
         except sa.exc.IntegrityError:  # created by another process at the same moment
             pass
         existing = get_sweep(store, name)
-    differs = [f for f in IDENTITY_FIELDS if _normal(existing.spec.get(f)) != _normal(spec.get(f))]
+    differs = [_FIELD_NAMES.get(f, f) for f in IDENTITY_FIELDS if _normal(existing.spec.get(f)) != _normal(spec.get(f))]
     if differs:
         raise FastposeError(
             f"sweep {name!r} already exists in the journal with another {' and '.join(differs)}; "
@@ -199,3 +209,120 @@ def by_id(reader: JournalReader, sweep_id: int) -> SweepRecord:
     if not rows:
         raise UnknownSweepError(f"no sweep with row id {sweep_id}")
     return _record(rows[0])
+
+
+# ----------------------------------------------------------------------------- claims (revision 0008)
+@dataclass(frozen=True)
+class Claim:
+    """Who runs a cell now (a ``sweep_claims`` row). The process fields carry ``RunRecord``'s names, so
+    ``reader.lost_reason`` judges a claim's holder exactly as it judges a run's process."""
+
+    sweep_id: int
+    cell: str
+    token: str
+    holder: str
+    job: str | None
+    pid: int | None
+    host: str | None
+    proc_start: int | None
+    machine_id: str | None
+    pid_namespace: int | None
+    claimed_at: datetime
+    heartbeat_at: datetime
+
+    @property
+    def started_at(self) -> datetime:  # what lost_reason falls back on without a heartbeat
+        return self.claimed_at
+
+
+_CLAIM_COLUMNS = ("sweep_id", "cell", "token", "holder", "job", "pid", "host", "proc_start", "machine_id",
+                  "pid_namespace", "claimed_at", "heartbeat_at")
+
+
+def _claim(row: dict[str, Any]) -> Claim:
+    data = {k: row[k] for k in _CLAIM_COLUMNS}
+    data["claimed_at"], data["heartbeat_at"] = to_utc(row["claimed_at"]), to_utc(row["heartbeat_at"])
+    return Claim(**data)
+
+
+def cell_claims(reader: JournalReader, sweep_id: int) -> dict[str, Claim]:
+    """``{cell: claim}`` for the sweep's claimed cells (live or not: see ``holder_gone``)."""
+    rows = reader._fetch("SELECT * FROM sweep_claims WHERE sweep_id = :id", {"id": int(sweep_id)})
+    return {row["cell"]: _claim(row) for row in rows}
+
+
+def holder_gone(claim: Claim, lost_after: float | None = None) -> str | None:
+    """Why ``claim``'s holder holds it no more (its process is gone, or, on another machine, no heartbeat for
+    ``lost_after`` seconds, default ``$FASTPOSE_LOST_AFTER``), or None while it may be alive."""
+    from fastpose.journal.reader import lost_after_seconds, lost_reason
+
+    return lost_reason(claim, now=datetime.now(timezone.utc), lost_after=lost_after_seconds(lost_after),
+                       host=socket.gethostname())
+
+
+def new_claim(sweep_id: int, cell: str, job: str | None = None) -> Claim:
+    """A claim for this process (not yet written): its pid, host, start time, machine and PID namespace."""
+    from fastpose.journal.reader import machine_id, pid_namespace, process_started_ms
+
+    pid, host, now = os.getpid(), socket.gethostname(), datetime.now(timezone.utc)
+    holder = f"job {job} (pid {pid} on {host})" if job else f"sweep pid {pid} on {host}"
+    return Claim(int(sweep_id), cell, uuid.uuid4().hex, holder[:255], job, pid, host,
+                 process_started_ms(pid) or None, machine_id(), pid_namespace(), now, now)
+
+
+def claim_cell(store: JournalStore, sweep_id: int, cell: str, *, job: str | None = None) -> tuple[Claim, bool]:
+    """Claim ``cell`` of the sweep for this process: ``(our claim, True)``, or ``(the holder's, False)`` while a
+    live process holds it. The insert decides: the primary key (sweep_id, cell) admits one row, so of two
+    processes claiming at once one wins and the other gets an IntegrityError, then reads the winner. A claim
+    whose holder is gone, or that the same ``job`` made before it was requeued, is replaced in the same
+    transaction (the delete names its token, so two processes cannot both replace it)."""
+    import sqlalchemy as sa
+
+    from fastpose.journal.models import SweepClaim
+
+    table = SweepClaim.__table__
+    mine = new_claim(sweep_id, cell, job)
+    where = (table.c.sweep_id == mine.sweep_id, table.c.cell == cell)
+
+    def work(conn: Any) -> Claim:
+        row = conn.execute(sa.select(table).where(*where)).mappings().first()
+        if row is not None:
+            held = _claim(dict(row))
+            if not (job is not None and held.job == job) and holder_gone(held) is None:
+                return held
+            conn.execute(sa.delete(table).where(*where, table.c.token == held.token))
+        conn.execute(sa.insert(table).values({k: getattr(mine, k) for k in _CLAIM_COLUMNS}))
+        return mine
+
+    for _ in range(5):
+        try:
+            got = store._write(work)
+        except sa.exc.IntegrityError:  # another process inserted between our read and our insert: read it
+            continue
+        return got, got.token == mine.token
+    raise FastposeError(f"could not claim cell {cell} of sweep {sweep_id}: it changed hands five times in a row")
+
+
+def renew_claims(store: JournalStore, tokens: list[str]) -> int:
+    """The holder is alive: refresh its claims' heartbeat (what other machines judge it by). Returns how many
+    of ``tokens`` are still held."""
+    return _claim_write(store, tokens, renew=True)
+
+
+def release_claims(store: JournalStore, tokens: list[str]) -> int:
+    """Give the cells back (their runs have ended, or were never started)."""
+    return _claim_write(store, tokens, renew=False)
+
+
+def _claim_write(store: JournalStore, tokens: list[str], *, renew: bool) -> int:
+    import sqlalchemy as sa
+
+    from fastpose.journal.models import SweepClaim
+
+    if not tokens:
+        return 0
+    table = SweepClaim.__table__
+    mine = table.c.token.in_(list(tokens))
+    stmt = sa.update(table).where(mine).values(heartbeat_at=datetime.now(timezone.utc)) if renew else \
+        sa.delete(table).where(mine)
+    return int(store._write(lambda conn: conn.execute(stmt).rowcount))

@@ -95,12 +95,16 @@ def headline(summaries: dict[str, MetricSummary], primary: str | None = None, n:
 
 
 def last_traceback_line(run: RunRecord) -> str | None:
+    """A crashed run's one line: the traceback's last line (the exception, module-qualified), or the journaled
+    reason where that is not the exception raised last (a full disk found deeper in the chain of causes)."""
     if run.status != "crashed":
         return None
     lines = [ln for ln in (run.traceback or "").strip().splitlines() if ln.strip()]
-    if lines:
-        return lines[-1].strip()
-    return f"{run.error_type or 'Error'}: {run.error_message or ''}".strip()
+    raised = lines[-1].strip() if lines else ""
+    if raised and (not run.error_type or raised.split(":", 1)[0].endswith(run.error_type)):
+        return raised
+    message = (run.error_message or "").strip().splitlines()
+    return f"{run.error_type or 'Error'}: {message[0] if message else ''}".strip()
 
 
 def diff_stat(diff: str | None) -> list[tuple[str, int, int]]:

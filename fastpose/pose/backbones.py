@@ -185,29 +185,16 @@ def load_weights(model: nn.Module, path: str | Path, arch: str = "model") -> Non
     Every entry ``model`` has must be in the file with its shape, and the file may hold nothing else, except
     the entries of the parts ``model`` left out (``model.left_out``, e.g. ``layer4``, ``fc``), which are ignored.
     """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FastposeError(f"weights file {str(path)!r} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise FastposeError(f"cannot read weights file {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    from fastpose.pose.checkpoint import load_torch_file, state_mismatch
+
+    state = load_torch_file(path, "weights file")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FastposeError(f"weights file {str(path)!r} does not hold a state_dict of tensors")
-    own = model.state_dict()
-    left_out = tuple(getattr(model, "left_out", ()))
-    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in left_out}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-            if keys:
-                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
-                parts.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+    left_out = tuple(f"{part}." for part in getattr(model, "left_out", ()))
+    state = {k: v for k, v in state.items() if not k.startswith(left_out)} if left_out else state
+    parts = state_mismatch(model, state)
+    if parts:
         raise FastposeError(f"weights file {str(path)!r} does not fit {arch}: " + "; ".join(parts))
     model.load_state_dict(state)

@@ -139,7 +139,8 @@ def average_precision(tp: Tensor, score: Tensor, num_gt: int) -> Tensor:
 
 def ground_truth(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The valid ground-truth instances of a batch, flat (G of them): ``image``, ``class_id``, ``quat``,
-    ``rot``, ``trans``, ``size``, ``handle_visible`` (True where the batch has no such key) and ``slot``
+    ``rot`` (the box's rotation: ``inst_box_rot``, else ``inst_rot``, else from ``quat``), ``trans``, ``size``,
+    ``handle_visible`` (True where the batch has no such key) and ``slot``
     (``b * M + k``); plus ``instance_map`` (B, H, W) holding ``1 + g`` on instance g's pixels."""
     valid = batch["inst_valid"]
     B, M = valid.shape
@@ -153,7 +154,10 @@ def ground_truth(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     handle = flat("inst_handle_visible").bool() if "inst_handle_visible" in batch else \
         torch.ones(len(slots), dtype=torch.bool, device=valid.device)
     quat = flat("inst_quat", 4).float()
-    rot = flat("inst_rot", 3, 3).float() if "inst_rot" in batch else quat_to_rotmat(quat)
+    # The box: as annotated where the batch has it (the NOCS loader canonicalises the yaw of symmetric
+    # classes in inst_rot; NOCS's 3D IoU turns the predicted box against the annotated one).
+    key = next((k for k in ("inst_box_rot", "inst_rot") if k in batch), None)
+    rot = flat(key, 3, 3).float() if key else quat_to_rotmat(quat)
     return {"image": slots // M, "class_id": flat("inst_class").long(), "quat": quat, "rot": rot,
             "trans": flat("inst_trans", 3).float(), "size": flat("inst_size", 3).float(),
             "handle_visible": handle, "slot": slots, "instance_map": instance_map}

@@ -17,8 +17,11 @@ partition = "gpu"
 ```
 
 Every combination of axis values is a cell; its group is its values without the seed axes. ``load_sweep``
-checks everything (unknown keys, empty or duplicated axes, value types, every cell's config) before the
-caller writes anything, and raises ``ConfigError`` with one line naming the problem.
+checks everything before the caller writes anything, and raises ``ConfigError`` with one line naming the
+problem: unknown keys, empty axes, value types, a key that two axes (or two spellings of one key) set, two
+cells that would train the same config or carry the same run name, every cell's ``RunConfig.validate()``,
+and more cells than ``MAX_CELLS`` (counted before any is built). Lightning's verdict on the trainer settings
+needs Lightning; ``fastpose.studies.sweep`` asks it once per sweep.
 
 **Tuning.** With a ``[tune]`` table the sweep runs in two stages. First, for every group, one tuning cell per
 combination of the tuning axes, at the first value of each seed axis, validated on the synthetic ``tune``
@@ -45,6 +48,11 @@ from fastpose.config import NAME_PATTERN, ConfigError, RunConfig, load_toml, val
 CONFIG_TABLES = ("data", "model", "loss", "train")
 SWEEP_SETTINGS = ("id", "tags")
 STAGE_KEY = "stage"  # in a tuning cell's values: {"stage": "tune"}; final cells have no such key
+# The most cells one sweep file may plan (every final cell at every tuning value, plus the tuning cells):
+# 10,000 take 5.7 s to build and check (2-core machine at load 8); a file that multiplies out to millions is
+# a mistake that would otherwise hang before printing anything.
+MAX_CELLS = 10_000
+CELL_KEY_MAX = 1000  # characters: sweep_runs.cell and sweep_claims.cell (VARCHAR on PostgreSQL)
 # [slurm] keys and the types they take; anything else is an error (``additional`` holds raw sbatch options).
 SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "partition": (str,),
@@ -207,35 +215,103 @@ def load_sweep(path: str | Path) -> SweepSpec:
     slurm = _slurm(data.get("slurm", {}), where)
     tune_axes, tune_set = _tune(data.get("tune"), axes, base, where)
     spec = SweepSpec(sweep_id, name, base, axes, tuple(tags), slurm, str(path.resolve()), tune_axes, tune_set)
-    for cell in [*spec.tuning_cells(), *_every_final_cell(spec)]:
+    check_cells(spec, where)
+    return spec
+
+
+def check_cells(spec: SweepSpec, where: str) -> list[Cell]:
+    """Every cell the sweep may run (``every_cell``), checked as ``train`` checks a config, and against each
+    other: no two train the same config or carry the same run name (which names its config file and log).
+    Refuses more than ``MAX_CELLS`` before building any. Returns the cells."""
+    count = planned_cells(spec)
+    if count > MAX_CELLS:
+        sizes = " x ".join(str(len(v)) for v in [*spec.axes.values(), *spec.tune_axes.values()])
+        raise ConfigError(f"{where}: {count:,} cells to plan ({sizes}), more than the {MAX_CELLS:,} one sweep "
+                          "takes; split the file into smaller sweeps")
+    cells = every_cell(spec)
+    configs: dict[str, Cell] = {}
+    names: dict[str, Cell] = {}
+    for cell in cells:
+        what = f"{where}: cell {describe_values(cell.values)}"
         try:
             cell.config.validate()
         except ConfigError as exc:
-            raise ConfigError(f"{where}: cell {describe_values(cell.values)}: {exc}") from None
-    return spec
+            raise ConfigError(f"{what}: {exc}") from None
+        if len(cell.key) > CELL_KEY_MAX:
+            raise ConfigError(f"{what}: its axis values take {len(cell.key)} characters as JSON, more than the "
+                              f"{CELL_KEY_MAX} the journal keeps; use shorter values")
+        text = json.dumps({k: v for k, v in cell.config.to_dict().items() if k != "name"}, sort_keys=True)
+        for seen, key, problem in ((configs, text, "trains the same config as"),
+                                   (names, cell.name, f"gets the same run name ({cell.name}) as")):
+            other = seen.setdefault(key, cell)
+            if other is not cell:
+                raise ConfigError(f"{what} {problem} cell {describe_values(other.values)}; "
+                                  "give each cell values of its own")
+    return cells
+
+
+def planned_cells(spec: SweepSpec) -> int:
+    """How many cells ``every_cell`` builds, counted from the axis lengths alone."""
+    from fastpose.journal.sweeps import SEED_KEYS
+
+    final = groups = tune = 1
+    for key, values in spec.axes.items():
+        final *= len(values)
+        groups *= 1 if key in SEED_KEYS else len(values)
+    for values in spec.tune_axes.values():
+        tune *= len(values)
+    return final * tune + (groups * tune if spec.tune_axes else 0)
+
+
+def every_cell(spec: SweepSpec) -> list[Cell]:
+    """The tuning cells and the final cells at every tuning value the sweep may choose: what is checked."""
+    return [*(spec.tuning_cells() if spec.tune_axes else []), *_every_final_cell(spec)]
 
 
 def _default_id(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("_.-") or "sweep"
 
 
-def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(table: dict[str, Any], prefix: str = "", *, where: str = "", into: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """``{"loss": {"name": x}}`` -> ``{"loss.name": x}``. A key spelled twice (``"loss.name"`` quoted, and
+    ``loss.name`` as a table or dotted key: TOML reads them as two keys) is a ConfigError, also against the
+    keys already in ``into``: one of the two would be dropped without a word."""
     out: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            found = _flatten(value, f"{prefix}{key}.", where=where, into={**(into or {}), **out})
         else:
-            out[f"{prefix}{key}"] = value
+            found = {f"{prefix}{key}": value}
+        for flat in found:
+            if flat in out or (into is not None and flat in into):
+                raise ConfigError(f"{where}: {flat} is set twice (as \"{flat}\" and as a table or dotted key); "
+                                  "TOML reads these as two keys, and one would be dropped; keep one")
+        out.update(found)
     return out
+
+
+def _one_axis_per_key(axes: dict[str, list[Any]], where: str) -> None:
+    """No config key set by two axes (an axis and a variant axis, or two variant axes): each cell would take
+    one value and drop the other, and cells would repeat."""
+    setters: dict[str, str] = {}
+    for axis, values in axes.items():
+        keys = {k for table in values for k in _flatten(table, where=where)} if _is_variants(values) else {axis}
+        for key in sorted(keys):
+            other = setters.setdefault(key, axis)
+            if other != axis:
+                raise ConfigError(f"{where}: axes {other!r} and {axis!r} both set {key}; every cell would take one "
+                                  "value and drop the other; put its values in one axis")
 
 
 def _axes(table: dict[str, Any], where: str) -> dict[str, list[Any]]:
     known = set(RunConfig().flat()) - {"name"}
     axes: dict[str, Any] = {}
     for key, value in table.items():  # the file's order: it orders cells and names
-        axes.update({key: value} if _is_variants(value) else _flatten({key: value}))
+        axes.update({key: value} if _is_variants(value) else _flatten({key: value}, where=where, into=axes))
     if not axes:
         raise ConfigError(f'{where}: [sweep] has no axis; add one, e.g. "train.seed" = [0, 1, 2]')
+    _one_axis_per_key(axes, where)
     for key, values in axes.items():
         if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
             _variants(key, values, known, where)
@@ -276,7 +352,7 @@ def _tune(table: Any, axes: dict[str, list[Any]], base: dict[str, Any], where: s
         return {}, {}
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [tune] must be a table")
-    flat = _flatten(table)
+    flat = _flatten(table, where=f"{where} [tune]")
     grid = {k: v for k, v in flat.items() if isinstance(v, list)}
     if not grid:
         raise ConfigError(f'{where}: [tune] has no tuning axis; add a list, e.g. "loss.rot_weight" = [0.1, 0.3, 1.0]')
@@ -316,7 +392,7 @@ def _variants(axis: str, values: list[dict[str, Any]], known: set[str], where: s
         raise ConfigError(f"{where}: variant axis {axis!r}: name it with a-z, 0-9 and _ (e.g. arm)")
     seen = set()
     for table in values:
-        flat = _flatten(table)
+        flat = _flatten(table, where=f"{where}: variant axis {axis!r}")
         if not flat:
             raise ConfigError(f"{where}: variant axis {axis!r} has an empty table")
         for key, value in flat.items():

@@ -1,32 +1,53 @@
 """``fastpose sweep``: plan a sweep's cells against the journal and run them (locally or on SLURM).
 
-Planning (``plan``), from each cell's runs in the journal (``fastpose.journal.sweeps``):
+Planning (``plan``), from each cell's runs and claim in the journal (``fastpose.journal.sweeps``):
 
-| the cell's state              | what the sweep does                                              |
-| ----------------------------- | ---------------------------------------------------------------- |
-| no run yet                    | ``fastpose train --config <cell>.toml`` (a fresh run)             |
-| completed (any of its runs)   | skip                                                             |
-| running (process alive)       | skip: another sweep process is running it                        |
-| crashed, interrupted, lost    | ``fastpose resume RUN`` from its last.ckpt (fresh if it has none) |
-| diverged                      | skip: a NaN loss is a result, not an accident; counted as failed |
+| the cell's state                        | what the sweep does                                              |
+| --------------------------------------- | ---------------------------------------------------------------- |
+| no run yet                              | ``fastpose train --config <cell>.toml`` (a fresh run)             |
+| completed (any of its runs)             | skip                                                             |
+| diverged                                | skip: a NaN loss is a result, not an accident; counted as failed |
+| claimed by another live process         | wait: it is running the cell; its result is this sweep's too     |
+| running without a claim (process alive) | wait: started by hand, or by a sweep killed a moment ago         |
+| crashed, interrupted, lost              | ``fastpose resume RUN`` from its last.ckpt (fresh if it has none) |
 
-Lost runs are marked first (``mark_lost``), so a cell whose process was killed is continued. A cell is
-always a subprocess of the real CLI: the same code path as ``fastpose train``, and a crash in one cell
-cannot take the sweep down.
+A cell is run only by the process that claims it (``claim_cell``): each launcher claims a cell right before
+it starts it, then plans that cell again (another process may have finished it meanwhile), and gives the
+claim back when the cell's process ends. So two sweeps of one file share the cells instead of training each
+twice, and a sweep that waits takes over a cell whose holder died. Lost runs are marked first
+(``mark_lost``), so a cell whose process was killed is continued. A cell is always a subprocess of the real
+CLI: the same code path as ``fastpose train``, and a crash in one cell cannot take the sweep down.
+
+A cell whose process ends with exit code 2 wrote nothing (``train``'s contract: bad input, or a journal it
+could not open). The sweep starts it again with backoff for up to ``$FASTPOSE_BUSY_TIMEOUT_S`` after the
+first such exit, then reports it ``failed to start`` with the cell's error line. The sweep's own journal
+calls are retried the same way (``SweepJournal``).
+
+Before anything is written (``--dry-run`` included), every cell is checked as ``train`` checks a config
+(``spec.check_cells``) and Lightning judges each distinct trainer setting once (``check_trainer``).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+from fastpose.config import ConfigError
 from fastpose.errors import FastposeError
-from fastpose.studies.spec import STAGE_KEY, Cell, SweepSpec, cell_toml, describe_values, load_sweep
+from fastpose.studies.spec import STAGE_KEY, Cell, SweepSpec, cell_toml, check_cells, describe_values, load_sweep
 
 LAUNCHERS = ("local", "slurm")
+WAIT_POLL_S = 2.0  # how often a cell another process holds is looked at again
+# What a cell's exit code says until the journal is read (the journal has the last word): train's codes.
+EXIT_STATES = {0: "completed", 1: "crashed", 3: "diverged", 130: "interrupted", 143: "interrupted"}
+NOT_STARTED = 2  # train/resume: refused before writing anything (bad input, or the journal could not be opened)
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,12 +55,18 @@ class Task:
     """What the sweep does with one cell, and (while it runs) how it goes."""
 
     cell: Cell
-    action: str  # train | resume | skip
+    action: str  # train | resume | skip | wait (another process holds the cell)
     parent_id: int | None = None  # resume: the run continued
     reason: str = ""
-    state: str = "pending"  # pending | running | completed | crashed | interrupted | diverged | lost | skipped
+    # pending | waiting | retrying | running | completed | crashed | interrupted | diverged | lost | failed to start
+    state: str = "pending"
     run_id: int | None = None
     exit_code: int | None = None
+    token: str | None = None  # our claim on the cell, while we hold it
+    launched_at: datetime | None = None  # when this sweep last started the cell (its run starts after)
+    not_before: float = 0.0  # time.monotonic() before which the cell is not started (again)
+    first_refusal: float | None = None  # time.monotonic() of the first exit 2 (start retries count from it)
+    refusals: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +94,8 @@ def sweep_command(
             "hold on the network file systems cluster nodes share, so jobs on several nodes would corrupt it"
         )
     spec = load_sweep(file) if file is not None else _spec_from_journal(resume)
+    where = f"sweep file {file.name}" if file is not None else f"sweep {spec.id} (from the journal)"
+    check_trainer(spec, where, on_this_machine=launcher == "local")
     if dry_run:
         _print_cells(spec, spec.tuning_cells() if spec.tune_axes else spec.cells())
         if spec.tune_axes:
@@ -98,18 +127,223 @@ def sweep_command(
 
 
 def _launch(spec: SweepSpec, sweep_id: int, cells: list[Cell], launcher: str, jobs: int, url: str) -> int:
-    from fastpose.journal.store import JournalStore
+    with SweepJournal(url, sweep_id) as link:
+        tasks = link.call(lambda store: plan_fresh(store, sweep_id, cells))
+        if launcher == "local":
+            from fastpose.studies.local import run_local
 
-    with JournalStore.open(url) as store:
-        store.mark_lost()
-        tasks = plan(store, sweep_id, cells)
-    if launcher == "local":
-        from fastpose.studies.local import run_local
+            return run_local(spec, sweep_id, tasks, jobs=jobs, url=url, link=link)
+        from fastpose.studies.slurm import run_slurm
 
-        return run_local(spec, sweep_id, tasks, jobs=jobs, url=url)
-    from fastpose.studies.slurm import run_slurm
+        return run_slurm(spec, sweep_id, tasks, url=url, link=link)
 
-    return run_slurm(spec, sweep_id, tasks, url=url)
+
+def check_trainer(spec: SweepSpec, where: str, *, on_this_machine: bool = True) -> None:
+    """Lightning's verdict on every distinct trainer setting of the sweep's cells, as ``train`` asks it before
+    it writes anything (``runner.check_trainer_settings``): Lightning is imported once, here, not per cell.
+    ``on_this_machine=False`` (cluster jobs): only what does not depend on this machine's hardware."""
+    from fastpose.config import TrainConfig
+    from fastpose.studies.spec import every_cell
+
+    def setting(t: TrainConfig) -> tuple:
+        return t.accelerator, t.devices, t.strategy, t.num_nodes, t.precision
+
+    settings: dict[tuple, Cell] = {}
+    for cell in every_cell(spec):
+        settings.setdefault(setting(cell.config.train), cell)
+    settings.pop(setting(TrainConfig()), None)  # one CPU process: what Lightning accepts on any machine
+    if not settings:
+        return  # nothing to ask, so the sweep process never imports Lightning
+    from fastpose.training.runner import check_trainer_settings
+
+    for cell in settings.values():
+        try:
+            check_trainer_settings(cell.config, on_this_machine=on_this_machine)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: cell {describe_values(cell.values)}: {exc}") from None
+
+
+class SweepJournal:
+    """The sweep process's journal: one store for the whole sweep, each call retried with backoff while the
+    journal cannot be reached or stays locked, for up to ``$FASTPOSE_BUSY_TIMEOUT_S``; and the claims this
+    process holds, renewed while their cells run and released when they end (all of them on ``close``)."""
+
+    def __init__(self, url: str, sweep_id: int, *, job: str | None = None) -> None:
+        from fastpose.environment import positive_seconds
+        from fastpose.journal.db import BUSY_TIMEOUT_MS, JournalError
+        from fastpose.journal.reader import lost_after_seconds
+        from fastpose.journal.store import JournalStore
+
+        self.window_s = positive_seconds("FASTPOSE_BUSY_TIMEOUT_S", BUSY_TIMEOUT_MS / 1000)
+        deadline = time.monotonic() + self.window_s
+        for attempt in range(10_000):  # a cluster job may start while the server is briefly down
+            try:
+                self.store = JournalStore.open(url)
+                break
+            except JournalError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+        self.sweep_id, self.job = sweep_id, job
+        self.held: dict[str, str] = {}  # cell key -> claim token
+        # Other machines judge our claims by their heartbeat: renew well within the lost limit.
+        self.renew_every_s = min(15.0, lost_after_seconds() / 4)
+        self._renewed = time.monotonic()
+
+    def __enter__(self) -> SweepJournal:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def call(self, work: Callable[[Any], T], what: str = "the journal") -> T:
+        """``work(store)``, retried while the journal is unreachable or locked; then a one-line FastposeError."""
+        import sqlalchemy as sa
+
+        deadline = time.monotonic() + self.window_s
+        for attempt in range(10_000):
+            try:
+                return work(self.store)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if time.monotonic() >= deadline:
+                    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise FastposeError(f"{what} stayed unreachable for {self.window_s:g} s: {first}") from None
+                time.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def take(self, task: Task) -> str:
+        """Claim ``task``'s cell and plan it again: ``"launch"`` (ours now, action fresh), ``"wait"`` (another
+        process holds or runs it; reason says who) or ``"done"`` (finished meanwhile: state set). A journal
+        that stays unreachable leaves the cell ``failed to start`` (``"done"``)."""
+        from fastpose.journal.sweeps import claim_cell
+
+        try:
+            claim, ours = self.call(lambda s: claim_cell(s, self.sweep_id, task.cell.key, job=self.job))
+            if not ours:
+                wait_for_other(task, f"held by {claim.holder}")
+                return "wait"
+            self.held[task.cell.key] = task.token = claim.token
+            fresh = self.call(lambda s: plan_fresh(s, self.sweep_id, [task.cell], mine={claim.token}))[0]
+        except FastposeError as exc:
+            self.release(task)
+            task.action, task.state, task.reason = "skip", "failed to start", str(exc)
+            return "done"
+        if fresh.action in ("skip", "wait"):
+            self.release(task)
+            if fresh.action == "wait":
+                wait_for_other(task, fresh.reason)
+                return "wait"
+            done_elsewhere(task, fresh)
+            return "done"
+        task.action, task.parent_id, task.reason = fresh.action, fresh.parent_id, fresh.reason
+        return "launch"
+
+    def peek(self, tasks: list[Task]) -> list[str]:
+        """``take`` without claiming, for many cells in one read (a cluster submitter: its jobs claim the
+        cells when they start). A journal that cannot be read leaves them all waiting."""
+        try:
+            fresh = self.call(lambda s: plan(s, self.sweep_id, [t.cell for t in tasks]))
+        except FastposeError:
+            fresh = [Task(t.cell, "wait", reason=t.reason) for t in tasks]
+        out = []
+        for task, new in zip(tasks, fresh):
+            if new.action == "wait":
+                wait_for_other(task, new.reason)
+                out.append("wait")
+            elif new.action == "skip":
+                done_elsewhere(task, new)
+                out.append("done")
+            else:
+                task.action, task.parent_id, task.reason = new.action, new.parent_id, new.reason
+                out.append("launch")
+        return out
+
+    def claims(self) -> dict[str, Any]:
+        """The sweep's claims now (one read); empty when the journal cannot be read."""
+        from fastpose.journal.sweeps import cell_claims
+
+        try:
+            return self.call(lambda s: cell_claims(s, self.sweep_id))
+        except FastposeError:
+            return {}
+
+    def release(self, task: Task) -> None:
+        """Give ``task``'s cell back. If the journal stays unreachable the claim is left: its holder (this
+        process) is judged gone once it exits, so nobody waits on it for long."""
+        from fastpose.journal.sweeps import release_claims
+
+        token = self.held.pop(task.cell.key, None)
+        task.token = None
+        if token is not None:
+            try:
+                self.call(lambda s: release_claims(s, [token]))
+            except FastposeError:
+                pass
+
+    def renew(self, force: bool = False) -> None:
+        """Refresh the heartbeat of the claims held (every ``renew_every_s``); an unreachable journal waits for
+        the next turn."""
+        from fastpose.journal.sweeps import renew_claims
+
+        now = time.monotonic()
+        if not self.held or (not force and now - self._renewed < self.renew_every_s):
+            return
+        self._renewed = now
+        try:
+            renew_claims(self.store, list(self.held.values()))
+        except Exception:  # noqa: BLE001 - a missed renewal is retried at the next turn
+            pass
+
+    def retry_delay(self, task: Task) -> float | None:
+        """After the cell's process wrote nothing (exit 2): seconds to wait before starting it again, or None
+        once ``$FASTPOSE_BUSY_TIMEOUT_S`` has passed since the first such exit."""
+        now = time.monotonic()
+        if task.first_refusal is None:
+            task.first_refusal = now
+        task.refusals += 1
+        if now - task.first_refusal >= self.window_s:
+            return None
+        return min(0.5 * 2 ** (task.refusals - 1), max(0.1, self.window_s - (now - task.first_refusal)))
+
+    def close(self) -> None:
+        from fastpose.journal.sweeps import release_claims
+
+        tokens, self.held = list(self.held.values()), {}
+        if tokens:
+            try:
+                release_claims(self.store, tokens)
+            except Exception:  # noqa: BLE001 - left to be judged gone once this process exits
+                pass
+        self.store.close()
+
+
+def wait_for_other(task: Task, reason: str) -> None:
+    """Another process holds or runs ``task``'s cell: wait, look again in ``WAIT_POLL_S``, and say so once
+    per reason on stderr (the table shows it too, but is printed only at the end when not on a terminal)."""
+    task.action, task.state, task.reason = "wait", "waiting", reason
+    task.not_before = time.monotonic() + WAIT_POLL_S
+    if task.extra.get("waited_for") != reason:
+        task.extra["waited_for"] = reason
+        print(f"{task.cell.name}: {reason}; waiting for it", file=sys.stderr, flush=True)
+
+
+def done_elsewhere(task: Task, fresh: Task) -> None:
+    """The cell ended while another process held it: its state, and who ran it."""
+    task.action, task.state, task.run_id = "skip", fresh.state, fresh.run_id
+    waited = task.extra.get("waited_for") or ""
+    task.reason = fresh.reason + (f", run by {waited.removeprefix('held by ')}" if waited.startswith("held by ") else "")
+
+
+def last_error(log: Path) -> str:
+    """The last ``error:`` line the cell's latest attempt wrote to its log (what it said when it refused)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "no log"
+    attempt = text.rsplit("\n$ ", 1)[-1]
+    lines = [line.strip() for line in attempt.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no output"])[-1][:300]
 
 
 @dataclass
@@ -201,23 +435,35 @@ def _spec_from_journal(ref: str | None) -> SweepSpec:
         record = get_sweep(reader, str(ref))
     finally:
         reader.close()
-    return SweepSpec.from_json(record.name, record.spec, record.source)
+    spec = SweepSpec.from_json(record.name, record.spec, record.source)
+    check_cells(spec, f"sweep {record.name} (from the journal)")  # a data root or weights file may be gone
+    return spec
 
 
-def plan(reader: Any, sweep_id: int, cells: list[Cell]) -> list[Task]:
-    """One Task per cell, from the cell's runs in the journal (table in the module docstring)."""
-    from fastpose.journal.sweeps import cell_runs, cell_states
+def plan(reader: Any, sweep_id: int, cells: list[Cell], *, mine: set[str] | frozenset = frozenset()) -> list[Task]:
+    """One Task per cell, from the cell's runs and claim in the journal (table in the module docstring);
+    ``mine``: the tokens of claims this process holds (not another's)."""
+    from fastpose.journal.sweeps import cell_claims, cell_runs, cell_states, holder_gone
 
     states = cell_states(cell_runs(reader, sweep_id))
+    claims = cell_claims(reader, sweep_id)
     tasks = []
     for cell in cells:
         found = states.get(cell.key)
+        status, run = found if found is not None else (None, None)
+        if status in ("completed", "diverged"):
+            tasks.append(Task(cell, "skip", reason=f"{status} (run #{run.run_id})", state=status, run_id=run.run_id))
+            continue
+        claim = claims.get(cell.key)
+        if claim is not None and claim.token not in mine and holder_gone(claim) is None:
+            tasks.append(Task(cell, "wait", reason=f"held by {claim.holder}", state="waiting",
+                              run_id=run.run_id if run is not None else None))
+            continue
+        if status == "running":
+            tasks.append(Task(cell, "wait", reason=f"run #{run.run_id} is running", state="waiting", run_id=run.run_id))
+            continue
         if found is None:
             tasks.append(Task(cell, "train", reason="new"))
-            continue
-        status, run = found
-        if status in ("completed", "running", "diverged"):
-            tasks.append(Task(cell, "skip", reason=f"{status} (run #{run.run_id})", state=status, run_id=run.run_id))
             continue
         ckpt = Path(run.run_dir) / "checkpoints" / "last.ckpt" if run.run_dir else None
         if ckpt is not None and ckpt.is_file():
@@ -225,6 +471,12 @@ def plan(reader: Any, sweep_id: int, cells: list[Cell]) -> list[Task]:
         else:
             tasks.append(Task(cell, "train", reason=f"{status} run #{run.run_id} left no checkpoint: start again"))
     return tasks
+
+
+def plan_fresh(store: Any, sweep_id: int, cells: list[Cell], *, mine: set[str] | frozenset = frozenset()) -> list[Task]:
+    """``plan`` after marking lost the runs whose process is gone (they are continued, not waited for)."""
+    store.mark_lost()
+    return plan(store, sweep_id, cells, mine=mine)
 
 
 def cell_command(spec: SweepSpec, sweep_id: int, task: Task, cell_dir: Path) -> list[str]:
@@ -262,6 +514,30 @@ def _print_cells(spec: SweepSpec, cells: list[Cell]) -> None:
 
     safe_console().print(table)
 
+
+
+def settle(task: Task, code: int, log: Path | None, link: SweepJournal, stopping: bool) -> str:
+    """A cell's process ended with ``code``: ``"again"`` (start it again now or at ``task.not_before``, the
+    claim kept) or ``"done"`` (state set from the exit code until the journal is read; claim released)."""
+    task.exit_code = code
+    if code == NOT_STARTED and not stopping:
+        if task.action == "resume":  # refused (e.g. the checkpoint holds every epoch): train the cell again
+            task.action, task.state = "train", "pending"
+            task.reason = f"resume of run #{task.parent_id} refused: start again"
+            return "again"
+        error = last_error(log) if log is not None else "exit 2"
+        delay = link.retry_delay(task)
+        if delay is not None:
+            task.state, task.reason = "retrying", f"not started ({error}); again in {delay:.1f} s"
+            task.not_before = time.monotonic() + delay
+            return "again"
+        task.state, task.reason = "failed to start", error
+    elif code == NOT_STARTED:
+        task.state = "failed to start"
+    else:
+        task.state = EXIT_STATES.get(code, "crashed")
+    link.release(task)
+    return "done"
 
 
 def finish_sweep(table: Any, tasks: list[Task], stopping: dict[str, Any]) -> int:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 from fastpose.studies.spec import SweepSpec
 from fastpose.studies.sweep import Task
+
+UNSTARTED = ("pending", "waiting", "retrying", "failed to start")  # no run of this sweep's to show
+CLOCK_SLACK = timedelta(seconds=2)  # the run's start is stamped by the cell's clock: the same machine
 
 
 class LiveTable:
@@ -67,9 +71,11 @@ class LiveTable:
             reader.close()
         for task in self.tasks:
             found = states.get(task.cell.key)
-            if found is None or (task.action != "skip" and task.state == "pending"):
-                continue  # not started by this sweep yet: an older attempt is not this task's run
+            if found is None or task.state in UNSTARTED:
+                continue  # not started by this sweep (yet): an older attempt is not this task's run
             status, run = found
+            if task.launched_at is not None and run.started_at < task.launched_at - CLOCK_SLACK:
+                continue  # the attempt this sweep started has no run (yet)
             task.run_id = run.run_id
             if task.action != "skip" and task.exit_code is not None:
                 task.state = status  # finished: what the run journaled

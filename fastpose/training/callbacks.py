@@ -185,9 +185,26 @@ def replaced_atomically(target: str | Path, tmp: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """A write to ``path``: a full disk anywhere in it (however the library reports it) is a
+    ``DiskFullError`` naming ``path``, the file the run was writing."""
+    from fastpose.errors import disk_full
+
+    try:
+        yield
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        from fastpose.errors import DiskFullError
+
+        raise DiskFullError(path, full.code) from exc
+
+
 def link_or_copy(source: str | Path, target: str | Path) -> None:
     """Make ``target`` the same file as ``source``: a hard link, else a copy; atomic (temp name + rename)."""
-    with replaced_atomically(target, f"{target}.link-tmp") as tmp:
+    with writing(target), replaced_atomically(target, f"{target}.link-tmp") as tmp:
         try:
             os.link(source, tmp)
         except FileExistsError:
@@ -204,15 +221,22 @@ class LocalCheckpointIO(TorchCheckpointIO):
     ``torch.save`` into a temporary file beside the target and renames it over the target (atomic on
     POSIX), so a process killed while writing still leaves the previous file whole. About half the CPU
     time of a save. Loading is Lightning's own.
+
+    ``torch.save`` writes into a file object opened here: a full disk then surfaces as Python's ``OSError``
+    behind torch's ``RuntimeError`` (with a file name, torch's own writer says only "iostream error") and
+    becomes a ``DiskFullError`` naming the checkpoint; the temporary file is closed and removed before the
+    error leaves, so the space it took is free again for the run's crash record.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with replaced_atomically(path, path.with_name(f"{path.name}.tmp-{os.getpid()}")) as tmp:
-            torch.save(checkpoint, tmp)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with replaced_atomically(path, path.with_name(f"{path.name}.tmp-{os.getpid()}")) as tmp:
+                with open(tmp, "wb") as f:
+                    torch.save(checkpoint, f)
 
 
 class LastCheckpoint(SharedCheckpoint):

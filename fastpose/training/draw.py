@@ -8,8 +8,9 @@ half the object's largest extent long, projected with the pinhole ``intrinsics``
 by rotation. A ground-truth object the network missed (no detection matched it) gets no axes in the
 predicted tile, only an orange ring at its projected centre and the word ``missed``.
 
-Readable at small image sizes: each tile is the image scaled up to ``tile_size`` pixels (4x for 64 px
-images, nearest neighbour: the pixels the network saw), and the axes, rings and text are drawn on a
+Readable at small image sizes: each tile is the image scaled up so that its longer side is ``tile_size``
+pixels (4x for 64 px images, nearest neighbour: the pixels the network saw; a 640x480 image stays 640x480
+and a row is as high as its tiles), and the axes, rings and text are drawn on a
 transparent layer ``SUPERSAMPLE`` times larger, downsampled with Lanczos (antialiased lines) and laid over
 the images; axes are ``LINE_WIDTH`` output pixels wide.
 
@@ -52,14 +53,19 @@ class PosePanel:
     """The drawn panel (``image``, RGB) and where things are on it."""
 
     image: object  # PIL.Image.Image
-    tile: int  # side of one tile, output pixels
+    tile: int  # width of one tile, output pixels
     header: int  # height of the caption band above the first row
     captions: list[tuple[str, tuple[int, int, int, int]]] = field(default_factory=list)
     labels: list[PanelLabel] = field(default_factory=list)
+    tile_height: int = 0  # height of one tile (a row); 0: as wide as high (square images)
+
+    @property
+    def row(self) -> int:
+        return self.tile_height or self.tile
 
     def tile_box(self, sample: int, column: int) -> tuple[int, int, int, int]:
-        x, y = column * self.tile, self.header + sample * self.tile
-        return x, y, x + self.tile, y + self.tile
+        x, y = column * self.tile, self.header + sample * self.row
+        return x, y, x + self.tile, y + self.row
 
     def as_array(self):  # noqa: ANN201 - numpy (H, W, 3) uint8, what SummaryWriter.add_image takes as HWC
         import numpy as np
@@ -113,16 +119,16 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
     images = batch["image"]
     rows = min(count, images.shape[0])
     H, W = images.shape[-2:]
-    tile = tile_size(max(H, W))
-    scale = tile / max(H, W)
+    scale = tile_size(max(H, W)) / max(H, W)
+    tile, row = round(W * scale), round(H * scale)  # a tile is the image scaled; square images: tile == row
     s = SUPERSAMPLE
-    header = max(16, tile // 8)
+    header = max(16, max(tile, row) // 8)
     # The images at the output size (nearest: the network's pixels, which also compress well in the PNG),
     # everything drawn on a transparent layer SUPERSAMPLE times larger, downsampled and laid over them.
-    base = Image.new("RGBA", (2 * tile, header + rows * tile), (24, 24, 24, 255))
-    big = Image.new("RGBA", (2 * tile * s, (header + rows * tile) * s), (0, 0, 0, 0))
+    base = Image.new("RGBA", (2 * tile, header + rows * row), (24, 24, 24, 255))
+    big = Image.new("RGBA", (2 * tile * s, (header + rows * row) * s), (0, 0, 0, 0))
     draw = ImageDraw.Draw(big)
-    panel = PosePanel(image=None, tile=tile, header=header)
+    panel = PosePanel(image=None, tile=tile, header=header, tile_height=row if row != tile else 0)
 
     caption_font = _font(max(10, header * 2 // 3) * s)
     for column, caption in enumerate(CAPTIONS):
@@ -133,11 +139,11 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
         draw.text((x, y), caption, fill=TEXT_COLOUR, font=caption_font)
         panel.captions.append((caption, _out_box(draw.textbbox((x, y), caption, font=caption_font), s)))
 
-    label_font = _font(max(9, tile // 14) * s)
+    label_font = _font(max(9, max(tile, row) // 14) * s)
     width = LINE_WIDTH * s
     for b in range(rows):
         rgb = (to_display(images[b].detach().float().cpu()).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-        picture = Image.fromarray(rgb).resize((round(W * scale), round(H * scale)), Image.Resampling.NEAREST)
+        picture = Image.fromarray(rgb).resize((tile, row), Image.Resampling.NEAREST)
         valid = batch["inst_valid"][b].cpu().bool()
         slots = valid.nonzero().flatten().tolist()
         K = batch["intrinsics"][b].detach().cpu().float()
@@ -145,11 +151,11 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
         length = 0.5 * batch["inst_size"][b].detach().cpu().float().amax(dim=-1).clamp_min(1e-3)
         classes = batch.get("inst_class")
         for column in (0, 1):
-            ox, oy = column * tile * s, (header + b * tile) * s
-            base.paste(picture, (column * tile, header + b * tile))
+            ox, oy = column * tile * s, (header + b * row) * s
+            base.paste(picture, (column * tile, header + b * row))
 
             def px(uv: Tensor) -> tuple[float, float]:  # continuous image coords -> supersampled PIL coords
-                return ox + float(uv[0]) * scale * s - 0.5, oy + float(uv[1]) * scale * s - 0.5
+                return ox + float(uv[0]) * (tile / W) * s - 0.5, oy + float(uv[1]) * (row / H) * s - 0.5
 
             rot = batch["inst_rot"][b] if column == 0 else pred_rot[b]
             pts = axes_2d(K, rot.detach().cpu().float(), t, length)
@@ -157,7 +163,7 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
                 origin = px(pts[k, 0])
                 missed = column == 1 and not bool(matched[b, k])
                 if missed:
-                    r = tile * s / 12
+                    r = min(tile, row) * s / 12
                     draw.ellipse([origin[0] - r, origin[1] - r, origin[0] + r, origin[1] + r],
                                  outline=MISSED_COLOUR, width=width)
                     text = "missed"
@@ -169,7 +175,7 @@ def pose_panel(batch: dict, pred_rot: Tensor, matched: Tensor, count: int,
                     else:
                         err = float(error_deg[b, k]) if error_deg is not None else math.nan
                         text = f"{err:.0f}°" if math.isfinite(err) else "?°"
-                box = _place_label(draw, text, origin, label_font, (ox, oy, ox + tile * s, oy + tile * s), s)
+                box = _place_label(draw, text, origin, label_font, (ox, oy, ox + tile * s, oy + row * s), s)
                 draw.text(box[:2], text, fill=TEXT_COLOUR if not missed else MISSED_COLOUR, font=label_font,
                           stroke_width=max(1, s), stroke_fill=(0, 0, 0))
                 panel.labels.append(PanelLabel(b, k, column, text,

@@ -8,9 +8,13 @@
 - ``inf:loss_rot@step:2``   the same with +inf
 - ``sleep:0.2@step:0``      sleep 0.2 s in every training step from step 0 on (keeps a run alive for
                             signal tests without making it big)
+- ``sleep:5@start``         sleep 5 s while the run is prepared, before it opens the journal (a journal
+                            outage can then be timed to meet a run's start)
 - ``killsave@step:N``       SIGKILL the process while it writes the first checkpoint at or after step N
                             (the state is gathered, the file not yet replaced: the previous checkpoint
                             must survive, since Lightning writes through a temporary file and a move)
+- ``fill@step:N``           at step N, fill the file system of the run directory: ``fault-fill`` there is
+                            written until the disk is full, and stays (the run's next writes find no room)
 
 It is read once, when the LightningModule is built; an unparsable value is a user error. Nothing here
 runs unless the variable is set.
@@ -18,15 +22,19 @@ runs unless the variable is set.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastpose.errors import FastposeError
 
 ENV = "FASTPOSE_FAULT"
 TERMS = ("loss", "loss_mask", "loss_rot", "loss_trans", "loss_size")
 START = -1  # the "step" of raise@start: before fit
+FILL_NAME = "fault-fill"
 
 
 class InjectedFault(RuntimeError):
@@ -35,17 +43,17 @@ class InjectedFault(RuntimeError):
 
 @dataclass(frozen=True)
 class Fault:
-    action: str  # raise | nan | inf | sleep | killsave
+    action: str  # raise | nan | inf | sleep | killsave | fill
     step: int
     term: str = "loss_rot"  # nan/inf: which loss term is poisoned
     seconds: float = 0.0  # sleep: per step
 
     def apply(self, terms: dict, step: int) -> dict:
         """Return ``terms`` with this fault applied if it fires at global ``step``."""
-        if self.action == "killsave":
-            return terms  # fires in on_checkpoint_save, not in the loss
+        if self.action in ("killsave", "fill"):
+            return terms  # fire in on_checkpoint_save and on_train_step, not in the loss
         if self.action == "sleep":
-            if step >= self.step:
+            if self.step != START and step >= self.step:
                 time.sleep(self.seconds)
             return terms
         if step != self.step or self.step == START:
@@ -71,11 +79,14 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
             if kind == "raise" and where == "start":
                 faults.append(Fault("raise", START))
                 continue
-            if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave"):
+            if kind == "sleep" and where == "start":
+                faults.append(Fault("sleep", START, seconds=_seconds(arg)))
+                continue
+            if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave", "fill"):
                 raise ValueError
             step = int(where[len("step:") :])
             if kind == "sleep":
-                faults.append(Fault("sleep", step, seconds=float(arg)))
+                faults.append(Fault("sleep", step, seconds=_seconds(arg)))
             elif kind in ("nan", "inf"):
                 term = arg or "loss_rot"
                 if term not in TERMS:
@@ -86,9 +97,17 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         except ValueError:
             raise FastposeError(
                 f"bad {ENV} item {item!r}: use raise@step:N, raise@start, nan[:TERM]@step:N, inf[:TERM]@step:N "
-                f"sleep:SECONDS@step:N or killsave@step:N with TERM one of {', '.join(TERMS)}"
+                f"sleep:SECONDS@step:N, sleep:SECONDS@start, killsave@step:N or fill@step:N with TERM one of "
+                f"{', '.join(TERMS)}"
             ) from None
     return tuple(faults)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(text)
+    return value
 
 
 def apply_faults(faults: tuple[Fault, ...], terms: dict, step: int) -> dict:
@@ -105,8 +124,31 @@ def on_checkpoint_save(faults: tuple[Fault, ...], step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def on_train_step(faults: tuple[Fault, ...], step: int, run_dir: str | os.PathLike[str]) -> None:
+    """Called at each training step (before the loss): ``fill`` fills the run directory's disk here."""
+    if any(f.action == "fill" and step == f.step for f in faults):
+        fill_disk(Path(run_dir) / FILL_NAME)
+
+
+def fill_disk(path: Path) -> None:
+    """Append zeros to ``path`` until its file system has no room left (1 MiB blocks, then 4 KiB, then bytes)."""
+    with open(path, "ab", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            block = bytes(size)
+            while True:
+                try:
+                    if f.write(block) == 0:
+                        break
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    break
+
+
 def on_prepare(faults: tuple[Fault, ...] | None = None) -> None:
-    """Called while a run is prepared (before ``fit``): ``raise@start`` fails it there."""
+    """Called while a run is prepared (before ``fit``): ``raise@start`` fails it there, ``sleep:S@start`` waits."""
     for fault in parse_faults() if faults is None else faults:
+        if fault.action == "sleep" and fault.step == START:
+            time.sleep(fault.seconds)
         if fault.action == "raise" and fault.step == START:
             raise InjectedFault(f"injected by {ENV} before fit")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from fastpose.config import RunConfig
-from fastpose.training.faults import TERMS, apply_faults, on_checkpoint_save, parse_faults
+from fastpose.training.faults import TERMS, apply_faults, on_checkpoint_save, on_train_step, parse_faults
 
 
 
@@ -99,6 +99,8 @@ class PoseModule(pl.LightningModule):
         return terms, out
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        if self.faults:
+            on_train_step(self.faults, self.global_step, self.trainer.default_root_dir)
         terms, _ = self._common_step(batch, "train")
         self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
         # "terms" (in TERMS order) is the step's TensorBoard scalars (fastpose.training.tblog.StepLosses)

@@ -8,6 +8,12 @@
 | `crashed`     | any exception after the run row exists (before or during fit)     | 1    |
 | `diverged`    | a loss term became NaN/inf (``DivergedError``, names term/epoch/step) | 3 |
 | `interrupted` | SIGINT / SIGTERM; ``last.ckpt`` holds the last finished step      | 130 / 143 |
+| `completed`   | ``fit`` returned, but the journal was deleted, moved or replaced while it trained (or writes were lost): its writes are in the run's spool | 4 |
+
+A crash the run's environment caused (a full disk, ``fastpose.errors.disk_full``: "no space left on device
+while writing <file>"; permissions and the like, ``as_user_error``) is journaled with its traceback and shown as
+one line; any other crash is a bug and prints its traceback. The closing line says where journal writes that
+did not reach the journal are (``SpoolingJournal.unsaved_note``).
 
 User errors (bad config, unknown run, no checkpoint, a weights file that does not fit) raise
 ``FastposeError`` before anything is written. Signals: the first SIGINT or SIGTERM during ``fit`` sets
@@ -45,7 +51,7 @@ SPEC_ENV = "FASTPOSE_DDP_SPEC"
 # also writes the spec to this file and the other ranks wait for it (fastpose.studies.slurm sets it).
 SPEC_FILE_ENV = "FASTPOSE_DDP_SPEC_FILE"
 SPEC_WAIT_S = float(os.environ.get("FASTPOSE_DDP_SPEC_WAIT_S", "900"))
-EXIT_CODES = {"completed": 0, "crashed": 1, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
+EXIT_CODES = {"completed": 0, "crashed": 1, "diverged": 3, "journal_changed": 4, "SIGINT": 130, "SIGTERM": 143}
 def _heartbeat_s() -> float:
     from fastpose.environment import positive_seconds
 
@@ -172,16 +178,32 @@ def resume(
 
 def checkpoint_next_epoch(path: Path) -> int:
     """The 0-based epoch a Lightning checkpoint continues with: its own epoch if it stopped mid-epoch,
-    the next one if that epoch's training batches were all done."""
-    import torch
+    the next one if that epoch's training batches were all done. Read with the loader that never runs code
+    from the file (``fastpose.pose.checkpoint``); a file that is not a Lightning checkpoint is refused."""
+    from fastpose.pose.checkpoint import load_torch_file
 
+    ckpt = load_torch_file(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated/corrupt file is the user's to know about
-        raise FastposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
-    epoch = int(ckpt.get("epoch", 0))
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    return epoch + 1 if progress.get("is_last_batch") else epoch
+        epoch = int(ckpt.get("epoch", 0))
+        progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        if not isinstance(ckpt.get("state_dict"), dict) or epoch < 0:
+            raise TypeError("no state_dict")
+        return epoch + 1 if progress.get("is_last_batch") else epoch
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise FastposeError(f"checkpoint {str(path)!r} is not a Lightning checkpoint of fastpose train") from None
+
+
+def check_checkpoint_fits(model: Any, path: Path) -> None:
+    """Refuse (one line, before anything is written) a checkpoint whose weights do not fit ``model``, the
+    network its run's config builds: Lightning would otherwise fail inside ``fit``, as a crashed run."""
+    from fastpose.pose.checkpoint import load_torch_file, state_mismatch
+
+    weights = load_torch_file(path)["state_dict"]
+    state = {k[len("model."):]: v for k, v in weights.items() if isinstance(k, str) and k.startswith("model.")}
+    problems = state_mismatch(model, state)
+    if problems:
+        raise FastposeError(f"checkpoint {str(path)!r} does not fit the network of its run's config: "
+                            + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -207,6 +229,8 @@ def _run(
             raise
         except Exception as exc:  # noqa: BLE001 - journaled as crashed below
             prepare_error = exc
+        if ckpt_path is not None and prepared is not None:
+            check_checkpoint_fits(prepared.model, ckpt_path)  # a resume that cannot load: before the row
 
         from fastpose.journal.db import journal_home
         from fastpose.journal.git import capture_git, capture_source
@@ -238,12 +262,14 @@ def _run(
         from fastpose.training.callbacks import JournalCallback
 
         journal_store = store
-        # Every write after the run row goes through the spool: a journal outage never stops training.
-        store = SpoolingJournal.for_run(run_dir, store.url, journal_id=store.journal_id())
+        # Every write after the run row goes through the spool, bound to this journal: an outage never stops
+        # training, and a journal deleted or replaced meanwhile never receives (or loses) the run's writes.
+        store = SpoolingJournal.for_run(run_dir, store.url, journal_id=store.journal_id(), end_warning=False)
         state: dict[str, Any] = {"epoch": None, "step": None}
         journal = JournalCallback(store, run.id, heartbeat_s=_heartbeat_s())
         try:
             _file_run(journal_store, run.id, parent, tags, sweep_cell)
+            journal_store.close()  # its connections would hold on to the journal file even if it were deleted
             if note:
                 store.add_note(note, run_id=run.id)
             if origin:
@@ -283,6 +309,7 @@ def _run(
             os.environ.pop(SPEC_ENV, None)
             journal.stop_heartbeat()
             store.close()
+            journal_store.close()
 
 
 def _file_run(store: Any, run_id: int, parent: Any, tags: tuple[str, ...], sweep_cell: dict | None) -> None:
@@ -302,22 +329,54 @@ def _file_run(store: Any, run_id: int, parent: Any, tags: tuple[str, ...], sweep
 
 def _crashed(store: Any, run: Any, exc: BaseException, state: dict, run_dir: Path) -> Outcome:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    store.crash(run.id, type(exc).__name__, str(exc), tb, epoch=state["epoch"], step=state["step"])
-    sys.stderr.write(tb)
-    return _done(store, run, "crashed", EXIT_CODES["crashed"], run_dir, f"{type(exc).__name__}: {exc}")
+    failure = environment_failure(exc, run_dir)
+    if failure is None:  # a bug: its traceback, on stderr and in the journal
+        store.crash(run.id, type(exc).__name__, str(exc), tb, epoch=state["epoch"], step=state["step"])
+        sys.stderr.write(tb)
+        return _done(store, run, "crashed", EXIT_CODES["crashed"], run_dir, f"{type(exc).__name__}: {exc}",
+                     show_message=False)
+    from fastpose.errors import DiskFullError
+
+    kind = type(failure).__name__ if isinstance(failure, DiskFullError) else type(exc).__name__
+    store.crash(run.id, kind, str(failure), tb, epoch=state["epoch"], step=state["step"])
+    if os.environ.get("FASTPOSE_DEBUG"):
+        sys.stderr.write(tb)
+    return _done(store, run, "crashed", EXIT_CODES["crashed"], run_dir, str(failure))
 
 
-def _done(store: Any, run: Any, status: str, code: int, run_dir: Path, message: str = "") -> Outcome:
+def environment_failure(exc: BaseException, run_dir: Path | None = None) -> FastposeError | None:
+    """The crash ``exc`` as one line when the run's environment caused it, else None (a bug).
+
+    A full disk anywhere in its chain of causes comes first (``errors.disk_full``, naming the file that was
+    being written, or ``run_dir``); then whatever ``errors.as_user_error`` recognises (permissions, a
+    read-only file system, ...).
+    """
+    from fastpose.errors import as_user_error, disk_full
+
+    return disk_full(exc, where=run_dir) or as_user_error(exc)
+
+
+def _done(store: Any, run: Any, status: str, code: int, run_dir: Path, message: str = "", *,
+          show_message: bool = True) -> Outcome:
+    """Print the run's closing line (status, primary metric, why, where unsaved journal writes are)."""
+    note = store.unsaved_note() if hasattr(store, "unsaved_note") else None
     line = f"run {run.id} {run.label}: {status}"
-    try:
-        summaries = store.summaries(run.id)
-        monitor = (run.config or {}).get("train", {}).get("monitor", "val/rot_err_median")
-        if monitor in summaries:
-            final, best = _final_best(summaries[monitor])
-            line += f"; {monitor} final {final:.3g}, best {best:.3g}"
-    except Exception:  # noqa: BLE001 - the summary line is a courtesy
-        pass
-    print(line + (f" ({message})" if message and status != "crashed" else ""), file=sys.stderr)
+    if note is None:  # with writes outside the journal, what it holds is not the run's last word
+        try:
+            summaries = store.summaries(run.id)
+            monitor = (run.config or {}).get("train", {}).get("monitor", "val/rot_err_median")
+            if monitor in summaries:
+                final, best = _final_best(summaries[monitor])
+                line += f"; {monitor} final {final:.3g}, best {best:.3g}"
+        except Exception:  # noqa: BLE001 - the summary line is a courtesy
+            pass
+    if message and show_message:
+        line += f" ({message})"
+    if note is not None:
+        line += f"; {note}"
+        if status == "completed" and getattr(store, "needs_attention", False):
+            code = EXIT_CODES["journal_changed"]
+    print(line, file=sys.stderr)
     return Outcome(status, code, run.id, run.label, run_dir, message)
 
 
@@ -327,9 +386,13 @@ def _final_best(summary: Any) -> tuple[float, float]:
     return float(summary.final), float(summary.best)
 
 
-def check_trainer_settings(config: RunConfig) -> None:
+def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -> None:
     """Build (and drop) a Trainer with the run's accelerator, devices, strategy, nodes and precision: a value
-    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists."""
+    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists.
+
+    ``on_this_machine=False`` (settings for cluster jobs, checked where they are submitted, which may have no
+    GPU): only Lightning's names are checked (accelerator, strategy, precision) and the device count's form,
+    not whether this machine has the devices."""
     from fastpose.config import ConfigError
 
     _quiet_warnings()
@@ -337,6 +400,9 @@ def check_trainer_settings(config: RunConfig) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if not on_this_machine:
+                _check_trainer_names(t.accelerator, t.strategy, t.precision, parse_devices(t.devices))
+                return
             pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
                        num_nodes=t.num_nodes, precision=t.precision, logger=False, enable_checkpointing=False,
                        enable_progress_bar=False, enable_model_summary=False, max_epochs=1)
@@ -346,6 +412,22 @@ def check_trainer_settings(config: RunConfig) -> None:
             f"Lightning refuses --accelerator {t.accelerator!r} --devices {t.devices!r} --strategy {t.strategy!r} "
             f"--num-nodes {t.num_nodes} --precision {t.precision!r}: {first}"
         ) from None
+
+
+def _check_trainer_names(accelerator: str, strategy: str, precision: str, devices: Any) -> None:
+    """The checks of Lightning's accelerator connector that do not depend on the hardware present."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+    from pytorch_lightning.trainer.connectors.accelerator_connector import _convert_precision_to_unified_args
+
+    if accelerator not in ("auto", "gpu", *AcceleratorRegistry.available_accelerators()):
+        raise ValueError(f"invalid accelerator name {accelerator!r}; Lightning knows auto, gpu, "
+                         + ", ".join(AcceleratorRegistry.available_accelerators()))
+    if strategy.lower() != "auto" and strategy.lower() not in StrategyRegistry.available_strategies():
+        raise ValueError(f"invalid strategy name {strategy!r}")
+    _convert_precision_to_unified_args(precision)
+    if devices in ([], 0, "0"):
+        raise ValueError(f"devices={devices!r} is not a valid input")
 
 
 def _remove_empty_run_dir(run_dir: Path) -> None:
@@ -513,10 +595,13 @@ def _fit(
     extra = [_StateTracker(state)] + ([journal] if journal is not None else [])
     trainer = build_trainer(config, run_dir, extra)
     stop.trainer = trainer
+    restore_hook = _quiet_kept_thread_errors()
     try:
         module = PoseModule(prepared.model, config)
-        trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=True)  # never run code from a checkpoint (fastpose.pose.checkpoint)
     finally:
+        restore_hook()
         stop.trainer = None
         if journal is not None:
             journal.stop_heartbeat()  # the epochs' queued journal writes land before the run's end does
@@ -524,6 +609,27 @@ def _fit(
             state["epoch"] = trainer.current_epoch
         state["step"] = trainer.global_step
     return trainer
+
+
+def _quiet_kept_thread_errors() -> Any:
+    """Until the returned function is called: a thread that dies of an ``OSError`` it keeps for its owner
+    prints no traceback. TensorBoard's event writer does so (``thread.exception``) and its owner re-raises the
+    error at the next write, which ends the run with one line naming the file (``environment_failure``)."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and getattr(args.thread, "exception", None) is args.exc_value:
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+    def restore() -> None:
+        threading.excepthook = previous
+
+    return restore
 
 
 class _StateTracker(pl.Callback):

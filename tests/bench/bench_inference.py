@@ -1,32 +1,53 @@
-"""Inference end to end (image tensor -> poses) beside the network forward alone; the evaluation's update cost.
+"""Frames per second end to end (image tensor -> poses), the network forward and the post-processing apart.
 
-    python tests/bench/bench_inference.py [--threads 2] [--repeats 5] [--checkpoint PATH]
+    python tests/bench/bench_inference.py                       # 640x480, batch 1 and 8, resnet18 and resnet50
+    python tests/bench/bench_inference.py --json out.json       # the same, also written as JSON
+    python tests/bench/bench_inference.py --sizes 64,256 --batches 1,32 --backbones resnet18 --before --update
+                                                                # the 64/256 px table of the README (issue 12)
 
-Targets (issue 12): at batch 32, post-processing (instances, aggregation, voting, pose recovery: ``detect``)
-at most 20 % of the end-to-end time; ``PoseEvaluation.update`` (matching + AP bookkeeping, given the
-detections) at most 10 % of the validation forward pass.
+What is timed, per row (device, backbone, precision, compiled or not, image size, batch):
 
-How it is timed. Every repeat runs, in turn: the forward alone; an end-to-end pass (forward, then
-``detect``), timing both of its parts; "before": the same ``detect`` on all ``--threads`` intra-op threads,
-as it ran before (it now runs on one, see ``fastpose.pose.indexing.single_threaded``; the faster gathers of
-``recover_translation`` are in both); ``PoseEvaluation.update`` as it runs now and on all threads. The shares are medians over repeats of
-ratios taken within one repeat (post-processing over the end-to-end pass it belongs to: the forward's own
-variance, large on a shared machine, does not enter them; the "before" share puts the old post-processing
-beside the same pass's forward). Wall time (``perf_counter``). Without ``--checkpoint`` the network is freshly
-initialised, which gives *more* detections (fragments) than a trained one: a pessimistic case for
-post-processing. Pass a trained checkpoint for realistic counts.
+- ``fwd``: the network forward alone (``FastPoseNet``, eval mode, as a run builds it: encoder to stride 16).
+- ``post``: ``fastpose.pose.evaluation.detect`` on that forward's outputs: instances from the mask,
+  rotation aggregation, centre voting and pose recovery (translation, size) with the batch's intrinsics,
+  on the device the outputs are on.
+- ``e2e``: one pass of both (forward, then ``detect``), timed as a whole; ``post %`` is the post-processing
+  over that pass, taken within one repeat (the forward's own variance does not enter it); ``FPS`` is
+  ``batch / e2e``. Medians over ``--repeats`` after a warm-up pass (and, with ``torch.compile``, after the
+  compilation). On a GPU every time is read after ``torch.cuda.synchronize()``.
+- Precisions: ``fp32`` everywhere; on a GPU also ``bf16`` and ``fp16`` (``torch.autocast`` around the forward;
+  ``detect`` reads the outputs in float32). ``--compile`` (default: on a GPU only) adds rows with
+  ``torch.compile(model)``.
+- ``--update``: ``PoseEvaluation.update`` (matching and AP bookkeeping, given the detections) and its ratio to
+  the forward; ``--before`` (CPU): ``detect`` and ``update`` on all intra-op threads, as they ran before
+  ``fastpose.pose.indexing.single_threaded``.
+
+Inputs: rendered synthetic scenes (``SyntheticPoseDataset``) at the size asked for, their intrinsics. Without
+``--checkpoint`` the network is freshly initialised, which gives *more* detections (fragments) than a trained
+one: a pessimistic case for post-processing. ``--json`` writes every row with the machine (CPU model, cores,
+threads, load average, GPU name), torch's version and the git commit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
+import subprocess
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from unittest import mock
 
 import torch
-from torch.utils.data import default_collate
+
+ANCHORS = (  # frames per second as their papers report them (docs/native-size.md)
+    ("NOCS (Wang et al. 2019), RGB-D", 5), ("SPD (Tian et al. 2020), RGB-D", 4),
+    ("FS-Net (Chen et al. 2021), RGB-D", 20), ("HS-Pose (Zheng et al. 2023), RGB-D", 50),
+    ("YOPO, RGB only, on an A6000", 21),
+)
 
 
 def _detect_all_threads(out, intrinsics):
@@ -42,77 +63,203 @@ def _update_all_threads(metric, det, batch):
         metric.update(det, batch)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--sizes", default="64,256")
-    parser.add_argument("--batches", default="1,32")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def machine(device: torch.device, threads: int) -> dict:
+    """Where the figures were taken: CPU model and cores, threads, load average, GPU, versions, commit."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads,
+            "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "device": str(device), "commit": commit, "dirty": dirty}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
-    from fastpose.pose.data.synthetic import SyntheticPoseDataset
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from fastpose.pose.camera import parse_image_size
+
+    return parse_image_size(text)
+
+
+def bench_row(model, batch: dict, device: torch.device, precision: str, repeats: int, before: bool = False,
+              update: bool = False) -> dict:
+    """Medians of the timings of one configuration (see the module docstring); seconds, ratios, FPS."""
     from fastpose.pose.evaluation import PoseEvaluation, detect
+
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    image, K = batch["image"], batch["intrinsics"]
+    bs = image.shape[0]
+
+    def forward():
+        with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+            return model(image)
+
+    rows: dict[str, list[float]] = {k: [] for k in ("fwd", "e2e", "post", "share", "old", "old_share", "upd",
+                                                    "upd_r", "old_upd", "old_upd_r")}
+    dets = 0
+    with torch.inference_mode():
+        detect(forward(), K)  # warm-up (and compilation)
+        _sync(device)
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            out = forward()
+            _sync(device)
+            t1 = time.perf_counter()
+            del out
+            t2 = time.perf_counter()
+            out = forward()
+            _sync(device)
+            t3 = time.perf_counter()
+            det = detect(out, K)
+            _sync(device)
+            t4 = time.perf_counter()
+            fwd, e2e, post = t1 - t0, t4 - t2, t4 - t3
+            for key, value in (("fwd", fwd), ("e2e", e2e), ("post", post), ("share", post / e2e)):
+                rows[key].append(value)
+            if before:
+                t5 = time.perf_counter()
+                _detect_all_threads(out, K)
+                _sync(device)
+                old = time.perf_counter() - t5
+                rows["old"].append(old)
+                rows["old_share"].append(old / (t3 - t2 + old))
+            if update:
+                t6 = time.perf_counter()
+                PoseEvaluation().update(det, batch)
+                _sync(device)
+                upd = time.perf_counter() - t6
+                rows["upd"].append(upd)
+                rows["upd_r"].append(upd / fwd)
+                if before:
+                    t7 = time.perf_counter()
+                    _update_all_threads(PoseEvaluation(), det, batch)
+                    old_upd = time.perf_counter() - t7
+                    rows["old_upd"].append(old_upd)
+                    rows["old_upd_r"].append(old_upd / fwd)
+            dets = len(det["score"])
+            del out, det
+    m = {k: statistics.median(v) for k, v in rows.items() if v}
+    m["fps"] = bs / m["e2e"]
+    m["detections"] = dets
+    return m
+
+
+def run(sizes: list[tuple[int, int]], batches: list[int], backbones: list[str], device: torch.device,
+        precisions: list[str], compile_modes: list[bool], repeats: int, checkpoint: str | None = None,
+        before: bool = False, update: bool = False, print_rows: bool = True) -> list[dict]:
+    """Every row of the benchmark; prints the table as it goes."""
+    from fastpose.pose.data.synthetic import SyntheticPoseDataset
     from fastpose.pose.model import FastPoseNet
 
-    if args.checkpoint:
-        from pathlib import Path
-
-        from fastpose.evaluate import load_checkpoint
-
-        model = load_checkpoint(Path(args.checkpoint))[0]
-    else:
-        torch.manual_seed(0)
-        model = FastPoseNet().eval()
-    print(f"threads {args.threads}, repeats {args.repeats} (medians; shares: medians of per-repeat ratios), "
-          f"{'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained network'}")
-    head = ("size", "batch", "fwd ms", "e2e ms", "post ms", "post %", "post-before ms", "post-before %",
-            "update ms", "upd/fwd %", "upd-before ms", "upd-before/fwd %", "dets")
-    print(" ".join(f"{h:>{max(len(h), 6)}}" for h in head))
-    sizes = [int(s) for s in args.sizes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
+    head = ("backbone", "prec", "compiled", "size", "batch", "fwd ms", "post ms", "e2e ms", "post %", "FPS", "dets")
+    if update:
+        head += ("update ms", "upd/fwd %")
+    if before:
+        head += ("post-before ms", "post-before %") + (("upd-before/fwd %",) if update else ())
+    if print_rows:
+        print(" ".join(f"{h:>{max(len(h), 7)}}" for h in head), flush=True)
+    results = []
     for size in sizes:
         data = SyntheticPoseDataset(max(batches), image_size=size, seed=5, rotations="tabletop")
-        full = default_collate(data.render(range(max(batches))))
-        for bs in batches:
-            batch = {k: v[:bs] for k, v in full.items()}
-            rows = {k: [] for k in ("fwd", "e2e", "post", "share", "old", "old_share", "upd", "upd_r", "old_upd",
-                                    "old_upd_r")}
-            dets = 0
-            with torch.inference_mode():
-                model(batch["image"])  # warm-up
-                detect(model(batch["image"]), batch["intrinsics"])
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    out = model(batch["image"])
-                    t1 = time.perf_counter()
-                    del out
-                    t2 = time.perf_counter()
-                    out = model(batch["image"])
-                    t3 = time.perf_counter()
-                    det = detect(out, batch["intrinsics"])
-                    t4 = time.perf_counter()
-                    _detect_all_threads(out, batch["intrinsics"])
-                    t5 = time.perf_counter()
-                    PoseEvaluation().update(det, batch)
-                    t6 = time.perf_counter()
-                    _update_all_threads(PoseEvaluation(), det, batch)
-                    t7 = time.perf_counter()
-                    fwd, e2e, post, old = t1 - t0, t4 - t2, t4 - t3, t5 - t4
-                    upd, old_upd = t6 - t5, t7 - t6
-                    for key, value in (("fwd", fwd), ("e2e", e2e), ("post", post), ("share", post / e2e),
-                                       ("old", old), ("old_share", old / (t3 - t2 + old)), ("upd", upd),
-                                       ("upd_r", upd / fwd), ("old_upd", old_upd), ("old_upd_r", old_upd / fwd)):
-                        rows[key].append(value)
-                    dets = len(det["score"])
-                    del out, det
-            m = {k: statistics.median(v) for k, v in rows.items()}
-            cells = (size, bs, f"{1000 * m['fwd']:.1f}", f"{1000 * m['e2e']:.1f}", f"{1000 * m['post']:.1f}",
-                     f"{100 * m['share']:.1f}", f"{1000 * m['old']:.1f}", f"{100 * m['old_share']:.1f}",
-                     f"{1000 * m['upd']:.1f}", f"{100 * m['upd_r']:.1f}", f"{1000 * m['old_upd']:.1f}",
-                     f"{100 * m['old_upd_r']:.1f}", dets)
-            print(" ".join(f"{str(c):>{max(len(h), 6)}}" for c, h in zip(cells, head)), flush=True)
+        full = data.render_batch(range(max(batches)), device)
+        for backbone in backbones:
+            if checkpoint:
+                from fastpose.evaluate import load_checkpoint
+
+                net = load_checkpoint(Path(checkpoint))[0]
+            else:
+                torch.manual_seed(0)
+                net = FastPoseNet(backbone)
+            net = net.eval().to(device)
+            for compiled in compile_modes:
+                model = torch.compile(net) if compiled else net
+                for precision in precisions:
+                    for bs in batches:
+                        batch = {k: v[:bs] for k, v in full.items()}
+                        m = bench_row(model, batch, device, precision, repeats, before=before, update=update)
+                        h, w = size
+                        row = {"device": str(device), "backbone": checkpoint or backbone, "precision": precision,
+                               "compiled": compiled, "width": w, "height": h, "batch": bs,
+                               "forward_ms": 1000 * m["fwd"], "post_ms": 1000 * m["post"],
+                               "end_to_end_ms": 1000 * m["e2e"], "post_share": m["share"], "fps": m["fps"],
+                               "detections": m["detections"]}
+                        cells = [row["backbone"], precision, "yes" if compiled else "no", f"{w}x{h}", bs,
+                                 f"{row['forward_ms']:.1f}", f"{row['post_ms']:.1f}", f"{row['end_to_end_ms']:.1f}",
+                                 f"{100 * m['share']:.1f}", f"{m['fps']:.2f}", m["detections"]]
+                        if update:
+                            row.update(update_ms=1000 * m["upd"], update_over_forward=m["upd_r"])
+                            cells += [f"{1000 * m['upd']:.1f}", f"{100 * m['upd_r']:.1f}"]
+                        if before:
+                            row.update(post_before_ms=1000 * m["old"], post_before_share=m["old_share"])
+                            cells += [f"{1000 * m['old']:.1f}", f"{100 * m['old_share']:.1f}"]
+                            if update:
+                                row["update_before_over_forward"] = m["old_upd_r"]
+                                cells += [f"{100 * m['old_upd_r']:.1f}"]
+                        results.append(row)
+                        if print_rows:
+                            print(" ".join(f"{str(c):>{max(len(h), 7)}}" for c, h in zip(cells, head)), flush=True)
+            del net
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto (cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--checkpoint", default=None, help="a trained checkpoint instead of fresh networks")
+    parser.add_argument("--sizes", default="640x480", help="WIDTHxHEIGHT (or a square's side), comma-separated")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--backbones", default="resnet18,resnet50")
+    parser.add_argument("--precisions", default=None, help="default: fp32 on the CPU; fp32,bf16,fp16 on a GPU")
+    parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
+                        help="also torch.compile'd rows (auto: on a GPU)")
+    parser.add_argument("--before", action="store_true", help="CPU: detect/update on all threads as well")
+    parser.add_argument("--update", action="store_true", help="also time PoseEvaluation.update")
+    parser.add_argument("--json", default=None, help="write the rows and the machine to this file")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precisions = args.precisions.split(",") if args.precisions else \
+        (["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"])
+    compile_modes = [False] + ([True] if args.compile == "yes" or (args.compile == "auto" and device.type == "cuda")
+                               else [])
+    info = machine(device, torch.get_num_threads())
+    print(f"{info['device']} ({info.get('gpu') or info['cpu']}), {info['threads']} threads, load {info['load_average']}, "
+          f"torch {info['torch']}, commit {info['commit']}{' (dirty)' if info['dirty'] else ''}; medians of "
+          f"{args.repeats} repeats; {'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained networks'}",
+          flush=True)
+    rows = run([_parse_size(s) for s in args.sizes.split(",")], [int(b) for b in args.batches.split(",")],
+               args.backbones.split(","), device, precisions, compile_modes, args.repeats, args.checkpoint,
+               before=args.before and device.type == "cpu", update=args.update)
+    result = {"machine": info, "repeats": args.repeats, "rows": rows,
+              "anchors_fps": {name: fps for name, fps in ANCHORS}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

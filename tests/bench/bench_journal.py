@@ -111,6 +111,8 @@ def journal_args(doc: str | None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--home", type=Path, default=ROOT / "tests" / "bench" / "out" / "journal-bench")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout of fastpose to time side by side (bench_screens.py)")
     return ap.parse_args()
 
 

@@ -2,6 +2,7 @@
 of two runs under 0.5 s, `compare --plot` under 2 s.
 
     .venv/bin/python tests/bench/bench_screens.py [--runs 10000] [--metrics 1000000] [--repeat 7] [--rebuild]
+                                                  [--baseline TREE]
 
 The journal is the one tests/bench/bench_journal.py builds (through the real schema, then direct bulk
 inserts: RUNS runs over ~400 days, 10 metrics per run with an equal share of METRICS history rows, their
@@ -9,6 +10,10 @@ summaries, git states, notes), kept in tests/bench/out/. Every command runs as a
 waits for: interpreter start, imports, the journal read, the rendering); the cases are interleaved, one round
 after another, so a busy machine slows them alike. Printed: the median wall time per case over REPEAT rounds,
 its CPU time, and the import time alone (``python -c "import fastpose.cli"``) beside them.
+
+``--baseline TREE``: every case also runs from another checkout of fastpose (``PYTHONPATH=TREE``, e.g. a
+``git worktree`` of the commit before a change), interleaved with this tree's in the same rounds, and the
+ratio of the medians (this tree / baseline) is printed per case.
 """
 
 from __future__ import annotations
@@ -65,24 +70,38 @@ def main() -> None:
         ("fastpose journal show <newest NAME>", [*fp, "journal", "show", a], None),
         (f"fastpose compare {a} {b} --plot", [*fp, "compare", a, b, "--plot", str(plot)], 2.0),
     ]
-    for _, cmd, _ in cases:  # warm the page cache and check each command works
-        run_once(cmd, env)
-    walls: dict[str, list[float]] = {label: [] for label, _, _ in cases}
-    cpus: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    trees = {"": env}
+    if args.baseline is not None:  # the same commands from another checkout, in the same rounds
+        trees["baseline"] = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        fp[:] = [sys.executable, "-m", "fastpose"]  # the console script would import this tree's copy
+    for tree_env in trees.values():  # warm the page cache and check each command works
+        for _, cmd, _ in cases:
+            run_once(cmd, tree_env)
+    walls: dict[tuple[str, str], list[float]] = {(t, label): [] for t in trees for label, _, _ in cases}
+    cpus: dict[tuple[str, str], list[float]] = {(t, label): [] for t in trees for label, _, _ in cases}
     for _ in range(args.repeat):  # interleaved: round after round
         for label, cmd, _ in cases:
-            wall, cpu = run_once(cmd, env)
-            walls[label].append(wall)
-            cpus[label].append(cpu)
+            for tree, tree_env in trees.items():
+                wall, cpu = run_once(cmd, tree_env)
+                walls[tree, label].append(wall)
+                cpus[tree, label].append(cpu)
 
     print(f"journal: {n_runs:,} runs, {n_metrics:,} metric rows, {db.stat().st_size / 1e6:.0f} MB ({db})")
     print(f"median of {args.repeat} interleaved rounds, each command a fresh process; {os.cpu_count()} CPUs, load "
           f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine: wall time suffers, CPU less)")
     print(f"  {'command':48s} {'wall':>8s} {'min':>8s} {'cpu':>8s}  target")
     for label, _, target in cases:
-        wall, cpu = statistics.median(walls[label]), statistics.median(cpus[label])
+        wall, cpu = statistics.median(walls["", label]), statistics.median(cpus["", label])
         verdict = "" if target is None else (f"{target} s  OK" if wall < target else f"{target} s  OVER")
-        print(f"  {label:48s} {wall * 1000:6.0f}ms {min(walls[label]) * 1000:6.0f}ms {cpu * 1000:6.0f}ms  {verdict}")
+        print(f"  {label:48s} {wall * 1000:6.0f}ms {min(walls['', label]) * 1000:6.0f}ms {cpu * 1000:6.0f}ms  {verdict}")
+    if "baseline" in trees:
+        print(f"against the baseline {args.baseline} (this tree / baseline, medians):")
+        print(f"  {'command':48s} {'wall':>8s} {'base':>8s} {'ratio':>6s} {'cpu':>8s} {'base':>8s} {'ratio':>6s}")
+        for label, _, _ in cases:
+            w, wb = statistics.median(walls["", label]), statistics.median(walls["baseline", label])
+            c, cb = statistics.median(cpus["", label]), statistics.median(cpus["baseline", label])
+            print(f"  {label:48s} {w * 1000:6.0f}ms {wb * 1000:6.0f}ms {w / wb:6.3f} {c * 1000:6.0f}ms "
+                  f"{cb * 1000:6.0f}ms {c / cb:6.3f}")
 
 
 if __name__ == "__main__":

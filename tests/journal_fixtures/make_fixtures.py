@@ -195,9 +195,28 @@ def rows_0007() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0008() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0008: + sweep_claims (a cell held by a sweep process on another machine, as a journal keeps one
+    whose holder was killed; a cell held by a requeued cluster job; a variant cell with quotes in its key)."""
+    rows = rows_0007()
+    rows["sweep_claims"] = [
+        {"sweep_id": 1, "cell": '{"loss.name": "pw-qloss", "train.seed": 0}', "token": "5eed" + "a" * 28,
+         "holder": "sweep pid 4242 on lab-gpu-1", "job": None, "pid": 4242, "host": "lab-gpu-1",
+         "proc_start": 1795166100123, "machine_id": "0f5c2a9e" * 4, "pid_namespace": 4026531836,
+         "claimed_at": _t(100), "heartbeat_at": _t(101)},
+        {"sweep_id": 1, "cell": '{"loss.name": "mse", "train.seed": 0}', "token": "5eed" + "b" * 28,
+         "holder": "job 81723_4 (pid 77 on node-07)", "job": "81723_4", "pid": 77, "host": "node-07",
+         "proc_start": None, "machine_id": None, "pid_namespace": None, "claimed_at": _t(102), "heartbeat_at": _t(130)},
+        {"sweep_id": 1, "cell": '{"arm": "it\'s \\"q\\"; DROP TABLE runs;--", "train.seed": 1}', "token": "5eed" + "c" * 28,
+         "holder": "sweep pid 9 on lab-ünï", "job": None, "pid": 9, "host": "lab-ünï", "proc_start": 1795166200000,
+         "machine_id": "boot:6b1d" + "e" * 23, "pid_namespace": 4026532299, "claimed_at": _t(140), "heartbeat_at": _t(140)},
+    ]
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
 ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006,
-        "0007": rows_0007}
+        "0007": rows_0007, "0008": rows_0008}
 
 
 def write_fixture(revision: str, path: Path) -> None:

@@ -1,6 +1,6 @@
 """The NOCS dataset layout (Wang et al. 2019, CAMERA / REAL), read into the batch format of ``ARCHITECTURE.md``.
 
-Layout, per image ``<root>/<split>/<scene>/<id>_*``:
+Layout, per image ``<root>/<split>/<scene>/<id>_*`` (``docs/native-size.md`` shows the whole tree):
 
 ==================  =====================================================================================
 ``_color.png``      RGB image
@@ -13,6 +13,9 @@ Layout, per image ``<root>/<split>/<scene>/<id>_*``:
 ``_intrinsics.txt`` optional 3x3 camera matrix; otherwise NOCS's CAMERA (or REAL, for splits named real*)
 ==================  =====================================================================================
 
+plus, for the whole split, NOCS's own ground truth ``<root>/gts/<split>/results_<split>_<scene>_<id>.pkl``
+(``fastpose.pose.data.nocs_gts``; read with a restricted unpickler).
+
 Intrinsics in these files (and NOCS's published CAMERA and REAL matrices, ``cx = 319.5`` for 640 columns) put
 pixel centres on integer coordinates (OpenCV). fastpose puts the centre of pixel ``(u, v)`` at
 ``(u + 0.5, v + 0.5)`` (``fastpose.pose.translation.pixel_rays``, shared with the renderer), so the loader adds
@@ -21,14 +24,18 @@ pixel centres on integer coordinates (OpenCV). fastpose puts the centre of pixel
 Every object with pixels is kept: ``max_objects`` is raised to the largest number of objects listed in any
 image's ``_meta.txt`` (read once, at construction), so no object is dropped or left as background. Bottle, bowl
 and can poses are canonicalised as in the synthetic set (the object's x axis is ``normalise(y x z_camera)``;
-the NOCS map is turned with it), so a label is a function of the image. ``inst_handle_visible`` is the mug
-rule of the NOCS evaluation: read from ``_pose.json`` (``"handle_visible"``) when given, else True.
+the NOCS map is turned with it), so a label is a function of the image; ``inst_box_rot`` keeps the rotation
+as given, for the 3D IoU (NOCS's evaluation turns the predicted box about y against the annotated box, so the
+annotated yaw matters when a box's x and z extents differ). ``inst_handle_visible`` is the mug rule of the
+NOCS evaluation: from the ground-truth file or ``_pose.json`` (``"handle_visible"``) when given, else True.
 
-Where no pose is given it is derived as the NOCS authors do: the similarity transform (Umeyama 1991)
-that maps the instance's NOCS coordinates (minus 0.5) onto its back-projected depth points gives
-rotation, translation and scale (the bounding-box diagonal); the size is twice the largest visible
-|NOCS - 0.5| per axis times the scale. Poses are computed at the native resolution; the image is then
-centre-cropped to a square and resized to ``image_size`` (intrinsics adjusted accordingly).
+Where the poses come from, per image: NOCS's ground-truth file when it exists (the numbers the field reports
+are scored against these), else ``_pose.json``, else derived as the NOCS authors do: the similarity
+transform (Umeyama 1991) that maps the instance's NOCS coordinates (minus 0.5) onto its back-projected depth
+points gives rotation, translation and scale (the bounding-box diagonal); the size is twice the largest
+visible |NOCS - 0.5| per axis times the scale. Poses are in the camera frame at the native resolution; the
+image is then kept as it is (``image_size=None``, the default) or brought to ``image_size`` by ``fit``
+(resize, crop or letterbox: ``fastpose.pose.camera.fit_frame``), the intrinsics following it.
 
 ``export_nocs_layout`` writes samples of any dataset (e.g. the synthetic one) in this layout: the test
 fixture for the loader, and a way to hand synthetic data to NOCS tooling.
@@ -41,12 +48,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from fastpose.errors import FastposeError
+from fastpose.pose.camera import FIT_MODES, fastpose_to_opencv, fit_frame, image_hw, opencv_to_fastpose
+from fastpose.pose.data.nocs_gts import ground_truth_path, mask_bboxes, read_ground_truth, write_ground_truth
 from fastpose.pose.data.synthetic import SYMMETRIC_CLASSES, _canonical_symmetric, denormalize_image, normalize_image
 
 CAMERA_K = np.array([[577.5, 0, 319.5], [0, 577.5, 239.5], [0, 0, 1]], dtype=np.float64)
@@ -80,12 +88,23 @@ def _quat_from_rotmat(R: np.ndarray) -> np.ndarray:
 
 
 class NOCSDataset(Dataset):
-    """Images of ``<root>/<split>/*/*_color.png`` as batch dicts (see the module docstring)."""
+    """Images of ``<root>/<split>/*/*_color.png`` as batch dicts (see the module docstring).
 
-    def __init__(self, root: str | Path, split: str = "train", image_size: int = 64, max_objects: int = 3,
-                 min_pixels: int = 1) -> None:
-        self.root, self.split = Path(root), split
+    ``image_size``: ``None`` (default) keeps every image at its native size (640x480 for CAMERA25 and
+    REAL275); an ``int`` (a square) or ``(height, width)`` brings each image there by ``fit``:
+    ``resize`` (default: the whole frame, each axis scaled), ``crop`` (the largest centred region of the
+    target's aspect, then resized) or ``letterbox`` (the whole frame scaled to fit, centred, padded with
+    zeros of the normalised image, i.e. the mean colour; padding is background). See
+    ``fastpose.pose.camera.fit_frame``.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", image_size: int | tuple[int, int] | None = None,
+                 max_objects: int = 3, min_pixels: int = 1, fit: str = "resize") -> None:
+        if fit not in FIT_MODES:
+            raise ValueError(f"fit must be one of {', '.join(FIT_MODES)}, not {fit!r}")
+        self.root, self.split, self.fit = Path(root), split, fit
         self.image_size, self.max_objects, self.min_pixels = image_size, max_objects, min_pixels
+        self.image_hw = None if image_size is None else image_hw(image_size)
         folder = self.root / split
         if not folder.is_dir():
             raise FastposeError(f"NOCS split folder {str(folder)!r} does not exist")
@@ -109,10 +128,34 @@ class NOCSDataset(Dataset):
     def intrinsics_native(self, stem: Path) -> np.ndarray:
         path = stem.with_name(stem.name + "_intrinsics.txt")
         K = np.loadtxt(path, dtype=np.float64).reshape(3, 3) if path.is_file() else \
-            REAL_K.copy() if self.split.lower().startswith("real") else CAMERA_K.copy()
-        K[0, 2] += 0.5  # OpenCV's pixel centres (integers) -> fastpose's (u + 0.5, v + 0.5)
-        K[1, 2] += 0.5
-        return K
+            REAL_K if self.split.lower().startswith("real") else CAMERA_K
+        return opencv_to_fastpose(K)  # OpenCV's pixel centres (integers) -> fastpose's (u + 0.5, v + 0.5)
+
+    def ground_truth_file(self, stem: Path) -> Path:
+        """Where NOCS's own ground truth of ``stem`` would be (``<root>/gts/<split>/results_*.pkl``)."""
+        return ground_truth_path(self.root, self.split, stem)
+
+    def ground_truth_count(self) -> int:
+        """How many of the split's images have NOCS's own ground-truth file (the rest use ``_pose.json`` or
+        derived poses): what an evaluation should say it was scored against."""
+        return sum(self.ground_truth_file(stem).is_file() for stem in self.items)
+
+    def _given_poses(self, name: str, stem: Path, present: list[tuple[int, int]]) -> dict[int, dict]:
+        """Poses given by a file, per instance id: NOCS's ground-truth pickle (rows in the order of
+        ``present``, the (id, class) pairs of the mask's objects, ids sorted), else ``_pose.json``, else none."""
+        gts = self.ground_truth_file(stem)
+        if gts.is_file():
+            gt = read_ground_truth(gts)
+            if gt.class_ids.tolist() != [c for _, c in present]:
+                raise FastposeError(
+                    f"NOCS ground-truth file {str(gts)!r} lists classes {gt.class_ids.tolist()}, but {name!r} shows "
+                    f"objects {[i for i, _ in present]} of classes {[c for _, c in present]} (mask ids in order)")
+            return {i: {"rotation": gt.rotations[j], "translation": gt.translations[j], "size": gt.sizes[j],
+                        "handle_visible": bool(gt.handle_visible[j])} for j, (i, _) in enumerate(present)}
+        pose_path = Path(name + "_pose.json")
+        if pose_path.is_file():
+            return {int(k): v for k, v in json.loads(pose_path.read_text()).items()}
+        return {}
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         stem = self.items[index]
@@ -132,25 +175,20 @@ class NOCSDataset(Dataset):
         depth = depth.astype(np.float64) / 1000.0  # metres
         coord = coord.copy()
         coord[..., 2] = 1 - coord[..., 2]
-        poses = {}
-        pose_path = Path(name + "_pose.json")
-        if pose_path.is_file():
-            poses = {int(k): v for k, v in json.loads(pose_path.read_text()).items()}
         K = self.intrinsics_native(stem)
         H, W = mask.shape
 
-        instances = []
+        listed = []
         for line in meta:
             parts = line.split()
             if len(parts) < 2:
                 continue
             inst_id, cls = int(parts[0]), int(parts[1])
-            if cls < 1 or cls > 6:
-                continue
-            pix = mask == inst_id
-            if pix.sum() < self.min_pixels:
-                continue
-            instances.append((inst_id, cls, pix))
+            if 1 <= cls <= 6:
+                listed.append((inst_id, cls, mask == inst_id))
+        present = sorted((i, c) for i, c, pix in listed if pix.any())
+        poses = self._given_poses(name, stem, present)
+        instances = [(i, c, pix) for i, c, pix in listed if pix.sum() >= self.min_pixels]
         if len(instances) > self.max_objects:  # only if a _meta.txt changed since construction
             raise FastposeError(f"{name}: {len(instances)} objects, more than the {self.max_objects} slots")
 
@@ -162,7 +200,7 @@ class NOCSDataset(Dataset):
         out_cls = np.zeros((H, W), np.int64)
         inst_valid = np.zeros(M, bool)
         inst_class = np.zeros(M, np.int64)
-        inst_quat, inst_rot = np.zeros((M, 4)), np.zeros((M, 3, 3))
+        inst_quat, inst_rot, box_rot = np.zeros((M, 4)), np.zeros((M, 3, 3)), np.zeros((M, 3, 3))
         inst_trans, inst_size = np.zeros((M, 3)), np.zeros((M, 3))
         handle = np.ones(M, bool)
         for k, (inst_id, cls, pix) in enumerate(instances):
@@ -178,6 +216,7 @@ class NOCSDataset(Dataset):
                 dst = rays[good] * depth[good][:, None]
                 s, R, t = umeyama(src, dst)
                 size = 2 * np.abs(src).max(0) * s
+            box_rot[k] = R  # the box as given: the 3D IoU uses it, as the NOCS evaluation does
             if cls in SYMMETRIC_CLASSES:  # canonical yaw; the NOCS map turns with the object frame
                 R_canon = _canonical_symmetric(R)
                 turn = R.T @ R_canon  # a rotation about y: object coordinates p_canon = turn^T p
@@ -189,45 +228,39 @@ class NOCSDataset(Dataset):
             inst_rot[k], inst_trans[k], inst_size[k] = R, t, size
             inst_quat[k] = _quat_from_rotmat(R)
 
-        # Centre-crop to a square, resize to image_size; adjust intrinsics.
-        side = min(H, W)
-        y0, x0 = (H - side) // 2, (W - side) // 2
-        sl = (slice(y0, y0 + side), slice(x0, x0 + side))
-        S = self.image_size
-        scale = S / side
-        K_out = K.copy()
-        K_out[0, 2], K_out[1, 2] = (K[0, 2] - x0) * scale, (K[1, 2] - y0) * scale
-        K_out[0, 0], K_out[1, 1] = K[0, 0] * scale, K[1, 1] * scale
+        # The network's frame: native, or brought to image_size by self.fit; the intrinsics follow.
+        frame = fit_frame((H, W), self.image_hw, self.fit)
+        K_out = frame.intrinsics(K)
 
-        def resize(a: np.ndarray, mode: str) -> Tensor:
-            t_ = torch.from_numpy(np.ascontiguousarray(a[sl])).float()
-            t_ = t_.permute(2, 0, 1)[None] if t_.dim() == 3 else t_[None, None]
-            if side != S:
-                extra = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
-                t_ = F.interpolate(t_, size=(S, S), mode=mode, **extra)
-            return t_[0]
+        def planes(a: np.ndarray) -> Tensor:  # (H, W) or (H, W, C) numpy -> (H, W) or (C, H, W) tensor
+            t_ = torch.from_numpy(np.ascontiguousarray(a))
+            return t_.permute(2, 0, 1) if t_.dim() == 3 else t_
 
-        inst_t = resize(out_inst.astype(np.float32), "nearest-exact")[0].round().long()
+        inst_t = frame.resample(planes(out_inst), "nearest-exact")
         fg = inst_t > 0
         inst_valid_t = torch.from_numpy(inst_valid)
-        present = torch.bincount(inst_t.reshape(-1), minlength=M + 1)[1:] > 0
-        inst_valid_t &= present  # an instance that vanished in the resize is padded
+        present_t = torch.bincount(inst_t.reshape(-1), minlength=M + 1)[1:] > 0
+        inst_valid_t &= present_t  # an instance that vanished in the resize is padded
         qt = torch.from_numpy(inst_quat).float() * inst_valid_t[:, None]
         qmap = torch.where(fg, qt[(inst_t - 1).clamp_min(0)].permute(2, 0, 1), torch.zeros(()))
-        nocs = resize(coord, "nearest-exact") * fg
+        nocs = frame.resample(planes(coord).float(), "nearest-exact") * fg
+        image = normalize_image(frame.resample(planes(color).float(), "bilinear").clamp(0, 1))
+        if frame.inner != frame.dst:
+            image = image * frame.valid()  # letterbox padding: 0 after normalisation (the mean colour)
         keep = lambda a: torch.from_numpy(a).float() * inst_valid_t.view((-1,) + (1,) * (a.ndim - 1))  # noqa
         return {
-            "image": normalize_image(resize(color, "bilinear").clamp(0, 1)),
-            "class_mask": resize(out_cls.astype(np.float32), "nearest-exact")[0].round().long() * fg,
+            "image": image,
+            "class_mask": frame.resample(planes(out_cls), "nearest-exact") * fg,
             "instance_mask": inst_t,
             "quaternion_map": qmap,
             "nocs": nocs,
-            "depth": resize(depth.astype(np.float32), "nearest-exact")[0] * fg,
+            "depth": frame.resample(planes(depth.astype(np.float32)), "nearest-exact") * fg,
             "intrinsics": torch.from_numpy(K_out).float(),
             "inst_valid": inst_valid_t,
             "inst_class": torch.from_numpy(inst_class) * inst_valid_t,
             "inst_quat": keep(inst_quat),
             "inst_rot": keep(inst_rot),
+            "inst_box_rot": keep(box_rot),
             "inst_trans": keep(inst_trans),
             "inst_size": keep(inst_size),
             "inst_handle_visible": torch.from_numpy(handle),
@@ -235,11 +268,13 @@ class NOCSDataset(Dataset):
 
 
 def export_nocs_layout(dataset: Dataset, root: str | Path, split: str = "train", n: int | None = None,
-                       per_scene: int = 4, write_pose: bool = False) -> list[Path]:
+                       per_scene: int = 4, write_pose: bool = False, write_gts: bool = False) -> list[Path]:
     """Write ``n`` samples of ``dataset`` as ``<root>/<split>/scene_<k>/<id>_*`` files (NOCS layout).
 
     Depth is stored in millimetres (16-bit), NOCS coordinates in 8 bits, so derived poses carry that
-    quantisation. ``write_pose`` also writes the exact poses (``_pose.json``). Returns the file stems.
+    quantisation. ``write_pose`` also writes the exact poses (``_pose.json``); ``write_gts`` writes them as
+    NOCS's own ground-truth files (``<root>/gts/<split>/results_<split>_scene_<k>_<id>.pkl``, the authors'
+    keys and shapes: ``fastpose.pose.data.nocs_gts``). Returns the file stems.
     """
     root = Path(root)
     n = len(dataset) if n is None else min(n, len(dataset))
@@ -267,11 +302,17 @@ def export_nocs_layout(dataset: Dataset, root: str | Path, split: str = "train",
                                      "size": s["inst_size"][k].tolist(),
                                      "handle_visible": bool(s.get("inst_handle_visible", torch.ones(len(s["inst_valid"])))[k])}
         Path(f"{stem}_meta.txt").write_text("\n".join(lines) + "\n")
-        K = s["intrinsics"].double().numpy().copy()
-        K[0, 2] -= 0.5  # the files hold OpenCV's convention, as NOCS's matrices (see the module docstring)
-        K[1, 2] -= 0.5
-        np.savetxt(f"{stem}_intrinsics.txt", K)
+        # the files hold OpenCV's convention, as NOCS's matrices (see the module docstring)
+        np.savetxt(f"{stem}_intrinsics.txt", fastpose_to_opencv(s["intrinsics"].double().numpy()))
         if write_pose:
             Path(f"{stem}_pose.json").write_text(json.dumps(poses))
+        if write_gts:
+            v = s["inst_valid"].bool()
+            ids = [k + 1 for k in range(len(v)) if bool(v[k])]
+            handle = s.get("inst_handle_visible", torch.ones(len(v), dtype=torch.bool))
+            write_ground_truth(ground_truth_path(root, split, stem), s["inst_class"][v].numpy(),
+                               s["inst_rot"][v].double().numpy(), s["inst_trans"][v].double().numpy(),
+                               s["inst_size"][v].double().numpy(), handle[v].numpy(), mask_bboxes(inst, ids),
+                               image_path=str(stem.relative_to(root)), image_id=i)
         stems.append(stem)
     return stems

@@ -7,6 +7,11 @@ and a red button, the laptop a dark keyboard and a blue screen on a hinge. Bottl
 rotationally symmetric about their y axis (the NOCS convention) and differ top from bottom (cap, inner
 surface, lid).
 
+Images are ``image_size`` = an ``int`` (a square) or ``(height, width)``; the camera's focal length is the
+shorter side and its principal point the image centre (``fastpose.pose.camera.synthetic_intrinsics``), and
+objects are placed over the whole frame, so a wider image sees more of the table at the same scale (a square
+renders exactly as it always has).
+
 Rendering: a pinhole camera (OpenCV frame: x right, y down, z forward) casts one ray per pixel centre;
 each primitive is intersected analytically in its own unit frame (slabs and a quadric), the nearest hit
 wins (z-buffer across objects, so objects occlude each other), and shading is Lambertian with a light
@@ -49,6 +54,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from fastpose.pose.camera import image_hw, synthetic_intrinsics
 from fastpose.pose.indexing import flat_nonzero
 from fastpose.pose.rotations import rotmat_to_quat
 
@@ -93,10 +99,10 @@ def denormalize_image(image: Tensor) -> Tensor:
     return (image * std + mean).clamp(0, 1)
 
 
-def intrinsics_for(image_size: int) -> Tensor:
-    """The synthetic pinhole camera for a square image: focal length = image side (about 53 degrees FOV)."""
-    f, c = float(image_size), image_size / 2.0
-    return torch.tensor([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]], dtype=torch.float32)
+def intrinsics_for(image_size: int | tuple[int, int]) -> Tensor:
+    """The synthetic pinhole camera (``fastpose.pose.camera.synthetic_intrinsics``): focal length = the
+    shorter image side (about 53 degrees across it), principal point at the image centre."""
+    return synthetic_intrinsics(image_size)
 
 
 def _rx(a: float) -> np.ndarray:
@@ -280,12 +286,13 @@ class SyntheticPoseDataset(Dataset):
     whichever batch it is rendered in.
     """
 
-    def __init__(self, size: int, image_size: int = 64, seed: int = 0, rotations: str = "so3",
+    def __init__(self, size: int, image_size: int | tuple[int, int] = 64, seed: int = 0, rotations: str = "so3",
                  max_objects: int = 3) -> None:
         if rotations not in ("so3", "tabletop"):
             raise ValueError(f"rotations must be 'so3' or 'tabletop', got {rotations!r}")
-        if size < 0 or image_size < 8 or max_objects < 1:
-            raise ValueError("size >= 0, image_size >= 8 and max_objects >= 1 required")
+        self.image_hw = image_hw(image_size)  # (H, W); an int is a square
+        if size < 0 or min(self.image_hw) < 8 or max_objects < 1:
+            raise ValueError("size >= 0, image sides >= 8 and max_objects >= 1 required")
         self.size, self.image_size, self.seed = size, image_size, seed
         self.rotations, self.max_objects = rotations, max_objects
         self.intrinsics = intrinsics_for(image_size)
@@ -302,12 +309,14 @@ class SyntheticPoseDataset(Dataset):
     def _constants_on_cpu(self) -> dict[str, Tensor]:
         from fastpose.pose.translation import pixel_rays
 
-        s = self.image_size
+        H, W = self.image_hw
         # Ray per pixel centre (u + 0.5, v + 0.5) with z = 1, so the ray parameter of a hit is its depth.
-        rays = pixel_rays(self.intrinsics, s, s).float()
+        rays = pixel_rays(self.intrinsics, H, W).float()
         # The grain is fixed, so that every sample stays a function of (seed, index).
-        grain = np.random.default_rng(12345).standard_normal((3, 2 * s, 2 * s), dtype=np.float32) * 0.03
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        grain = np.random.default_rng(12345).standard_normal((3, 2 * H, 2 * W), dtype=np.float32) * 0.03
+        # Background coordinates: [-1, 1] across the shorter side, square pixels (x1.0 for a square image).
+        m = min(H, W)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, H) * (H / m), torch.linspace(-1, 1, W) * (W / m), indexing="ij")
         return dict(rays=rays, rays_t=rays.T.contiguous(), grain=torch.from_numpy(grain), xx=xx, yy=yy,
                     mean=torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), std=torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
                     kinds=torch.from_numpy(_KINDS).float(), intrinsics=self.intrinsics,
@@ -351,7 +360,7 @@ class SyntheticPoseDataset(Dataset):
     # ------------------------------------------------------------------ scene sampling
     def _sample(self, rng: np.random.Generator) -> dict:
         """Every random choice of one sample: its objects, then lighting and background parameters."""
-        s = self.image_size
+        H, W = self.image_hw
         objects = self._scene(rng)
         return dict(
             objects=objects,
@@ -362,11 +371,13 @@ class SyntheticPoseDataset(Dataset):
             angle=rng.uniform(0, 2 * math.pi),
             low=rng.uniform(-0.15, 0.15, (3, 5, 5)),
             stripes=(rng.uniform(4, 14), rng.uniform(0, math.pi), rng.uniform(0, 6.3), float(rng.uniform(0.0, 0.12))),
-            grain=rng.integers(0, s, 2),
+            grain=rng.integers(0, np.array([H, W])),  # offsets (y, x) into the fixed grain
         )
 
     def _scene(self, rng: np.random.Generator):
-        s = self.image_size
+        H, W = self.image_hw
+        f = min(H, W)  # the camera's focal length (intrinsics_for): a square image's scale
+        lo_px, hi_px = 0.22 * np.array([W, H]), 0.78 * np.array([W, H])
         n = int(rng.integers(1, self.max_objects + 1))
         objects = []
         centres: list[np.ndarray] = []
@@ -382,12 +393,12 @@ class SyntheticPoseDataset(Dataset):
                 R = _canonical_symmetric(R)
             # Place the projected centre away from the others (a few tries), then pick a depth.
             for _ in range(20):
-                pix = rng.uniform(0.22 * s, 0.78 * s, 2)
-                if all(((pix - c) ** 2).sum() > (0.3 * s) ** 2 for c in centres):
+                pix = rng.uniform(lo_px, hi_px)  # (x, y), continuous image coordinates
+                if all(((pix - c) ** 2).sum() > (0.3 * f) ** 2 for c in centres):
                     break
             centres.append(pix)
             z = rng.uniform(0.45, 0.75)
-            t = np.array([(pix[0] - s / 2) / s * z, (pix[1] - s / 2) / s * z, z])
+            t = np.array([(pix[0] - W / 2) / f * z, (pix[1] - H / 2) / f * z, z])
             objects.append(dict(cls=cls, parts=parts, scale=scale, centre=centre, R=R, t=t,
                                 size=(hi - lo) * scale))
         return objects
@@ -448,7 +459,8 @@ class SyntheticPoseDataset(Dataset):
         device (tested on the CPU with factories defaulting to the ``meta`` device); the result does not
         depend on the device beyond float rounding of ``sqrt``, ``sin``, ``cos`` and division.
         """
-        s, M, HW = self.image_size, self.max_objects, self.image_size ** 2
+        (H, W), M = self.image_hw, self.max_objects
+        HW, f = H * W, float(min(H, W))  # the camera: intrinsics_for (focal f, principal point (W/2, H/2))
         dev = scenes["obj_image"].device
         const = self._on(dev)
         B = scenes["light"].shape[0]
@@ -468,18 +480,18 @@ class SyntheticPoseDataset(Dataset):
         r2 = _dot3(ap, ap)
         den = cp[:, 2] * cp[:, 2] - r2  # > 0: the camera is outside the sphere (always, for these scenes)
         ranges = []
-        for a in (cp[:, 0], cp[:, 1]):  # x = m z tangent to the sphere: m = (a cz +- r sqrt(a^2 + cz^2 - r^2)) / den
+        for a, n in ((cp[:, 0], W), (cp[:, 1], H)):  # x = m z tangent to the sphere: m = (a cz +- r sqrt(a^2 + cz^2 - r^2)) / den
             half = (r2 * (a * a + cp[:, 2] * cp[:, 2] - r2).clamp_min(0)).sqrt()
-            lo_px = torch.where(den > 1e-9, (a * cp[:, 2] - half) / den, -_INF) * s + (s / 2 - 0.5)
-            hi_px = torch.where(den > 1e-9, (a * cp[:, 2] + half) / den, _INF) * s + (s / 2 - 0.5)
-            first = lo_px.clamp(-1, s).floor().long().clamp(0, s - 1)
-            ranges.append((first, (hi_px.clamp(-1, s).ceil().long().clamp(-1, s - 1) - first + 1).clamp_min(0)))
+            lo_px = torch.where(den > 1e-9, (a * cp[:, 2] - half) / den, -_INF) * f + (n / 2 - 0.5)
+            hi_px = torch.where(den > 1e-9, (a * cp[:, 2] + half) / den, _INF) * f + (n / 2 - 0.5)
+            first = lo_px.clamp(-1, n).floor().long().clamp(0, n - 1)
+            ranges.append((first, (hi_px.clamp(-1, n).ceil().long().clamp(-1, n - 1) - first + 1).clamp_min(0)))
         (x0, w), (y0, h) = ranges
         count = w * h
         prim = torch.repeat_interleave(torch.arange(len(count), device=dev), count)  # (N,) pairs, primitive by primitive
         local = torch.arange(prim.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
         wp = w.index_select(0, prim)
-        pix = (y0.index_select(0, prim) + local // wp) * s + x0.index_select(0, prim) + local % wp
+        pix = (y0.index_select(0, prim) + local // wp) * W + x0.index_select(0, prim) + local % wp
         img_p = img_o.index_select(0, own_p)  # (P,) image of each primitive
         key = img_p.index_select(0, prim) * HW + pix
 
@@ -559,13 +571,13 @@ class SyntheticPoseDataset(Dataset):
         g = (torch.cos(ang) * xx + torch.sin(ang) * yy) * 0.5 + 0.5
         bg = c0.view(B, 3, 1, 1) + (c1 - c0).view(B, 3, 1, 1) * g
         low = scenes["low"]
-        bg = bg + torch.nn.functional.interpolate(low, size=(s, s), mode="bilinear", align_corners=True)
+        bg = bg + torch.nn.functional.interpolate(low, size=(H, W), mode="bilinear", align_corners=True)
         freq, sang, phase, amp = scenes["stripes"].view(B, 4, 1, 1, 1).unbind(1)
         bg = bg + amp * torch.sin(freq * (torch.cos(sang) * xx + torch.sin(sang) * yy) + phase)
-        bg = bg + torch.stack([const["grain"][:, oy:oy + s, ox:ox + s] for oy, ox in scenes["grain"].tolist()])
+        bg = bg + torch.stack([const["grain"][:, oy:oy + H, ox:ox + W] for oy, ox in scenes["grain"].tolist()])
         rgb = bg.clamp(0, 1).permute(1, 0, 2, 3).reshape(3, B * HW)
         rgb[:, key_f] = colour.T
-        image = (rgb.view(3, B, s, s).transpose(0, 1) - const["mean"]) / const["std"]
+        image = (rgb.view(3, B, H, W).transpose(0, 1) - const["mean"]) / const["std"]
 
         # Per-pixel ground truth: one scatter of [class, instance, depth, nocs(3), quaternion(4)].
         slot1 = slot_o + 1
@@ -576,7 +588,7 @@ class SyntheticPoseDataset(Dataset):
         fields = torch.zeros(10, B * HW, device=dev)
         fields[:, key_f] = torch.cat([cls_obj[own, None].float(), slot1[own, None].float(), depth_f[:, None],
                                       nocs, quat_obj[own]], dim=1).T
-        fields = fields.view(10, B, s, s).transpose(0, 1)  # (B,10,s,s)
+        fields = fields.view(10, B, H, W).transpose(0, 1)  # (B,10,H,W)
 
         # Instance slots; an object hidden completely is dropped (padded slot).
         valid_obj = torch.bincount(own, minlength=O) > 0
@@ -593,7 +605,8 @@ class SyntheticPoseDataset(Dataset):
         handle_visible = (cls_obj != 6) | (torch.bincount(own[handle_pix], minlength=O) > 0)
         inst = {"inst_valid": slots(valid_obj), "inst_class": slots(cls_obj), "inst_quat": slots(quat_obj),
                 "inst_handle_visible": slots(handle_visible),
-                "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj)}
+                "inst_rot": slots(R_obj), "inst_trans": slots(obj_t), "inst_size": slots(size_obj),
+                "inst_box_rot": slots(R_obj)}  # rendered in the canonical pose: the box as given is inst_rot's
         columns = {"image": image, "class_mask": fields[:, 0].long(), "instance_mask": fields[:, 1].long(),
                    "quaternion_map": fields[:, 6:10], "nocs": fields[:, 3:6], "depth": fields[:, 2], **inst}
         return {**columns, "intrinsics": const["intrinsics"].expand(B, 3, 3).clone()}

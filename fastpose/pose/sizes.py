@@ -1,0 +1,54 @@
+"""Image sizes as text and as ``(height, width)``: torch-free, so the config and the command line can use it.
+
+=========================  =====================================================================
+``image_hw(size)``         ``int`` (a square) or ``(height, width)`` -> ``(height, width)``
+``parse_image_size(text)`` ``"WIDTHxHEIGHT"`` (``"640x480"``) or ``"SIDE"`` -> ``(height, width)``,
+                           each side a positive multiple of ``multiple``; else ``ValueError``
+``format_image_size(hw)``  ``(height, width)`` -> ``"WIDTHxHEIGHT"``, a square -> ``"SIDE"``
+=========================  =====================================================================
+
+Text puts the width first, as image sizes are written (640x480); tuples put the height first, as arrays
+are indexed (``image[:, v, u]``).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+
+def image_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(height, width)`` of an image size given as an ``int`` (a square) or a ``(height, width)`` pair."""
+    if isinstance(size, Integral) and not isinstance(size, bool):
+        h = w = int(size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(
+            isinstance(v, Integral) and not isinstance(v, bool) for v in size):
+        h, w = int(size[0]), int(size[1])
+    else:
+        raise ValueError(f"an image size is an int (a square) or (height, width), not {size!r}")
+    if h < 1 or w < 1:
+        raise ValueError(f"image sizes are positive, not {size!r}")
+    return h, w
+
+
+def parse_image_size(text: str, multiple: int = 1) -> tuple[int, int]:
+    """``"WIDTHxHEIGHT"`` or ``"SIDE"`` -> ``(height, width)``; each side a positive multiple of ``multiple``.
+
+    Raises ``ValueError`` with the one line a user needs (the caller turns it into its own error)."""
+    parts = str(text).strip().lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or any(v <= 0 for v in values):
+        raise ValueError(f"an image size is WIDTHxHEIGHT (e.g. 640x480) or one number for a square, not {text!r}")
+    w, h = (values[0], values[0]) if len(values) == 1 else values
+    bad = [v for v in (w, h) if v % multiple]
+    if bad:
+        raise ValueError(f"image width and height must be multiples of {multiple}, got {w}x{h}")
+    return h, w
+
+
+def format_image_size(size: int | tuple[int, int]) -> str:
+    """``(height, width)`` -> ``"WIDTHxHEIGHT"``; a square -> its side (``"64"``)."""
+    h, w = image_hw(size)
+    return str(h) if h == w else f"{w}x{h}"
