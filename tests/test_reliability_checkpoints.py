@@ -235,11 +235,13 @@ def test_checkpoints_that_do_not_fit_their_config_are_one_line(trained: Path, tm
                                               "train": {**good["hyper_parameters"]["train"], "batch_size": 0}}}
     bad_image = {**good, "hyper_parameters": {**good["hyper_parameters"],
                                               "data": {**good["hyper_parameters"]["data"], "image_size": 0}}}
+    huge_image = {**good, "hyper_parameters": {**good["hyper_parameters"],
+                                               "data": {**good["hyper_parameters"]["data"], "image_size": 65536}}}
     unknown_key = {**good, "hyper_parameters": {**good["hyper_parameters"], "bogus": 1}}
     not_tensors = {**good, "state_dict": {k: 1.0 for k in good["state_dict"]}}
     cases = {"does not fit": [wrong_arch, wrong_rot, not_tensors],
              "not a fastpose checkpoint": [no_config, torch.zeros(2), [1, 2]],
-             "unusable config": [bad_batch, bad_image, unknown_key]}
+             "unusable config": [bad_batch, bad_image, huge_image, unknown_key]}
     before = _state(trained)
     for expected, contents in cases.items():
         for i, content in enumerate(contents):

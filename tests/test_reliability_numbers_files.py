@@ -75,10 +75,8 @@ def test_devices_are_refused(device: str) -> None:
 def test_a_fifo_without_a_writer_is_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "f.toml"
     os.mkfifo(fifo)
-    start = time.monotonic()
-    with pytest.raises(FastposeError, match="it is a FIFO"):
+    with pytest.raises(FastposeError, match="it is a FIFO"):  # at once: a blocking open would hang the test
         read_user_file(fifo, "config file", 1 << 20)
-    assert time.monotonic() - start < 5
 
 
 def test_a_fifo_with_a_writer_is_refused_too(tmp_path: Path) -> None:
@@ -197,10 +195,8 @@ def test_the_pixel_limit_is_read_from_the_header_before_decoding(tmp_path: Path)
 
     pillows_own = Image.MAX_IMAGE_PIXELS
     big = solid_png(tmp_path / "big.png", 20000, 20000)  # 1.2 GB as RGB if it were decoded
-    start = time.monotonic()
     with pytest.raises(FastposeError, match=r"20000x20000 = 400.0 megapixels, over the limit of 100 .*--max-pixels 400000000"):
-        read_image(big, 100_000_000)
-    assert time.monotonic() - start < 5
+        read_image(big, 100_000_000)  # from the header: the pixels are never decoded
     small = solid_png(tmp_path / "s.png", 30, 20, (1, 2, 3))
     assert read_image(small, 600).size == (30, 20)
     with pytest.raises(FastposeError, match="over the limit"):
