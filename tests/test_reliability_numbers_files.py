@@ -9,7 +9,6 @@ import dataclasses
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
