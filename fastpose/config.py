@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
-from fastpose.journal.metrics import DEFAULT_MONITOR
+from fastpose.metrics import DEFAULT_MONITOR
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -159,7 +159,7 @@ class TrainConfig:
     log_images: int = 4  # validation samples drawn with pose axes into TensorBoard (0 = off)
     progress_bar: bool = True  # rich progress bar on stderr
     monitor: str = DEFAULT_MONITOR  # the primary metric: best checkpoint, journal headline, compare's lead;
-    #                                 its direction comes from fastpose/journal/metrics.py (README: "best")
+    #                                 its direction comes from fastpose/metrics.py (README: "best")
 
 
 @dataclass
@@ -517,3 +517,21 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
         else:
             setattr(obj, key, check_type(prefix + key, value, str(fields[key].type)))
     return obj
+
+
+# ----------------------------------------------------------------------------- stored configs as flat keys
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 8}}`` -> ``{"train.epochs": 8}`` (the keys ``RunConfig.flat`` uses)."""
+    out: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``[(key, before, after)]`` for every flattened key whose value differs (missing keys as None)."""
+    a, b = flatten(before), flatten(after)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

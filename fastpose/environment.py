@@ -7,7 +7,7 @@
 | `FASTPOSE_LOST_AFTER`  | seconds without heartbeat before a run elsewhere is lost | a finite number > 0       |
 | `FASTPOSE_HEARTBEAT_S` | seconds between a run's heartbeats                       | a finite number > 0       |
 | `FASTPOSE_BUSY_TIMEOUT_S` | seconds a journal write waits for a lock held by another process (default 10) | a finite number > 0 |
-| `FASTPOSE_FAULT`       | fault injection for tests (`fastpose/training/faults.py`) | its own syntax            |
+| `FASTPOSE_FAULT`       | fault injection for tests (`fastpose/faults.py`) | its own syntax            |
 | `FASTPOSE_DEBUG`       | show the traceback of an error                           | anything non-empty        |
 | `FASTPOSE_SUBMITIT_CLUSTER` | submitit executor of `sweep --launcher slurm` (default slurm; tests: local) | `slurm`, `local`, `debug` |
 | `FASTPOSE_DDP_SPEC_WAIT_S` | seconds a cluster-started rank waits for rank zero's spec (default 900) | a finite number > 0 |
@@ -71,6 +71,6 @@ def check_environment() -> None:
     positive_seconds("FASTPOSE_HEARTBEAT_S", 15.0)
     positive_seconds("FASTPOSE_BUSY_TIMEOUT_S", 10.0)
     if os.environ.get("FASTPOSE_FAULT"):
-        from fastpose.training.faults import parse_faults
+        from fastpose.faults import parse_faults
 
         parse_faults()

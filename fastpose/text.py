@@ -9,11 +9,13 @@ files users control). Two things can go wrong when they are printed:
   ``\\r`` overwrites what was printed, a bidi override reorders the line (and the Markdown export carries
   them into every viewer).
 
-fastpose prints through ``safe_console()`` only: markup, emoji and highlighting are off, and every text
-segment is passed through ``visible()`` just before it is written, so whatever a renderable holds, no control
-character reaches the terminal (our own colours are styles, applied outside the text). ``lit()`` wraps a user
-string in a ``rich.text.Text`` with the escapes applied up front (so column widths are measured on what is
-shown). ``visible()`` is also what the Markdown export and the ``error:`` line go through. ``--json`` output is
+fastpose prints through ``fastpose.screens.terminal.console.safe_console()`` only: markup, emoji and
+highlighting are off, and every text segment is passed through ``visible()`` just before it is written, so
+whatever a renderable holds, no control character reaches the terminal (our own colours are styles, applied
+outside the text). ``lit()`` there wraps a user string in a ``rich.text.Text`` with the escapes applied up
+front (so column widths are measured on what is shown). ``visible()`` is also what the Markdown export, the
+web pages' text and the ``error:`` line go through. This module is pure Python (no rich): the journal and
+every face use it. ``--json`` output is
 not touched: JSON escapes control characters itself and stays exact.
 """
 
@@ -22,12 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.text import Text
+from typing import Any
 
 # C0 controls except newline and tab, DEL, C1 controls, and the Unicode bidi/isolate overrides; lone
 # surrogates (undecodable bytes from the OS, decoded with surrogateescape) too.
@@ -52,13 +49,6 @@ def visible(text: object, *, newlines: bool = True) -> str:
     return (_UNSAFE if newlines else _UNSAFE_NO_NL).sub(_escape, s)
 
 
-def lit(text: object, style: str = "", *, newlines: bool = True) -> Text:
-    """A user string as literal rich ``Text`` (no markup), control characters visible."""
-    from rich.text import Text
-
-    return Text(visible("" if text is None else text, newlines=newlines), style=style)
-
-
 def clean_str(text: str) -> str:
     """A string safe to store (UTF-8 encodable): undecodable bytes that the OS handed over as lone
     surrogates (non-UTF-8 paths, arguments, environment) become ``\\xNN`` escapes."""
@@ -69,30 +59,6 @@ def clean_str(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return re.sub("[\ud800-\udfff]", _escape, text)
-
-
-def safe_console(**kwargs: Any) -> Console:
-    """The Console every fastpose command prints with (see the module docstring)."""
-    from rich.console import Console
-    from rich.segment import Segment
-
-    class SafeConsole(Console):
-        def _render_buffer(self, buffer):  # noqa: ANN001, ANN202 - rich's own hook, one place for all output
-            return super()._render_buffer(
-                seg if seg.control else Segment(visible(seg.text), seg.style, seg.control) for seg in buffer
-            )
-
-    options = {"markup": False, "emoji": False, "highlight": False}
-    if "width" not in kwargs:  # piped output: a wide page, labels never cut, unless $COLUMNS says otherwise
-        options["width"] = None if sys.stdout.isatty() or _columns_set() else 200
-    options.update(kwargs)
-    return SafeConsole(**options)
-
-
-def _columns_set() -> bool:
-    import os
-
-    return os.environ.get("COLUMNS", "").strip().isdigit()
 
 
 def finite_json(value: Any) -> Any:

@@ -74,7 +74,6 @@ def fresh_pg_database(admin, prefix: str = "fastpose_t") -> str:  # noqa: ANN001
     """Create an empty database on the test server; returns its URL (drop it with ``drop_pg_database``)."""
     import uuid
 
-    import sqlalchemy as sa
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:

@@ -149,7 +149,7 @@ def test_predict_on_a_100_megapixel_image_stays_bounded(trained: Path, tmp_path:
     whole command stays under 3 GB (drawn at 4x, the canvas alone was 4.8 GB)."""
     from image_files import solid_png
 
-    from fastpose.predict import OVERLAY_MAX_PIXELS
+    from fastpose.training.predict import OVERLAY_MAX_PIXELS
     from test_training import env_for
 
     image = solid_png(tmp_path / "big.png", 10000, 10000)

@@ -19,8 +19,9 @@ from fastpose.config import ConfigError
 from fastpose.errors import FastposeError
 from fastpose.journal import db
 from fastpose.journal.git import GitState
-from fastpose.journal.metrics import DIRECTIONS, direction
-from fastpose.journal.reader import SqliteReader, lost_after_seconds, open_reader, parse_since
+from fastpose.metrics import DIRECTIONS, direction
+from fastpose.journal.reader import SqliteReader, lost_after_seconds, parse_since
+from fastpose.journal.access import open_reader
 from fastpose.journal.store import JournalStore, MetricPoint, RunRecord, UnknownRunError
 
 LABEL = "26-11-28/22-57-{}-SYNTH-resnet18-scratch"

@@ -362,7 +362,7 @@ def test_trivial_baseline_poses_the_detections_at_their_centroid() -> None:
 
 def test_a_model_that_finds_nothing_is_never_best() -> None:
     from fastpose.config import ConfigError, RunConfig
-    from fastpose.journal.metrics import DEFAULT_MONITOR, direction, is_better
+    from fastpose.metrics import DEFAULT_MONITOR, direction, is_better
 
     det, batch = _scene([GT], [dict(GT, score=0.9, quat=_about_y(8))])
     nothing = {k: v[:0] for k, v in det.items() if k != "instance_map"}

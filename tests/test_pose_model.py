@@ -222,7 +222,7 @@ def test_a_checkpoint_from_before_the_depth_branch_loads_with_the_shared_channel
     """Configs fastpose saved before ``model.depth_head`` existed describe the shared channel (``from_saved``);
     a user's partial config gets today's default (``from_dict``)."""
     from fastpose.config import RunConfig
-    from fastpose.evaluate import load_checkpoint
+    from fastpose.training.evaluate import load_checkpoint
 
     assert RunConfig.from_dict({"model": {"backbone": "resnet18"}}).model.depth_head == "branch"
     assert RunConfig.from_saved({"model": {"backbone": "resnet18"}}).model.depth_head == "shared"

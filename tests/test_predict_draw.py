@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpose.predict import draw_overlay, parse_intrinsics, prepare
+from fastpose.training.predict import draw_overlay, parse_intrinsics, prepare
 from fastpose.errors import FastposeError
 
 

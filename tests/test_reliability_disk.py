@@ -198,7 +198,7 @@ def test_spool_on_a_full_disk_uses_its_reserve_then_holds_writes_in_memory(tmp_p
         import json, os, sys
         from fastpose.journal.spool import SpoolingJournal, read_spool
         from fastpose.journal.store import JournalStore, MetricPoint
-        from fastpose.training.faults import fill_disk
+        from fastpose.faults import fill_disk
         url, run_id, run_dir, journal_id = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
         down = {"yes": True}
         def open_store():

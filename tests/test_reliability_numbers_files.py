@@ -168,7 +168,7 @@ def test_intrinsics_at_the_bounds_give_finite_invertible_network_intrinsics() ->
     import torch
     from PIL import Image
 
-    from fastpose.predict import CENTRE_MARGIN, FOCAL_RANGE, check_intrinsics, prepare
+    from fastpose.training.predict import CENTRE_MARGIN, FOCAL_RANGE, check_intrinsics, prepare
 
     W, H = 80, 48
     image = Image.new("RGB", (W, H))
@@ -190,7 +190,7 @@ def test_intrinsics_at_the_bounds_give_finite_invertible_network_intrinsics() ->
 def test_the_pixel_limit_is_read_from_the_header_before_decoding(tmp_path: Path) -> None:
     from PIL import Image
 
-    from fastpose.predict import read_image
+    from fastpose.training.predict import read_image
 
     pillows_own = Image.MAX_IMAGE_PIXELS
     big = solid_png(tmp_path / "big.png", 20000, 20000)  # 1.2 GB as RGB if it were decoded
@@ -210,7 +210,7 @@ def test_a_large_photo_is_reduced_before_the_float_copy_and_gives_the_same_input
     import torch.nn.functional as F
     from PIL import Image
 
-    from fastpose.predict import prepare
+    from fastpose.training.predict import prepare
 
     rng = np.random.default_rng(0)
     low = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # smooth content: an upscaled random image
@@ -226,7 +226,7 @@ def test_a_large_photo_is_reduced_before_the_float_copy_and_gives_the_same_input
 
 
 def test_overlays_are_bounded_whatever_the_image_size() -> None:
-    from fastpose.predict import DRAW_MAX_PIXELS, OVERLAY_MAX_PIXELS, SUPERSAMPLE, overlay_size
+    from fastpose.training.predict import DRAW_MAX_PIXELS, OVERLAY_MAX_PIXELS, SUPERSAMPLE, overlay_size
 
     assert overlay_size(64, 48) == (64, 48, SUPERSAMPLE)
     assert overlay_size(1920, 1080) == (1920, 1080, 4)
@@ -240,7 +240,7 @@ def test_overlays_are_bounded_whatever_the_image_size() -> None:
 def test_objects_projecting_far_outside_or_to_infinity_are_drawn_clipped(tmp_path: Path) -> None:
     from PIL import Image
 
-    from fastpose.predict import draw_overlay
+    from fastpose.training.predict import draw_overlay
 
     image = Image.new("RGB", (64, 48))
     K = np.array([[64.0, 0, 32], [0, 64.0, 24], [0, 0, 1]])
@@ -260,7 +260,7 @@ def test_objects_projecting_far_outside_or_to_infinity_are_drawn_clipped(tmp_pat
 def test_a_huge_image_gets_a_bounded_overlay_quickly(tmp_path: Path) -> None:
     import resource
 
-    from fastpose.predict import OVERLAY_MAX_PIXELS, draw_overlay, read_image
+    from fastpose.training.predict import OVERLAY_MAX_PIXELS, draw_overlay, read_image
 
     image = read_image(solid_png(tmp_path / "wide.png", 12000, 3000), 100_000_000)  # 36 megapixels
     K = np.array([[12000.0, 0, 6000], [0, 12000.0, 1500], [0, 0, 1]])
@@ -277,7 +277,7 @@ def test_a_huge_image_gets_a_bounded_overlay_quickly(tmp_path: Path) -> None:
 
 
 def test_overlay_names_never_repeat_within_a_command(tmp_path: Path) -> None:
-    from fastpose.predict import overlay_paths
+    from fastpose.training.predict import overlay_paths
 
     names = [p.name for p in overlay_paths([Path("a/x.png"), Path("b/x.png"), Path("x.jpg"), Path("c/X.png"),
                                             Path("x-poses-2.png"), Path("y.png")], tmp_path)]
@@ -289,7 +289,7 @@ def test_overlay_names_never_repeat_within_a_command(tmp_path: Path) -> None:
 def test_an_overlay_replaces_a_fifo_instead_of_writing_into_it(tmp_path: Path) -> None:
     from PIL import Image
 
-    from fastpose.predict import draw_overlay
+    from fastpose.training.predict import draw_overlay
 
     target = tmp_path / "x-poses.png"
     os.mkfifo(target)

@@ -182,7 +182,8 @@ def test_compare_compact_json_nulls_no_config_noise(screens):
 
 
 def test_compare_plot_one_colour_per_run_one_legend_integer_epochs_and_the_parents_history(screens, tmp_path):
-    from fastpose.compare import load_comparison, plot_figure
+    from fastpose.screens.comparison import load_comparison
+    from fastpose.screens.plot import plot_figure
 
     cmp = load_comparison(["AGG_QLOSS_CONT", "MSE_BASELINE"])
     fig = plot_figure(cmp)

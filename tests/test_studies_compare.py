@@ -190,7 +190,7 @@ def test_compare_metric_keeps_only_the_named_metrics_and_the_primary(journal_sto
 def test_loss_trans_from_before_and_after_the_depth_branch_is_not_ranked() -> None:
     """loss_trans weighs log-depth 20x since the depth branch: runs without model.depth_head (before it) and runs
     with it log different quantities under one name; rotation metrics stay comparable."""
-    from fastpose.journal.metrics import comparable_across
+    from fastpose.metrics import comparable_across
 
     old, new = {"loss.name": "qloss"}, {"loss.name": "qloss", "model.depth_head": "branch"}
     assert not comparable_across("train/loss_trans", [old, new]) and not comparable_across("train/loss", [old, new])

@@ -9,7 +9,7 @@ import pytest
 
 from fastpose.errors import FastposeError
 from fastpose.journal import sweeps
-from fastpose.journal.reader import open_reader
+from fastpose.journal.access import open_reader
 from fastpose.journal.tags import add_tags, parse_where, run_tags, select_runs
 
 SPEC = {"name": "S", "base": {"train": {"epochs": 2}}, "axes": {"loss.name": ["mse", "qloss"], "train.seed": [0, 1]},

@@ -46,7 +46,7 @@ def fastpose(home: Path, *args: str, timeout: float = 600, **extra: str) -> subp
 
 
 def reader_at(home: Path):
-    from fastpose.journal.reader import open_reader
+    from fastpose.journal.access import open_reader
 
     return open_reader(f"sqlite:///{home / 'fastpose.db'}")
 
@@ -266,7 +266,7 @@ def test_a_tune_stage_chooses_on_the_tune_split_then_runs_the_seeds_at_the_choic
         for r in tuning:  # the tuning budget, validated on the tune split
             assert r.config["data"]["val_split"] == "tune" and r.config["train"]["epochs"] == 1
         # the choice, recomputed here from the journal: the better best value of the primary metric
-        from fastpose.journal.metrics import is_better, primary_metric
+        from fastpose.metrics import is_better, primary_metric
 
         metric = primary_metric(tuning[0].config)
         summaries = reader.metric_summaries([r.id for r in tuning])

@@ -1,6 +1,6 @@
 """Real training runs through the real `fastpose` command: tiny data, CPU, real signals, a real journal.
 
-Faults come in through the one documented seam, ``$FASTPOSE_FAULT`` (fastpose/training/faults.py).
+Faults come in through the one documented seam, ``$FASTPOSE_FAULT`` (fastpose/faults.py).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def start_background(home: Path, name: str, cwd: Path, epochs: int = 100_000, **
 
 def reader_at(home: Path):
     """A read-only reader (stdlib sqlite3): polling must not compete with the run's writes."""
-    from fastpose.journal.reader import open_reader
+    from fastpose.journal.access import open_reader
 
     return open_reader(f"sqlite:///{home / 'fastpose.db'}")
 

@@ -11,7 +11,7 @@ import torch
 from fastpose.config import ConfigError, RunConfig, build_config
 from fastpose.errors import FastposeError
 from fastpose.training.draw import axes_2d, pose_panel
-from fastpose.training.faults import Fault, InjectedFault, apply_faults, parse_faults
+from fastpose.faults import Fault, InjectedFault, apply_faults, parse_faults
 from fastpose.training.module import cosine_with_warmup
 from fastpose.training.runner import _limit, launch_rank, parse_devices
 
@@ -257,11 +257,12 @@ def test_the_progress_bar_shows_no_logger_version(tmp_path):
 
 
 def test_the_epoch_line_leads_with_the_primary_metric():
-    from fastpose.training.display import epoch_line
+    from fastpose.screens.epoch import EpochLine
+    from fastpose.screens.terminal.epoch import epoch_line
 
     values = {"train/loss": 1.4562, "val/loss": 1.778, "val/miss_rate": 0.5, "val/rot_err_median": math.nan,
               "val/5deg_2cm": 0.25, "val/10deg": 0.1}
-    text = epoch_line(3, 10, "val/5deg_2cm", values, (0.3, 1)).plain
+    text = epoch_line(EpochLine(3, 10, "val/5deg_2cm", values, (0.3, 1))).plain
     assert text == ("epoch 3/9  val/5deg_2cm 0.25 (best 0.3, epoch 1)  val/rot_err_median n/a  val/miss_rate 0.5  "
                     "val/loss 1.78  train/loss 1.46")
 
@@ -312,7 +313,6 @@ def test_resume_note_names_code_and_config_changes():
 def test_epoch_writes_leave_the_training_thread_and_land_before_the_run_ends():
     """A slow journal (a busy SQLite lock) does not hold the epoch end; stopping drains the queue in order."""
     import threading
-    import time
 
     from fastpose.training.callbacks import JournalCallback
 

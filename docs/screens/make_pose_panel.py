@@ -36,7 +36,7 @@ def main() -> None:
 
     import torch
 
-    from fastpose.evaluate import load_checkpoint
+    from fastpose.training.evaluate import load_checkpoint
     from fastpose.pose.aggregate import evaluate_batch
     from fastpose.training.datamodule import PoseDataModule
     from fastpose.training.draw import pose_panel

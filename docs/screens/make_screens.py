@@ -24,14 +24,15 @@ FONT_SIZE, LINE_HEIGHT, MARGIN = 15, 20, 14
 
 
 def recording_console(width: int):  # noqa: ANN201 - rich Console
-    from fastpose.text import safe_console
+    from fastpose.screens.terminal.console import safe_console
 
     return safe_console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor")
 
 
 def screen_journal(console, args) -> None:  # noqa: ANN001
-    from fastpose.journal.reader import open_reader
-    from fastpose.journal.views import load_daily_log, render_daily_log
+    from fastpose.journal.access import open_reader
+    from fastpose.screens.daily_log import load_daily_log
+    from fastpose.screens.terminal.daily_log import render_daily_log
 
     reader = open_reader()
     try:
@@ -41,21 +42,21 @@ def screen_journal(console, args) -> None:  # noqa: ANN001
 
 
 def screen_show(console, args) -> None:  # noqa: ANN001
-    from fastpose.journal.evaluations import render_evaluations
-    from fastpose.journal.reader import open_reader
-    from fastpose.journal.views import render_run
+    from fastpose.journal.access import open_reader
+    from fastpose.screens.run import load_run_detail
+    from fastpose.screens.terminal.run import render_run
 
     reader = open_reader()
     try:
-        record = reader.resolve(args.show)
-        render_run(record, reader, console)
-        render_evaluations(reader, record.id, console)
+        detail = load_run_detail(reader, reader.resolve(args.show))
     finally:
         reader.close()
+    render_run(detail, console)
 
 
 def screen_compare(console, args) -> None:  # noqa: ANN001
-    from fastpose.compare import load_comparison, render
+    from fastpose.screens.comparison import load_comparison
+    from fastpose.screens.terminal.comparison import render
 
     render(load_comparison(list(args.compare)), console, spark=True)
 

@@ -81,23 +81,3 @@ def list_evaluations(reader: Any, run_id: int) -> list[EvaluationRecord]:
     return out
 
 
-SHOWN = ("iou_50", "iou_75", "5deg_2cm", "5deg_5cm", "10deg_2cm", "10deg_5cm", "miss_rate", "false_positive_rate")
-
-
-def render_evaluations(reader: Any, run_id: int, console: Any) -> None:
-    """The run's evaluations as a table (``journal show``); nothing when it has none."""
-    records = list_evaluations(reader, run_id)
-    if not records:
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="evaluations (NOCS mean AP; rates over all ground truth / all detections)", title_justify="left")
-    for col in ("#", "when", "checkpoint", "split", "images", *SHOWN):
-        table.add_column(col, justify="right" if col not in ("when", "checkpoint", "split") else "left")
-    for r in records:
-        cells = ["-" if r.metrics.get(k, math.nan) != r.metrics.get(k, math.nan) else f"{r.metrics[k]:.3f}"
-                 for k in SHOWN]
-        table.add_row(str(r.id), f"{r.created_at.astimezone():%Y-%m-%d %H:%M}", Text(r.checkpoint.rsplit("/", 1)[-1]),
-                      Text(f"{r.split} ({r.dataset})"), str(r.num_images), *cells)
-    console.print(table)

@@ -283,18 +283,6 @@ class SqliteReader(JournalReader):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in rows]
 
-    def mark_lost(self, lost_after: float | None = None) -> list[RunRecord]:
-        candidates = self.lost_candidates(lost_after)
-        if not candidates:
-            return []
-        if self.readonly:
-            raise db.JournalError(f"the journal {self.path} is read-only: {len(candidates)} run(s) whose process "
-                                  "is gone are shown as they were recorded, not marked lost")
-        from fastpose.journal.store import JournalStore  # the write path, rarely needed
-
-        with JournalStore.open(self.url) as store:
-            return store.mark_lost(lost_after)
-
     def close(self) -> None:
         self._conn.close()
 
@@ -303,36 +291,6 @@ class SqliteReader(JournalReader):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_reader(url: str | None = None) -> JournalReader | None:
-    """The fastest reader for the journal at ``url``; None when a SQLite journal does not exist yet.
-
-    An up-to-date SQLite journal is read with ``sqlite3``; anything else goes through ``JournalStore.open``
-    (which creates, upgrades or refuses it).
-    """
-    url = url or db.journal_url()
-    path = db.sqlite_path(url)
-    if path is not None:
-        if not path.exists():
-            return None
-        if db.sqlite_revision(path) == db.HEAD_REVISION:
-            return SqliteReader(path, url, readonly=not db.is_writable(path))
-    from fastpose.journal.store import JournalStore
-
-    return JournalStore.open(url)
-
-
-def read_run(ref: str, if_empty: FastposeError) -> RunRecord:
-    """The run ``ref`` names, read without creating a journal: ``if_empty`` is raised when there is none yet
-    (``UnknownRunError`` when nothing matches)."""
-    reader = open_reader()
-    if reader is None:
-        raise if_empty
-    try:
-        return reader.resolve(ref)
-    finally:
-        reader.close()
 
 
 # ----------------------------------------------------------------------------- process liveness

@@ -27,17 +27,9 @@ from sqlalchemy.engine import Connection, Engine
 from fastpose.config import validate_name
 from fastpose.errors import FastposeError
 from fastpose.journal import db
-from fastpose.journal.metrics import direction, is_better
+from fastpose.metrics import direction, is_better
 from fastpose.journal.models import AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run, SourceStateRow
-from fastpose.journal.reader import (
-    STATUSES,
-    JournalReader,
-    UnknownRunError,
-    lost_after_seconds,
-    machine_id,
-    pid_namespace,
-    process_started_ms,
-)
+from fastpose.journal.reader import STATUSES, JournalReader, UnknownRunError, lost_after_seconds, machine_id, pid_namespace, process_started_ms
 from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord, SourceState
 from fastpose.text import clean_str
 

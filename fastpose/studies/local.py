@@ -23,9 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import (
-    WAIT_POLL_S, SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other,
-)
+from fastpose.studies.plan import WAIT_POLL_S, SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other
 
 POLL_S = 0.2  # how often finished cells are noticed
 JOURNAL_POLL_S = 2.0  # how often the table re-reads the journal
@@ -55,7 +53,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, url: str, link: SweepJournal) -> int:
+def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, url: str, link: SweepJournal,
+              make_table: Any) -> int:
     threads = max(1, cpu_count() // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), FASTPOSE_JOURNAL_URL=url)
     env.pop("FASTPOSE_DDP_SPEC", None)
@@ -114,10 +113,8 @@ def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, u
             todo.remove(task)
             launch(task)
 
-    from fastpose.studies.table import LiveTable
-
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    table = LiveTable(spec, sweep_id, tasks, url, header=f"{jobs} at a time, {threads} thread(s) each")
+    table = make_table(spec, sweep_id, tasks, url, header=f"{jobs} at a time, {threads} thread(s) each")
     try:
         with table:
             last_read = last_pass = 0.0

@@ -34,7 +34,7 @@ from typing import Any
 
 from fastpose.errors import FastposeError
 from fastpose.studies.spec import SweepSpec
-from fastpose.studies.sweep import SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other
+from fastpose.studies.plan import SweepJournal, Task, cell_command, finish_sweep, settle, sweep_dir, wait_for_other
 
 CLUSTER_ENV = "FASTPOSE_SUBMITIT_CLUSTER"
 POLL_S = 2.0
@@ -155,14 +155,13 @@ def _wait_for(path: Path, timeout_s: float = 900.0) -> str:
     raise FastposeError(f"rank zero wrote no plan to {path} within {timeout_s:.0f} s")
 
 
-def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str, link: SweepJournal) -> int:
+def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str, link: SweepJournal,
+              make_table: Any) -> int:
     try:
         import submitit
     except ImportError:  # pragma: no cover - a dependency of fastpose
         raise FastposeError("--launcher slurm needs submitit: pip install submitit") from None
     from fastpose.journal.db import journal_home
-    from fastpose.studies.table import LiveTable
-
     cluster = os.environ.get(CLUSTER_ENV, "slurm")
     if cluster not in ("slurm", "local", "debug"):
         raise FastposeError(f"${CLUSTER_ENV} must be slurm, local or debug, got {cluster!r}")
@@ -203,7 +202,7 @@ def run_slurm(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, url: str, li
                 pass
 
     previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGINT, signal.SIGTERM)}
-    table = LiveTable(spec, sweep_id, tasks, url, header=f"submitit {cluster}: {submits} job(s)")
+    table = make_table(spec, sweep_id, tasks, url, header=f"submitit {cluster}: {submits} job(s)")
     try:
         with table:
             while active or (waiting and stopping["signal"] is None):

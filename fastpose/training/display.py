@@ -3,8 +3,9 @@
 - ``ConsoleReport`` (global rank zero): at fit start, the model (``FastPoseNet``, encoder, what was left
   out, parameters by part); after each epoch's validation, one line with the primary metric
   (``train.monitor``) first with its best so far, then the validation errors and rates, ``val/loss`` and
-  ``train/loss`` (the epoch's means). Printed on stderr through ``fastpose.text.safe_console`` (config
-  values are user text), with or without the progress bar, so a sweep cell's log has them too.
+  ``train/loss`` (the epoch's means): the screens ``fastpose.screens.epoch`` drawn by
+  ``fastpose.screens.terminal.epoch``, on stderr through ``safe_console`` (config values are user text), with
+  or without the progress bar, so a sweep cell's log has them too.
 - ``ProgressBar``: Lightning's rich bar without ``v_num`` (the logger's version, which for our
   ``tensorboard`` directory read ``oard``); each epoch's bar is closed when the epoch ends, so the epoch's
   line prints under it instead of being drawn through the live display.
@@ -22,10 +23,6 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
 from fastpose.config import RunConfig
-
-# After the primary metric, in this order, when logged (names as the journal and TensorBoard have them).
-EPOCH_LINE = ("val/rot_err_median", "val/trans_err_median_cm", "val/miss_rate", "val/false_positive_rate",
-              "val/loss", "train/loss")
 
 
 class ProgressBar(RichProgressBar):
@@ -49,7 +46,7 @@ class ConsoleReport(pl.Callback):
     ``ProgressBar`` in the trainer's callbacks, so the epoch's bar is closed before its line is printed."""
 
     def __init__(self, config: RunConfig) -> None:
-        from fastpose.journal.metrics import direction
+        from fastpose.metrics import direction
 
         self.config = config
         self.monitor = config.train.monitor
@@ -59,7 +56,7 @@ class ConsoleReport(pl.Callback):
     def _print(self, text: Any) -> None:
         import sys
 
-        from fastpose.text import safe_console
+        from fastpose.screens.terminal.console import safe_console
 
         sys.stdout.flush()  # the progress bar's last frame (stdout) before this line (stderr)
         safe_console(stderr=True).print(text, soft_wrap=True)
@@ -67,7 +64,9 @@ class ConsoleReport(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            self._print(model_summary(getattr(pl_module, "model", pl_module), self.config))
+            from fastpose.screens.terminal.epoch import model_summary
+
+            self._print(model_summary(summarize_model(getattr(pl_module, "model", pl_module), self.config)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A resumed run starts from the best its checkpoint callback restored (``best-epochNNN.ckpt``)."""
@@ -88,57 +87,10 @@ class ConsoleReport(pl.Callback):
             better = self.best is None or (value < self.best[0] if self._direction == "min" else value > self.best[0])
             if better:
                 self.best = (value, trainer.current_epoch)
-        self._print(epoch_line(trainer.current_epoch, trainer.max_epochs, self.monitor, values, self.best))
+        from fastpose.screens.epoch import EpochLine
+        from fastpose.screens.terminal.epoch import epoch_line
 
-
-def epoch_line(epoch: int, max_epochs: int | None, monitor: str, values: dict[str, float | None],
-               best: tuple[float, int] | None):  # noqa: ANN201 - rich Text
-    """``epoch 3/19  val/10deg 0.147 (best 0.150, epoch 2)  val/rot_err_median 11.4  ...`` as rich Text
-    (epochs 0-based of the last index, as the progress bar and the journal count them)."""
-    from fastpose.text import lit
-
-    line = lit(f"epoch {epoch}/{max(0, (max_epochs or 1) - 1)}", "bold")
-    line.append("  ")
-    line.append_text(lit(f"{monitor} {_fmt(values.get(monitor))}", "bold cyan"))
-    if best is not None:
-        line.append(f" (best {_fmt(best[0])}, epoch {best[1]})", style="cyan")
-    for name in EPOCH_LINE:
-        if name != monitor and name in values:
-            line.append("  ")
-            line.append_text(lit(f"{name} {_fmt(values[name])}"))
-    return line
-
-
-def model_summary(model: Any, config: RunConfig) -> str:
-    """Two lines: what the network is, and its parameters by part (encoder, decoder, heads)."""
-    parts = {"encoder": 0, "decoder": 0, "heads": 0}
-    trainable = 0
-    for name, p in model.named_parameters():
-        top = name.split(".", 1)[0]
-        part = "encoder" if top == "encoder" else "heads" if top.endswith("_head") else "decoder"
-        parts[part] += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    total = sum(parts.values())
-    m = config.model
-    levels = getattr(model, "levels", None)
-    stride = {3: "to stride 16 (layer4 not built)", 4: "to stride 32"}.get(levels, "")
-    weights = m.weights or "scratch"
-    head = f"model {type(model).__name__}: {m.backbone} encoder {stride} from {weights}, decoder width {m.decoder_channels}"
-    if getattr(m, "rotation", None):
-        head += f", {m.rotation} rotation head"
-    size = " + ".join(f"{k} {_count(v)}" for k, v in parts.items())
-    frozen = "" if trainable == total else f", {_count(total - trainable)} frozen"
-    return f"{head}\n  {_count(total)} parameters ({size}{frozen}; {total * 4 / 2**20:.1f} MB as float32)"
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        self._print(epoch_line(EpochLine(trainer.current_epoch, trainer.max_epochs, self.monitor, values, self.best)))
 
 
 def _float(value: Any) -> float | None:
@@ -146,3 +98,21 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError, RuntimeError):
         return None
+
+
+def summarize_model(model: Any, config: RunConfig) -> Any:
+    """The network in numbers (``fastpose.screens.epoch.ModelSummary``): parameters by part (encoder, decoder,
+    heads), how deep the encoder is built, its weights."""
+    from fastpose.screens.epoch import ModelSummary
+
+    parts = {"encoder": 0, "decoder": 0, "heads": 0}
+    trainable = 0
+    for name, p in model.named_parameters():
+        top = name.split(".", 1)[0]
+        part = "encoder" if top == "encoder" else "heads" if top.endswith("_head") else "decoder"
+        parts[part] += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    m = config.model
+    stride = {3: "to stride 16 (layer4 not built)", 4: "to stride 32"}.get(getattr(model, "levels", None), "")
+    return ModelSummary(type(model).__name__, m.backbone, stride, m.weights or "scratch", m.decoder_channels,
+                        getattr(m, "rotation", None), parts, trainable)

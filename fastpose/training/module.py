@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from fastpose.config import RunConfig
-from fastpose.training.faults import TERMS, apply_faults, on_checkpoint_save, on_train_step, parse_faults
+from fastpose.faults import TERMS, apply_faults, on_checkpoint_save, on_train_step, parse_faults
 
 
 

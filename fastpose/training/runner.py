@@ -146,7 +146,8 @@ def resume(
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
-    from fastpose.journal.reader import UnknownRunError, open_reader
+    from fastpose.journal.reader import UnknownRunError
+    from fastpose.journal.access import open_reader
     from fastpose.journal.store import JournalStore
 
     reader = open_reader()
@@ -351,7 +352,8 @@ def environment_failure(exc: BaseException, run_dir: Path | None = None) -> Fast
     being written, or ``run_dir``); then whatever ``errors.as_user_error`` recognises (permissions, a
     read-only file system, ...).
     """
-    from fastpose.errors import as_user_error, disk_full
+    from fastpose.errors import disk_full
+    from fastpose.journal.failures import as_user_error
 
     return disk_full(exc, where=run_dir) or as_user_error(exc)
 
@@ -475,7 +477,7 @@ def _prepare(config: RunConfig) -> Prepared:
     from fastpose.training.datamodule import PoseDataModule
     from fastpose.training.module import build_model
 
-    from fastpose.training.faults import on_prepare
+    from fastpose.faults import on_prepare
 
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     on_prepare()
@@ -504,12 +506,12 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
     from pytorch_lightning.callbacks import LearningRateMonitor
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from fastpose.journal.metrics import direction
+    from fastpose.metrics import direction
     from fastpose.training.callbacks import (
         CheckpointsWritten, InterruptCheckpoint, LastCheckpoint, LocalCheckpointIO, SharedCheckpoint,
     )
     from fastpose.training.display import ConsoleReport, ProgressBar
-    from fastpose.training.faults import TERMS
+    from fastpose.faults import TERMS
     from fastpose.training.tblog import HParamsSummary, PoseImages, StepLosses
 
     t = config.train
@@ -698,7 +700,8 @@ def _run_child(spec: dict) -> Outcome:
 # --------------------------------------------------------------------------------------------- resume note
 def describe_resume(store: Any, parent: Any, config: RunConfig, git: Any, ckpt_path: Path | None) -> str:
     """The resumed run's note: where it continues from and what changed in code or config since the parent."""
-    from fastpose.compare import config_changes, parent_git
+    from fastpose.screens.comparison import parent_git
+    from fastpose.config import config_changes
 
     parts = [f"resumed from run {parent.id} ({parent.label}, {parent.status}) at {ckpt_path}"]
     before = parent_git(store, parent)

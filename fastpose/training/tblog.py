@@ -68,9 +68,9 @@ class StepLosses(pl.Callback):
 
 def hparam_metrics(monitor: str) -> list[str]:
     """The metrics of the HParams table: the primary metric first, then every headline metric a run logs
-    (``fastpose.journal.metrics.LOGGED``, per-class APs left out), the same list for every run so
+    (``fastpose.metrics.LOGGED``, per-class APs left out), the same list for every run so
     TensorBoard's one table fits them all."""
-    from fastpose.journal.metrics import LOGGED
+    from fastpose.metrics import LOGGED
 
     return [monitor, *(name for name in LOGGED if name != monitor)]
 

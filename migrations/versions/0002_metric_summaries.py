@@ -46,8 +46,8 @@ def upgrade() -> None:
 
 def _backfill(summaries: sa.Table) -> None:
     """One summary per (run, metric) already in the history: final = last logged, best by direction."""
-    from fastpose.journal.metrics import direction as direction_of
-    from fastpose.journal.metrics import is_better
+    from fastpose.metrics import direction as direction_of
+    from fastpose.metrics import is_better
 
     conn = op.get_bind()
     rows = conn.execute(

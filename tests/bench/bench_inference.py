@@ -183,7 +183,7 @@ def run(sizes: list[tuple[int, int]], batches: list[int], backbones: list[str], 
         full = data.render_batch(range(max(batches)), device)
         for backbone in backbones:
             if checkpoint:
-                from fastpose.evaluate import load_checkpoint
+                from fastpose.training.evaluate import load_checkpoint
 
                 net = load_checkpoint(Path(checkpoint))[0]
             else:

@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     args = parser.parse_args()
 
-    from fastpose.evaluate import eval_dataset, find_checkpoint, load_checkpoint
+    from fastpose.training.evaluate import eval_dataset, find_checkpoint, load_checkpoint
     from fastpose.journal.store import JournalStore
     from fastpose.pose.evaluation import PoseEvaluation, class_means, detect, trivial_baseline
     from fastpose.training.datamodule import build_datasets

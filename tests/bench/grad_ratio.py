@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     networks: list[tuple[str, torch.nn.Module, RunConfig]] = []
     if args.checkpoint:
-        from fastpose.evaluate import load_checkpoint
+        from fastpose.training.evaluate import load_checkpoint
 
         for path in args.checkpoint:
             model, config, _ = load_checkpoint(path)

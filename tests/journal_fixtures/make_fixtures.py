@@ -95,7 +95,7 @@ def rows_0001() -> dict[str, list[dict[str, Any]]]:
 
 def rows_0002() -> dict[str, list[dict[str, Any]]]:
     """Revision 0002: + metric_summaries (final/best per run and metric, as log_metrics kept them)."""
-    from fastpose.journal.metrics import direction, is_better
+    from fastpose.metrics import direction, is_better
 
     rows = rows_0001()
     summaries: dict[tuple[int, str], dict[str, Any]] = {}

@@ -54,12 +54,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from fastpose.metrics import CLASSES  # noqa: F401 - class ids 1..6, 0 = background (one list; re-exported)
 from fastpose.pose.camera import image_hw, synthetic_intrinsics
 from fastpose.pose.indexing import flat_nonzero
 from fastpose.pose.rotations import rotmat_to_quat
 
-
-CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")  # class ids 1..6, 0 = background
 SYMMETRIC_CLASSES = (1, 2, 4)  # bottle, bowl, can: symmetric about the object's y axis
 # Each class's bounding-box diagonal in metres (its size prior), and the spread of an instance around it.
 # From one RGB image an object's depth is known only as well as its size: the apparent size fixes

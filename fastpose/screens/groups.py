@@ -4,7 +4,7 @@ Each run contributes its *final* value of each metric (what ``compare`` ranks by
 run per cell: the cell's completed run (a resumed continuation carries the cell's last epochs; its history
 is joined with its parents'); cells not completed are listed as left out, never silently averaged in.
 For each metric, one row per group: n, mean ± sd (ddof 1) and min-max. For the primary metric
-(``fastpose.journal.metrics.primary_metric``), the best group by mean is tested against each other group
+(``fastpose.metrics.primary_metric``), the best group by mean is tested against each other group
 with Welch's t-test (``fastpose.studies.stats``), and each pair gets one sentence of verdict. A metric whose
 values mean different things across the runs (a loss under different loss definitions,
 ``comparable_across``) gets no star and no test.
@@ -18,14 +18,14 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastpose.config import flatten
 from fastpose.errors import FastposeError
-from fastpose.journal.metrics import DIRECTIONS, comparable_across, direction, is_better, primary_metric
+from fastpose.metrics import DIRECTIONS
+from fastpose.screens.daily_log import run_to_json
+from fastpose.screens.format import comparable_across, direction, is_better, primary_metric
 from fastpose.studies.stats import TEST_NAME, Summary, Welch, describe, welch
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 ALPHA = 0.05
 METRICS_PER_TABLE = 5
@@ -81,8 +81,6 @@ class GroupComparison:
         return describe(self.values(group, name))
 
     def comparable(self, name: str) -> bool:
-        from fastpose.compare import flatten
-
         return comparable_across(name, [flatten(r.config) for r in self.runs])
 
     def best(self, name: str) -> Group | None:
@@ -115,8 +113,6 @@ class GroupComparison:
     # -- exports
     def csv_text(self) -> str:
         """One row per run: run, group and cell, every config key (``config.*``), final and best of every metric."""
-        from fastpose.compare import flatten
-
         config_keys = sorted({k for r in self.runs for k in flatten(r.config)})
         head = ["run_id", "label", "name", "status", "sweep", "group", "cell"]
         head += [f"config.{k}" for k in config_keys]
@@ -137,8 +133,6 @@ class GroupComparison:
         return buf.getvalue()
 
     def to_json(self) -> dict[str, Any]:
-        from fastpose.journal.views import run_to_json
-
         groups = []
         for g in self.groups:
             metrics = {}
@@ -232,38 +226,27 @@ def check_by(keys: list[str]) -> list[str]:
     return out
 
 
-def load_groups(*, sweep: str | None = None, refs: list[str] | None = None, by: list[str] | None = None,
-                reader: Any = None, tuning: bool = False) -> GroupComparison:
+def check_request(*, sweep: str | None, refs: list[str], by: list[str]) -> list[str]:
+    """The grouping asked for, checked before the journal is read; returns the ``--by`` keys."""
     by = check_by(by or [])
-    refs = list(refs or [])
     if sweep is None and not by:
         raise FastposeError("grouping needs --sweep ID or --by KEY")
     if sweep is not None and refs:
         raise FastposeError("give either runs or --sweep, not both")
     if sweep is None and len(refs) < 2:
         raise FastposeError("compare --by needs at least two runs")
-    close = False
-    if reader is None:
-        from fastpose.journal.db import journal_url
-        from fastpose.journal.reader import open_reader
+    return by
 
-        reader = open_reader()
-        if reader is None:
-            raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
-        close = True
-    try:
-        from fastpose.journal.commands import mark_lost
 
-        mark_lost(reader)  # a read-only journal still compares (one warning line)
-        return _load(reader, sweep, refs, by, tuning)
-    finally:
-        if close:
-            reader.close()
+def load_groups(reader: Any, *, sweep: str | None = None, refs: list[str] | None = None, by: list[str] | None = None,
+                tuning: bool = False) -> GroupComparison:
+    """The groups of a sweep (its completed cells) or of the runs ``refs`` grouped by the config keys ``by``."""
+    refs = list(refs or [])
+    by = check_request(sweep=sweep, refs=refs, by=by or [])
+    return _load(reader, sweep, refs, by, tuning)
 
 
 def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning: bool = False) -> GroupComparison:
-    from fastpose.compare import flatten
-
     left_out: list[str] = []
     cells: dict[int, str] = {}
     chains: dict[int, list[int]] = {}
@@ -357,90 +340,5 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning
 
 
 # ----------------------------------------------------------------------------- rendering
-def render(cmp: GroupComparison, console: Console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    shown = [m for m in cmp.metrics if any(cmp.summary(g, m).n for g in cmp.groups)]
-    if cmp.primary in shown:  # the primary metric first, then the rest in their usual order
-        shown.remove(cmp.primary)
-        shown.insert(0, cmp.primary)
-    best = {name: cmp.best(name) for name in shown}
-    for start in range(0, max(1, len(shown)), METRICS_PER_TABLE):  # narrow tables rather than one too wide
-        chunk = shown[start : start + METRICS_PER_TABLE]
-        title = (f"{cmp.title}: final values per group (mean ± sd, [min, max]; ★ = best mean, where comparable)"
-                 if start == 0 else None)
-        table = Table(title=Text(title) if title else None, title_justify="left")
-        table.add_column("group")
-        table.add_column("n", justify="right")
-        for name in chunk:
-            arrow = "↓" if direction(name) == "min" else "↑"
-            mark = "" if cmp.comparable(name) else " (not comparable)"
-            table.add_column(Text(f"{name} {arrow}{mark}", style="bold" if name == cmp.primary else ""),
-                             justify="right")
-        for group in cmp.groups:
-            cells: list[Any] = [Text(group.label), str(len(group.runs))]
-            for name in chunk:
-                cells.append(_stat_cell(cmp.summary(group, name), best[name] is group, len(group.runs)))
-            table.add_row(*cells)
-        console.print(table)
-    contrasts = cmp.contrasts()
-    if contrasts:
-        console.print(Text(f"Primary metric {cmp.primary}: best group vs each other, {TEST_NAME}, on each run's "
-                           f"final value; 95 % confidence interval of the difference (best − other); p not corrected "
-                           f"for the {len(contrasts)} comparison(s).", style="dim"))
-    else:
-        reason = ("not comparable across these runs" if not cmp.comparable(cmp.primary)
-                  else "fewer than two groups have values")
-        console.print(Text(f"No verdict on {cmp.primary}: {reason}."))
-    for c in contrasts:
-        console.print(Text(f"• {c.verdict}"))
-    for line in cmp.left_out:
-        console.print(Text(f"left out: {line}", style="yellow"))
 
 
-def _stat_cell(s: Summary, is_best: bool, runs: int) -> Any:
-    from rich.text import Text
-
-    from fastpose.journal.views import fmt_value
-
-    if not s.n:
-        return Text("-", style="dim")
-    text = Text(f"{fmt_value(s.mean)} ± {fmt_value(s.sd) if s.n > 1 else '-'}", style="bold green" if is_best else "")
-    if is_best:
-        text.append(" ★", style="bold green")
-    text.append(f"\n[{fmt_value(s.min)}, {fmt_value(s.max)}]", style="dim")
-    if s.n != runs:
-        text.append(f" (n={s.n})", style="dim")
-    return text
-
-
-def plot(cmp: GroupComparison, path: str) -> None:
-    """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
-    from fastpose.compare import metric_panels, save_figure
-
-    fig, axes, names = metric_panels(cmp)
-    for ax, name in zip(axes.flat, names):
-        for group in cmp.groups:
-            by_epoch: dict[int, list[float]] = defaultdict(list)
-            for run in group.runs:
-                for epoch, value in cmp.histories[run.id].get(name, []):
-                    if math.isfinite(value):
-                        by_epoch[epoch].append(value)
-            if not by_epoch:
-                continue
-            epochs = sorted(by_epoch)
-            stats = [describe(by_epoch[e]) for e in epochs]
-            means = [s.mean for s in stats]
-            sds = [s.sd if s.n > 1 else 0.0 for s in stats]
-            line = ax.plot(epochs, means, marker="o", markersize=3, label=f"{group.label} (n={len(group.runs)})")[0]
-            ax.fill_between(epochs, [m - d for m, d in zip(means, sds)], [m + d for m, d in zip(means, sds)],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7, title="group mean ± sd", title_fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)

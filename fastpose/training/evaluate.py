@@ -14,15 +14,13 @@ validation ``seed + 1``); for NOCS, the ``<data root>/test`` folder.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
 
 SPLITS = ("val", "test", "tune")
-TABLE_COLUMNS = (("iou_25", "IoU25"), ("iou_50", "IoU50"), ("iou_75", "IoU75"), ("5deg_2cm", "5°2cm"),
-                 ("5deg_5cm", "5°5cm"), ("10deg_2cm", "10°2cm"), ("10deg_5cm", "10°5cm"), ("10deg_10cm", "10°10cm"))
 PLOT_CRITERIA = ("iou_50", "10deg_5cm", "10deg")
 
 
@@ -142,55 +140,36 @@ def plot_pr(metric: Any, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def render_table(values: dict[str, float], console: Any, title: str) -> None:
-    """The NOCS-format table: one row per class with ground truth and the mean; APs in percent."""
-    from rich.table import Table
-    from rich.text import Text
+@dataclass
+class Evaluated:
+    """What ``evaluate_run`` did: the journaled record, the run, the checkpoint file, the split's size."""
 
-    from fastpose.pose.data.synthetic import CLASSES
+    run: Any
+    record: Any  # fastpose.journal.evaluations.EvaluationRecord
+    checkpoint: Path
+    split: str
+    num_images: int
 
-    columns = [(k, h) for k, h in TABLE_COLUMNS if k in values] or [("5deg", "5°"), ("10deg", "10°"), ("20deg", "20°")]
-    console.print(Text(title))
-    table = Table()
-    table.add_column("class")
-    for _, head in columns:
-        table.add_column(head, justify="right")
-    for name in CLASSES + ("mean",):
-        cells = [values.get(k if name == "mean" else f"{k}/{name}", math.nan) for k, _ in columns]
-        if name != "mean" and all(v != v for v in cells):
-            continue  # a class without ground truth in this split
-        table.add_row(name, *("-" if v != v else f"{100 * v:.1f}" for v in cells),
-                      style="bold" if name == "mean" else None)
-    console.print(table)
-    lines = [("rotation-only AP (5°, 10°, 20°)", " / ".join(_pct(values.get(k)) for k in ("5deg", "10deg", "20deg"))),
-             ("miss rate (of all ground truth)", _num(values.get("miss_rate"))),
-             ("false-positive rate (of all detections)", _num(values.get("false_positive_rate"))),
-             ("median rotation error, matched pairs (deg)", _num(values.get("rot_err_median"))),
-             ("median translation error, matched pairs (cm)", _num(values.get("trans_err_median_cm")))]
-    for label, value in lines:
-        console.print(Text(f"{label}: {value}"))
+    def to_json(self) -> dict[str, Any]:
+        return {"run": {"id": self.run.id, "label": self.run.label, "name": self.run.name},
+                "evaluation": self.record.to_json()}
 
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None or v != v else f"{100 * v:.1f}"
-
-
-def _num(v: float | None) -> str:
-    return "-" if v is None or v != v else f"{v:.3g}"
+    def title(self) -> str:
+        return (f"run {self.run.id} {self.run.label} · {self.checkpoint.name} · {self.split} · {self.num_images} "
+                "images (AP %, detections ranked by score, false positives counted)")
 
 
 def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset: str | None = None,
-                 data_root: str | None = None, json_out: bool = False) -> dict[str, Any]:
-    """The ``fastpose eval`` command (see the module docstring); returns the evaluation as JSON data."""
+                 data_root: str | None = None) -> Evaluated:
+    """The work of ``fastpose eval`` (see the module docstring): evaluate, draw the PR curves, journal it."""
     if split not in SPLITS:
         raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if dataset is not None and dataset not in ("synthetic", "nocs"):
         raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
-    from fastpose.journal.evaluations import record_evaluation
-    from fastpose.journal.reader import read_run
-    from fastpose.journal.store import JournalStore
-
+    from fastpose.journal.access import read_run
     from fastpose.journal.db import journal_url
+    from fastpose.journal.evaluations import record_evaluation
+    from fastpose.journal.store import JournalStore
 
     # never creates a journal for a run that cannot be in it
     read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs to evaluate"))
@@ -208,17 +187,4 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
         record = record_evaluation(store, run.id, checkpoint=str(path), split=split,
                                    dataset=dataset or config.data.dataset, data_root=data_root or config.data.data_root,
                                    num_images=len(data), metrics=values, plot_path=str(plot))
-    result = {"run": {"id": run.id, "label": run.label, "name": run.name}, "evaluation": record.to_json()}
-    if json_out:
-        from fastpose.text import strict_json
-
-        print(strict_json(result, indent=2))
-    else:
-        from fastpose.text import safe_console
-
-        console = safe_console()
-        render_table(values, console, f"run {run.id} {run.label} · {path.name} · {split} · {len(data)} images "
-                                      f"(AP %, detections ranked by score, false positives counted)")
-        console.print(f"precision-recall curves: {plot}", markup=False, highlight=False)
-        console.print(f"journaled as evaluation #{record.id}", markup=False, highlight=False)
-    return result
+    return Evaluated(run, record, path, split, len(data))

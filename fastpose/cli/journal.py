@@ -1,25 +1,28 @@
-"""``fastpose journal``: the daily log and its subcommands (show, note, export). Mounted by fastpose/cli.py.
+"""``fastpose journal``: the daily log and its subcommands (show, note, export, tag, sweeps).
 
-Thin commands: check the input, call the journal, render. Bad input raises FastposeError before anything is
-written. Nothing here imports torch or Lightning, and the listing reads an up-to-date SQLite journal
-through ``sqlite3`` alone (no SQLAlchemy import), so it stays fast on large journals.
+Thin commands: check the input, read the journal into a screen (``fastpose.screens``), draw it. Bad input
+raises FastposeError before anything is written. Nothing here imports torch or Lightning, and the listing
+reads an up-to-date SQLite journal through ``sqlite3`` alone (no SQLAlchemy import), so it stays fast on
+large journals.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from fastpose.cli.app import app
+from fastpose.cli.common import console, mark_lost, replay_spools, require_reader
 from fastpose.errors import FastposeError
 
-if TYPE_CHECKING:
-    from rich.console import Console
 
 DEFAULT_LIMIT = 50
+
+
 MAX_LIMIT = 10**9
+
 
 journal_app = typer.Typer(
     help="The journal: the daily log of runs and notes, written by the runs themselves.",
@@ -28,12 +31,7 @@ journal_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _console() -> Console:
-    from fastpose.text import safe_console
-
-    return safe_console()  # no markup, control characters visible; piped output gets a wide page
+app.add_typer(journal_app, name="journal")
 
 
 @journal_app.callback(invoke_without_command=True)
@@ -51,7 +49,8 @@ def journal(
     """The daily log, newest day first: runs with status, duration, headline metrics, notes."""
     if ctx.invoked_subcommand is not None:
         return
-    from fastpose.journal.reader import STATUSES, open_reader, parse_since
+    from fastpose.journal.reader import STATUSES, parse_since
+    from fastpose.journal.access import open_reader
 
     since_dt = parse_since(since) if since is not None else None
     if status is not None and status not in STATUSES:
@@ -75,14 +74,15 @@ def journal(
 
         print("[]" if as_json else f"The journal is empty ({journal_url()}); runs and notes will appear here.")
         return
-    from fastpose.journal.views import load_daily_log, render_daily_log
+    from fastpose.screens.daily_log import load_daily_log
+    from fastpose.screens.terminal.daily_log import render_daily_log
 
     try:
         mark_lost(reader)
         if filters:  # runs of a tag, sweep or config: no day notes
             from fastpose.journal.sweeps import get_sweep
             from fastpose.journal.tags import select_runs
-            from fastpose.journal.views import DailyLog
+            from fastpose.screens.daily_log import DailyLog
 
             sweep_id = get_sweep(reader, sweep).id if sweep is not None else None
             runs = select_runs(reader, since=since_dt, status=status, name=name, limit=limit or None,
@@ -97,25 +97,23 @@ def journal(
 
         print(strict_json(log.to_json(), indent=2))
         return
-    render_daily_log(log, _console())
+    render_daily_log(log, console())
 
 
 @journal_app.command()
 def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")]) -> None:
     """Everything about one run: config, git state and diff stat, traceback, metric history."""
-    from fastpose.journal.views import render_run
+    from fastpose.screens.run import load_run_detail
+    from fastpose.screens.terminal.run import render_run
 
     replay_spools()
-    reader = _require_reader()
+    reader = require_reader()
     try:
         mark_lost(reader)
-        record = reader.resolve(run)
-        render_run(record, reader, _console())
-        from fastpose.journal.evaluations import render_evaluations
-
-        render_evaluations(reader, record.id, _console())
+        detail = load_run_detail(reader, reader.resolve(run))
     finally:
         reader.close()
+    render_run(detail, console())
 
 
 @journal_app.command()
@@ -138,7 +136,7 @@ def note(
     from fastpose.journal.store import JournalStore
 
     replay_spools()
-    reader = _require_reader() if len(args) == 2 else _open_reader_or_none()
+    reader = require_reader() if len(args) == 2 else _open_reader_or_none()
     if reader is not None:  # resolve before opening for writing: a journal is never created by a failed note
         try:
             if len(args) == 2:
@@ -177,7 +175,7 @@ def _change_note(edit: int | None, delete: int | None, args: list[str]) -> None:
         raise FastposeError("journal note --delete ID takes no text")
     if edit is not None and (len(args) != 1 or not args[0].strip()):
         raise FastposeError("journal note --edit ID takes the new TEXT (quote it)")
-    reader = _require_reader()
+    reader = require_reader()
     reader.close()
     with JournalStore.open(write_attempts=2) as store:
         if edit is not None:
@@ -189,7 +187,7 @@ def _change_note(edit: int | None, delete: int | None, args: list[str]) -> None:
 
 
 def _open_reader_or_none():  # noqa: ANN202 - JournalReader | None
-    from fastpose.journal.reader import open_reader
+    from fastpose.journal.access import open_reader
 
     return open_reader()
 
@@ -203,8 +201,9 @@ def export(
     from fastpose.journal.export import check_export_target, write_atomically
 
     target = check_export_target(path, force=force)  # refuses before anything is read or written
-    from fastpose.journal.reader import open_reader
-    from fastpose.journal.views import DailyLog, daily_log_markdown
+    from fastpose.journal.access import open_reader
+    from fastpose.screens.daily_log import DailyLog
+    from fastpose.screens.markdown import daily_log_markdown
 
     replay_spools()
     reader = open_reader()
@@ -222,59 +221,53 @@ def export(
     print(f"wrote {len(log.runs)} runs and {sum(map(len, log.day_notes.values()))} day notes to {visible(path)}")
 
 
-def mark_lost(reader) -> None:  # noqa: ANN001 - JournalReader
-    """Mark runs whose process is gone as lost; on a journal this process cannot write (read-only file or
-    disk, full disk, locked), say so in one line on stderr and show the journal as it is."""
-    from fastpose.errors import as_user_error
-    from fastpose.text import visible
-
-    try:
-        reader.mark_lost()
-    except Exception as exc:  # noqa: BLE001 - sorted just below
-        error = as_user_error(exc)
-        if error is None:
-            raise
-        print(f"warning: {visible(error, newlines=False)}", file=sys.stderr)
-
-
-def replay_spools() -> int:
-    """Replay the journal spools runs left under ``<home>/runs`` while the journal was unreachable.
-
-    Costs a directory scan when there are none (no SQLAlchemy import); an outage that persists is a warning
-    on stderr, and the listing goes on with what the journal holds. Where the SQLite journal is not there at
-    all, no journal is created for them: one line per spool says which journal its writes wait for.
-    """
-    from fastpose.journal.db import journal_exists, journal_home, journal_url
-    from fastpose.journal.spool import find_spools
-
-    if not find_spools(journal_home()):
-        return 0
-
-    def warn(line: str) -> None:
-        from fastpose.text import visible
-
-        print(visible(line, newlines=False), file=sys.stderr)
-
-    if not journal_exists(journal_url()):  # the journal the spools wait for is gone: say where they are
-        from fastpose.journal.spool import report_waiting
-
-        report_waiting(journal_home(), journal_url(), warn)
-        return 0
-    from fastpose.journal.spool import replay_spools as replay
+@journal_app.command("tag")
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")],
+    tags: Annotated[list[str], typer.Argument(metavar="TAG...", help="One or more tags to add.")],
+) -> None:
+    """Tag a run (journal --tag T lists the runs with tag T)."""
     from fastpose.journal.store import JournalStore
+    from fastpose.journal.tags import add_tags, run_tags, validate_tag
 
-    return replay(journal_home(), lambda: JournalStore.open(busy_timeout_s=2.0, write_attempts=2), warn)
+    wanted = [validate_tag(t) for t in tags]
+    replay_spools()
+    with JournalStore.open() as store:
+        record = store.resolve(run)
+        added = add_tags(store, record.id, wanted)
+        now = run_tags(store, [record.id])[record.id]
+    from rich.text import Text
+
+    console().print(Text(f"run #{record.id} {record.label}: tags {', '.join(now)}"
+                          + ("" if added else " (unchanged)")))
 
 
-def _require_reader():  # noqa: ANN202 - JournalReader
-    from fastpose.journal.reader import open_reader
+@journal_app.command("sweeps")
+def sweeps(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sweeps as a JSON list instead.")] = False,
+) -> None:
+    """Each sweep with its cells: completed, running, failed (crashed, diverged, interrupted, lost), pending."""
+    from fastpose.journal.access import open_reader
+    from fastpose.screens.sweep import sweep_overview
 
+    replay_spools()
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        print("[]" if as_json else "No sweeps yet: fastpose sweep FILE.toml starts one.")
+        return
+    try:
+        mark_lost(reader)
+        rows = sweep_overview(reader)
+    finally:
+        reader.close()
+    if as_json:
+        from fastpose.text import strict_json
 
-        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
-    return reader
+        print(strict_json(rows, indent=2))
+        return
+    if not rows:
+        print("No sweeps yet: fastpose sweep FILE.toml starts one.")
+        return
+    from fastpose.screens.terminal.sweep import render_sweeps
 
-
-from fastpose.journal import study_commands  # noqa: E402,F401 - registers `journal tag` and `journal sweeps`
+    render_sweeps(rows, console())

@@ -1,7 +1,7 @@
-"""``fastpose compare A B [C ...]``: which run is better, and what differs between them. Torch-free.
+"""A comparison of runs (``fastpose compare A B [C ...]``): which run is better, and what differs between them.
 
-Reads the journal only. The winner of a metric is the run with the best *final* value in the metric's
-direction (``fastpose.journal.metrics``); for the primary metric (run #1's ``train.monitor``) the best-so-far
+Built from the journal only. The winner of a metric is the run with the best *final* value in the metric's
+direction (``fastpose.metrics``); for the primary metric (run #1's ``train.monitor``) the best-so-far
 values get a row of their own (what each best checkpoint holds; the verdict line is on them). Deltas are
 final values minus the first run's. Config: only keys whose values differ, the run's name and display
 options aside. Code: each run's working-directory commit and dirty flag and its fastpose code (version,
@@ -14,33 +14,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastpose.config import flatten
 from fastpose.errors import FastposeError
-from fastpose.journal.metrics import (
+from fastpose.screens.daily_log import run_to_json
+from fastpose.screens.format import (
     STANDARD_VAL, comparable_across, direction, is_better, metric_group, metric_order, run_primary,
 )
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-
-# ----------------------------------------------------------------------------- helpers shared with resume
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"epochs": 8}}`` -> ``{"train.epochs": 8}`` (the keys ``RunConfig.flat`` uses)."""
-    out: dict[str, Any] = {}
-    for key, value in (config or {}).items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``[(key, before, after)]`` for every flattened key whose value differs (missing keys as None)."""
-    a, b = flatten(before), flatten(after)
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def parent_git(reader: Any, run: Any) -> Any:
@@ -90,7 +71,7 @@ class Comparison:
     def primary(self) -> str:
         """The first run's ``train.monitor`` (the metric that picked its best checkpoint), else the default."""
         if not self.runs:
-            from fastpose.journal.metrics import DEFAULT_MONITOR
+            from fastpose.screens.format import DEFAULT_MONITOR
 
             return DEFAULT_MONITOR
         first = self.runs[0]
@@ -188,8 +169,6 @@ class Comparison:
 
     # -- JSON
     def to_json(self) -> dict[str, Any]:
-        from fastpose.journal.views import run_to_json
-
         runs = []
         source_relations = self.source_code()
         for run, code in zip(self.runs, self.code()):
@@ -246,7 +225,6 @@ def select_metrics(cmp: Any, names: list[str]) -> None:
     """Keep only the metrics ``names`` (and the primary, which the verdict is about) in a run or group
     comparison (``--metric``, repeatable): its screen, plot and JSON. A name the runs do not have is an error
     that lists the ones they have."""
-    from fastpose.errors import FastposeError
     from fastpose.text import visible
 
     unknown = [n for n in names if n not in cmp.metrics]
@@ -269,7 +247,7 @@ def load_comparison(refs: list[str], reader: Any = None) -> Comparison:
         raise FastposeError("compare needs at least two runs")
     if reader is None:
         from fastpose.journal.db import journal_url
-        from fastpose.journal.reader import open_reader
+        from fastpose.journal.access import open_reader
 
         reader = open_reader()
         if reader is None:
@@ -325,237 +303,5 @@ def _history(reader: Any, run_id: int) -> dict[str, list[tuple[int | None, float
 
 
 # ----------------------------------------------------------------------------- rendering
-def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class: bool = False) -> None:
-    """The comparison on the terminal: the runs, the primary metric's verdict, one row per metric (runs as
-    columns: final value, ★ for the best, Δ to run #1; ``spark``: a sparkline of the history too), the
-    config keys that differ and the code each run ran."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from fastpose.journal.views import STATUS_STYLE, fmt_duration, fmt_value, sparkline
-    from fastpose.text import lit
-
-    runs = Table(title="runs", title_justify="left", box=None, pad_edge=False)
-    for col, kw in (("", {}), ("id", {"justify": "right"}), ("label", {"overflow": "fold", "min_width": 16}),
-                    ("status", {"no_wrap": True}), ("epochs", {"no_wrap": True}), ("took", {"no_wrap": True})):
-        runs.add_column(col, **kw)
-    for i, run in enumerate(cmp.runs, 1):
-        epochs = sorted({e for points in cmp.curve(run, cmp.primary) for e, _ in points}) or cmp.epochs(run)
-        span = f"{epochs[0]}-{epochs[-1]}" if epochs else "-"
-        label = lit(run.label)
-        if cmp.parents.get(run.id):
-            label.append(f" (resumed from #{cmp.parents[run.id][0]})", style="dim")
-        runs.add_row(f"#{i}", str(run.id), label, lit(run.status, STATUS_STYLE.get(run.status, "")), span,
-                     fmt_duration(run.duration_s))
-    console.print(runs)
-
-    primary = cmp.primary
-    w = cmp.winner(primary, "best")
-    verdict = Text("primary ", style="bold")
-    verdict.append_text(lit(f"{primary} ({'lower' if direction(primary) == 'min' else 'higher'} is better): "))
-    if w is None:
-        verdict.append("no single best run", style="dim")
-    else:
-        verdict.append_text(lit(f"#{w + 1} {cmp.runs[w].name}", "bold green"))
-        verdict.append(f" with best {fmt_value(cmp.values(primary, 'best')[w])} (its best checkpoint)")
-    console.print(verdict)
-
-    shown = cmp.shown_metrics(per_class)
-    table = Table(box=None, pad_edge=False, show_edge=False, title_justify="left",
-                  title="metrics: final value, ★ best, (Δ vs #1)" + ("; history" if spark else ""))
-    table.add_column("metric", overflow="fold")
-    table.add_column("", no_wrap=True)
-    for i, run in enumerate(cmp.runs, 1):
-        table.add_column(lit(f"#{i} {run.name}"), no_wrap=True)
-    incomparable = 0
-    rows = [(name, "final") for name in shown]
-    if primary in shown:  # the primary metric's best values too: what each run's best checkpoint holds
-        rows.insert(1, (primary, "best"))
-    for name, kind in rows:
-        values = cmp.values(name, kind)
-        win = cmp.winner(name, kind)
-        comparable = cmp.comparable(name)
-        cells = []
-        for i, run in enumerate(cmp.runs):
-            value = values[i]
-            if value is None or not math.isfinite(value):
-                cells.append(Text("-" if value is None else "nan", style="dim"))
-                continue
-            text = Text(fmt_value(value), style="bold green" if i == win else "")
-            text.append(" ★" if i == win and len(cmp.runs) > 1 else "  ", style="bold green")
-            first = values[0]
-            if i > 0 and first is not None and math.isfinite(first):
-                delta = value - first
-                good = is_better(name, value, first)
-                style = "dim" if not comparable or not delta else ("green" if good else "red")
-                text.append(f" ({delta:+.3g})", style=style)
-            if spark and kind == "final":
-                inherited, own = cmp.curve(run, name)
-                points = [v for _, v in inherited + own]
-                if len(points) > 1:
-                    text.append(" " + sparkline(points, width=16), style="cyan")
-            cells.append(text)
-        arrow = "↓" if direction(name) == "min" else "↑"
-        label = lit(name, "bold" if name == primary else "")
-        if kind == "best":
-            label = lit(f"{name} (best)", "bold")
-        if not comparable:
-            label.append(" ≠", style="yellow")
-            incomparable += 1
-        table.add_row(label, arrow, *cells)
-    console.print(table)
-    if incomparable:
-        console.print(Text("≠ a loss defined differently between these runs (rotation loss, eps or weights): "
-                           "another quantity, no winner", style="yellow"))
-    hidden = len(cmp.metrics) - len(shown)
-    if hidden:
-        console.print(Text(f"{hidden} per-class metrics not shown (--per-class; --json has every metric)", style="dim"))
-
-    diff = cmp.config_diff()
-    if diff:
-        cfg = Table(title="config keys that differ", title_justify="left", box=None, pad_edge=False)
-        cfg.add_column("key", overflow="fold")
-        for i, run in enumerate(cmp.runs, 1):
-            cfg.add_column(lit(f"#{i} {run.name}"), overflow="fold")
-        for key, values in diff.items():
-            cfg.add_row(lit(key), *[lit(repr(v) if isinstance(v, str) or v is None else str(v)) for v in values])
-        console.print(cfg)
-    else:
-        console.print("config: identical (name and display options aside)")
-    render_code(cmp, console)
 
 
-def render_code(cmp: Comparison, console: Console) -> None:
-    """Which code each run ran: the git state of its working directory and the fastpose code (version,
-    checkout), each relative to run #1's."""
-    from rich.table import Table
-
-    from fastpose.text import lit
-
-    code = Table(title="code", title_justify="left", box=None, pad_edge=False)
-    code.add_column("")
-    code.add_column("working directory (git)", overflow="fold")
-    code.add_column("fastpose", overflow="fold")
-    for i, (run, relation, source_relation) in enumerate(zip(cmp.runs, cmp.code(), cmp.source_code()), 1):
-        source = cmp.source.get(run.id)
-        if source is None:
-            fastpose = "not recorded"
-        else:
-            fastpose = source.version or "?"
-            if source.is_repo and source.commit:
-                fastpose += f" {source.commit[:10]}" + (" dirty" if source.dirty else "")
-                if source.same_as_cwd:
-                    fastpose += " (= working directory)"
-            else:
-                fastpose += " (installed, no checkout)"
-        if i > 1:
-            fastpose += f" ({source_relation} vs #1)"
-        code.add_row(f"#{i}", lit(_git_cell(cmp.git[run.id], relation if i > 1 else None)), lit(fastpose))
-    console.print(code)
-
-
-def _git_cell(git: Any, relation: str | None) -> str:
-    if git is None:
-        text = "not recorded"
-    elif not git.is_repo or git.commit is None:
-        text = git.error or "not a git repository"
-    else:
-        text = git.commit[:10] + (" dirty" if git.dirty else "")
-    return text + (f" ({relation} vs #1)" if relation else "")
-
-
-PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
-
-
-def check_plot_path(path: Any) -> None:
-    """Refuse a plot path matplotlib cannot or should not write, before anything is read."""
-    from pathlib import Path
-
-    from fastpose.text import visible
-
-    path = Path(path)
-    shown = visible(path, newlines=False)
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in PLOT_FORMATS:
-        raise FastposeError(f"--plot {shown}: the file name must end in .{', .'.join(PLOT_FORMATS)}")
-    try:
-        if path.is_dir():
-            raise FastposeError(f"--plot {shown} is a directory; give a file name like curves.png")
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise FastposeError(f"--plot {shown}: not a regular file")
-        if not path.parent.is_dir():
-            raise FastposeError(f"--plot {shown}: directory {visible(path.parent, newlines=False)} does not exist")
-    except OSError as exc:
-        raise FastposeError(f"--plot {shown}: {exc.strerror or exc}") from None
-
-
-def metric_panels(cmp: Any, names: list[str] | None = None) -> tuple[Any, Any, list[str]]:
-    """``(fig, axes, names)``: a grid of panels, three wide, one per metric ``cmp`` has a history of
-    (``names``: of these only). A bare matplotlib ``Figure`` on the Agg canvas: no display, and no pyplot
-    (whose import is most of a plot's start-up). ``cmp`` is a Comparison or a GroupComparison."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = [n for n in (cmp.metrics if names is None else names) if any(cmp.histories[r.id].get(n) for r in cmp.runs)]
-    if not names:
-        raise FastposeError("these runs have no metric history to plot")
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(5 * cols, 3.2 * rows))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    return fig, axes, names
-
-
-def save_figure(fig: Any, path: str) -> None:
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise FastposeError(f"cannot write plot {path}: {exc.strerror or exc}") from None
-
-
-def plot(cmp: Comparison, path: str, *, per_class: bool = False) -> None:
-    """Draw ``plot_figure`` into ``path`` (PNG, PDF, SVG or JPEG by its suffix)."""
-    save_figure(plot_figure(cmp, per_class=per_class), path)
-
-
-def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
-    """One panel per metric (per-class ones only with ``per_class``), one colour per run in every panel and
-    one legend; a resumed run's curve starts with its parent's history (dashed); epochs on integer ticks.
-    Lines carry the ``gid`` ``run<i>`` (own history) or ``run<i>-inherited`` (the parents')."""
-    from matplotlib import rcParams
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes, names = metric_panels(cmp, cmp.shown_metrics(per_class))
-    colours = rcParams["axes.prop_cycle"].by_key()["color"]
-    handles = {}
-    for ax, name in zip(axes.flat, names):
-        for i, run in enumerate(cmp.runs):
-            colour = colours[i % len(colours)]
-            inherited, own = cmp.curve(run, name)
-            if inherited:
-                joined = inherited + own[:1]  # the dashed part meets the run's own first point
-                xs, ys = zip(*joined)
-                ax.plot(xs, ys, linestyle="--", color=colour, alpha=0.6, linewidth=1.2, gid=f"run{i}-inherited")
-            if own:
-                xs, ys = zip(*own)
-                handles[i] = ax.plot(xs, ys, marker="o", markersize=3, color=colour, linewidth=1.5, gid=f"run{i}")[0]
-        ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    labels = [f"#{i + 1} {cmp.runs[i].name} (run {cmp.runs[i].id})"
-              + (f", resumed from #{cmp.parents[cmp.runs[i].id][0]} (dashed)" if cmp.parents.get(cmp.runs[i].id) else "")
-              for i in sorted(handles)]
-    fig.legend([handles[i] for i in sorted(handles)], labels, loc="upper center", ncol=min(3, len(labels)),
-               fontsize=8, frameon=False)
-    # Fixed margins in inches (tight_layout measured every tick label: most of the plot's time).
-    h, w = fig.get_figheight(), fig.get_figwidth()
-    legend_in = 0.3 * math.ceil(len(labels) / 3) + 0.1
-    fig.subplots_adjust(left=0.6 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - (legend_in + 0.3) / h,
-                        wspace=0.28, hspace=0.6)
-    return fig

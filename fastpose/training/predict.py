@@ -289,8 +289,8 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
 
     import torch
 
-    from fastpose.evaluate import find_checkpoint, load_checkpoint
-    from fastpose.journal.reader import read_run
+    from fastpose.training.evaluate import find_checkpoint, load_checkpoint
+    from fastpose.journal.access import read_run
     from fastpose.pose.data.synthetic import CLASSES
     from fastpose.pose.evaluation import detect
 

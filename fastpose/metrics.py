@@ -1,4 +1,5 @@
-"""Metric names and their direction (is lower or higher better?), in one place.
+"""Metric names and their direction (is lower or higher better?), and the categories they are computed
+per, in one place. Torch-free: the journal, the screens and the science all read it.
 
 ``DIRECTIONS`` names the metrics fastpose logs; any other name falls back to a rule on its spelling:
 ``loss``/``err``/``miss``/``false_positive`` are minimised; ``mAP``/``acc``/``iou_N``/``Ndeg`` (the
@@ -14,6 +15,10 @@ from __future__ import annotations
 
 import re
 from typing import Iterable
+
+# The NOCS categories, class ids 1..6 in this order (0 is the background); per-class metrics end in
+# "/<name>" (``val/10deg_5cm/mug``).
+CLASSES = ("bottle", "bowl", "camera", "can", "laptop", "mug")
 
 DIRECTIONS: dict[str, str] = {
     "train/loss": "min",

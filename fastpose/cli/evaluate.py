@@ -1,0 +1,55 @@
+"""``fastpose eval`` and ``fastpose predict``: a run's checkpoint on a split (the NOCS table, journaled), or on
+image files (poses and overlays). Torch is imported inside the command bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fastpose.cli.app import app, opt
+
+
+@app.command("eval")
+def eval_command(
+    run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
+    checkpoint: Annotated[str, opt("best (the monitor's best), last, or a checkpoint file.")] = "best",
+    split: Annotated[str, opt("val (the run's validation set) | test (held out).")] = "val",
+    dataset: Annotated[Optional[str], opt("synthetic | nocs (default: the run's).")] = None,
+    data_root: Annotated[Optional[str], opt("NOCS dataset folder (default: the run's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+) -> None:
+    """NOCS-format evaluation of a checkpoint on a split: table per class, PR curves (PNG), journaled."""
+    from fastpose.training.evaluate import evaluate_run
+
+    done = evaluate_run(run, checkpoint=checkpoint, split=split, dataset=dataset, data_root=data_root)
+    if json_out:
+        from fastpose.text import strict_json
+
+        print(strict_json(done.to_json(), indent=2))
+        return
+    from fastpose.screens.evaluation import evaluation_table
+    from fastpose.screens.terminal.console import safe_console
+    from fastpose.screens.terminal.evaluation import render_table
+
+    console = safe_console()
+    render_table(evaluation_table(done.record.metrics, done.title()), console)
+    console.print(f"precision-recall curves: {done.record.plot_path}", markup=False, highlight=False)
+    console.print(f"journaled as evaluation #{done.record.id}", markup=False, highlight=False)
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
+    images: Annotated[list[str], typer.Argument(help="Image files (any size; centre-cropped and resized as in training).")],
+    intrinsics: Annotated[Optional[str], opt("fx,fy,cx,cy of the original images (OpenCV convention).")] = None,
+    out: Annotated[Optional[str], opt("Folder for the overlay PNGs (default: <run dir>/predictions).")] = None,
+    checkpoint: Annotated[str, opt("best, last, or a checkpoint file.")] = "best",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the detections as JSON.")] = False,
+    max_pixels: Annotated[Optional[int], opt("Refuse images with more pixels than this (read from the file's header) [default: 100000000].")] = None,
+) -> None:
+    """Detected objects per image: class, score, quaternion (x, y, z, w), translation and size (m); overlays."""
+    from fastpose.training.predict import predict_images
+
+    predict_images(run, images, intrinsics=intrinsics, out=out, checkpoint=checkpoint, json_out=json_out,
+                   **({} if max_pixels is None else {"max_pixels": max_pixels}))

@@ -1,0 +1,119 @@
+"""The daily log (``fastpose journal``): runs grouped by local day, newest first, with their final and best
+metrics, notes and the day notes; and the ``--json`` run object every screen shares (``run_to_json``)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Iterable
+
+from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
+from fastpose.screens.format import DEFAULT_MONITOR, local
+from fastpose.text import finite_json
+
+if TYPE_CHECKING:
+    from fastpose.journal.reader import JournalReader
+
+
+def headline(summaries: dict[str, MetricSummary], primary: str | None = None, n: int = 4) -> list[tuple[str, float]]:
+    """The metrics a one-line summary of a run shows (final values): its primary metric (``train.monitor``),
+    the miss rate, the median errors and both losses, those it logged; else its first few."""
+    wanted = (primary or DEFAULT_MONITOR, *ALWAYS, *EXPORT_METRICS)
+    names = [m for m in dict.fromkeys(wanted) if m in summaries] or sorted(summaries)
+    return [(m, summaries[m].final) for m in names[:n]]
+
+
+def run_to_json(
+    run: RunRecord,
+    store: JournalReader | None = None,
+    *,
+    summaries: dict[str, MetricSummary] | None = None,
+    notes: list[NoteRecord] | None = None,
+) -> dict[str, Any]:
+    """The ``--json`` run object (``journal --json``, ``compare --json``). Pass ``store`` or both extras."""
+    if summaries is None:
+        summaries = store.metric_summaries([run.id])[run.id] if store else {}
+    if notes is None:
+        notes = store.notes(run.id) if store else []
+    iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
+    return {
+        "id": run.id,
+        "name": run.name,
+        "label": run.label,
+        "status": run.status,
+        "started": iso(run.started_at),
+        "ended": iso(run.ended_at),
+        "duration_s": run.duration_s,
+        "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
+        "final_metrics": {n: _json_num(s.final) for n, s in summaries.items()},
+        "best_metrics": {n: _json_num(s.best) for n, s in summaries.items()},
+        "notes": [n.text for n in notes],
+        "epoch": run.epoch,
+        "step": run.step,
+        "parent_id": run.parent_id,
+        "host": run.host,
+        "pid": run.pid,
+        "run_dir": run.run_dir,
+        "checkpoint": run.checkpoint,
+        "error_type": run.error_type,
+        "error_message": run.error_message,
+        "config": finite_json(run.config),
+    }
+
+
+def _json_num(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN
+
+
+class DailyLog:
+    """Runs grouped by local day, newest first, with their summaries and notes (and the day notes)."""
+
+    def __init__(
+        self, reader: JournalReader | None, runs: list[RunRecord], day_notes: Iterable[NoteRecord] = ()
+    ) -> None:
+        ids = [r.id for r in runs]
+        self.runs = runs
+        self.summaries = reader.metric_summaries(ids) if reader else {}
+        self.notes = reader.run_notes(ids) if reader else {}
+        self.days: dict[date, list[RunRecord]] = defaultdict(list)
+        self.day_notes: dict[date, list[NoteRecord]] = defaultdict(list)
+        for run in runs:
+            self.days[local(run.started_at).date()].append(run)
+        for note in day_notes:
+            self.day_notes[local(note.created_at).date()].append(note)
+
+    def ordered_days(self) -> list[date]:
+        return sorted(set(self.days) | set(self.day_notes), reverse=True)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [run_to_json(r, summaries=self.summaries[r.id], notes=self.notes[r.id]) for r in self.runs]
+
+
+def load_daily_log(
+    reader: JournalReader,
+    since: datetime | None = None,
+    status: str | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+) -> DailyLog:
+    """The runs ``list_runs`` selects, plus the day notes of the days shown (none when filtering runs)."""
+    from fastpose.journal.reader import parse_since
+
+    runs = reader.list_runs(since=since, status=status, name=name, limit=limit)
+    notes_from = since
+    if limit and len(runs) == limit:  # truncated: day notes only from the oldest day shown
+        notes_from = parse_since(f"{runs[-1].started_at.astimezone():%Y-%m-%d}")
+    day_notes = [] if status or name else reader.day_notes(since=notes_from)
+    return DailyLog(reader, runs, day_notes)
+
+
+# What the daily log shows of each run beside its primary metric: the miss rate always (a rotation error
+# or an AP means little without it); then, as far as the terminal is wide enough (the run column keeps at
+# least RUN_MIN columns), in this order: both losses (named in full, so train/loss and val/loss are never
+# confused), the best primary value, the median errors.
+ALWAYS = ("val/miss_rate",)
+
+
+EXPORT_METRICS = ("val/rot_err_median", "val/trans_err_median_cm", "val/loss", "train/loss")  # the export's order
