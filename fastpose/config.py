@@ -142,8 +142,8 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 10  # training epochs. The demo's depth needs them: at 5 the median translation error was 4.9 cm
-    #                   against the trivial baseline's 8.3 (issue 12 asks for half), at 8 it was 4.1 and 4.4 for
-    #                   seeds 0 and 1, at 10 3.8 (README, "The demo model in the NOCS format")
+    #                   against the trivial baseline's 8.3 (the goal is half), at 8 it was 4.1 and 4.4 for
+    #                   seeds 0 and 1, at 10 3.8 (docs/evaluation.md)
     batch_size: int = 16  # per device; small batches give the short demo more optimizer steps
     lr: float = 3e-3  # AdamW learning rate (short linear warm-up, then cosine to 0)
     weight_decay: float = 1e-4

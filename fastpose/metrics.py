@@ -43,14 +43,14 @@ DIRECTIONS: dict[str, str] = {
     "val/trans_err_median_cm": "min",
     "val/miss_rate": "min",
     "val/false_positive_rate": "min",
-    # logged by runs before issue 12 (ground-truth-only rotation metrics); kept so old journals read right
+    # logged by older runs (ground-truth-only rotation metrics); kept so old journals read right
     "val/rot_err_mean": "min",
     "val/degree_mAP_5": "max",
     "val/degree_mAP_10": "max",
     "val/degree_mAP_20": "max",
 }
 
-# Logged by runs before issue 12; kept in DIRECTIONS so old journals read right, never logged today.
+# Logged by older runs; kept in DIRECTIONS so old journals read right, never logged today.
 LEGACY: tuple[str, ...] = ("val/rot_err_mean", "val/degree_mAP_5", "val/degree_mAP_10", "val/degree_mAP_20")
 # What every run logs today (per-class APs aside), e.g. the metric columns of TensorBoard's HParams table.
 LOGGED: tuple[str, ...] = tuple(name for name in DIRECTIONS if name not in LEGACY)
@@ -113,7 +113,7 @@ def run_primary(config: dict | None, logged: Iterable[str] = ()) -> str:
     return next((m for m in _PRIMARY_BEFORE_MONITOR if m in logged), DEFAULT_MONITOR)
 
 
-# What picked the best checkpoint before ``train.monitor`` existed (issue 12), newest first.
+# What picked the best checkpoint before ``train.monitor`` existed, newest first.
 _PRIMARY_BEFORE_MONITOR = (DEFAULT_MONITOR, "val/rot_err_median", "val/rot_err_mean")
 
 
@@ -143,7 +143,7 @@ def is_better(name: str, candidate: float | None, incumbent: float | None) -> bo
 
 def primary_metric(config: dict | None = None) -> str:
     """The metric a study is judged on (sweep table, group verdict): one helper, so that a configurable
-    ``train.monitor`` (issue 12) changes it in one place. Today: the validation median rotation error."""
+    ``train.monitor`` changes it in one place. Today: the validation median rotation error."""
     monitor = ((config or {}).get("train") or {}).get("monitor") if isinstance(config, dict) else None
     return monitor if isinstance(monitor, str) and monitor else "val/rot_err_median"
 

@@ -24,7 +24,7 @@ def fastpose_exe() -> list[str]:
     return [sys.executable, "-m", "fastpose"]
 
 
-# ---------------------------------------------------------------------------- journal (issue 2)
+# ---------------------------------------------------------------------------- journal
 
 # Every journal test runs on both backends (one parametrisation): SQLite, and PostgreSQL on the server named by
 # $FASTPOSE_TEST_PG_URL (.ci/run starts one with .ci/start-postgres), a fresh database per test. Without that
@@ -133,7 +133,7 @@ def run_cli(fastpose_exe: list[str]):
     return run
 
 
-# ---------------------------------------------------------------------------- training (issue 4)
+# ---------------------------------------------------------------------------- training
 
 
 def make_git_repo(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Migrations of real old journals (issue 6): each committed ``tests/journal_fixtures/rev_<REV>.db`` -> head.
+"""Migrations of real old journals: each committed ``tests/journal_fixtures/rev_<REV>.db`` -> head.
 
 On SQLite the fixture file itself (a copy) is opened and upgraded in place, as a user's journal would be. On
 PostgreSQL a fresh database is upgraded to the fixture's revision, the fixture's rows are loaded into it,

@@ -182,7 +182,7 @@ def test_mark_lost_dead_pid_reused_pid_and_stale_heartbeat(journal_store: Journa
          heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=5))
     fresh_remote = _start(journal_store, "REMOTE")
     # Same hostname, but another PID namespace (a container with host networking): its pid means nothing
-    # in our process table, so only the heartbeat can tell (issue 11).
+    # in our process table, so only the heartbeat can tell.
     _set(journal_store, fresh_remote.id, pid=1, pid_namespace=(fresh_remote.pid_namespace or 0) + 1)
     done = _start(journal_store, "DONE")
     journal_store.finish(done.id)

@@ -1,4 +1,4 @@
-"""Bad input, one table of cases (issue 11): each gives one clear line, its exit code, and leaves the journal
+"""Bad input, one table of cases: each gives one clear line, its exit code, and leaves the journal
 and the disk unchanged.
 
 Every case runs the real CLI in a subprocess against a journal that already holds four runs (`A1`, `B1`,
@@ -268,7 +268,7 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("strategy Lightning refuses", ["train", "--name", "X", "--strategy", "ddp_bogus", *TINY], {}, ["Lightning refuses"]),
     ("gpu without a GPU", ["train", "--name", "X", "--accelerator", "gpu", *TINY], {"NEEDS_NO_GPU": "1"}, ["Lightning refuses"]),
     ("resume epochs 0", ["resume", "A1", "--epochs", "0"], {}, ["A1"]),
-    # studies (issue 13): sweeps, tags, journal filters, group comparisons
+    # studies: sweeps, tags, journal filters, group comparisons
     ("sweep empty axis", ["sweep", "{root}/sweep_empty_axis.toml"], {}, ["axis 'train.seed' is empty"]),
     ("sweep unknown axis", ["sweep", "{root}/sweep_unknown_axis.toml"], {}, ["loss.nme"]),
     ("sweep jobs 0", ["sweep", "{root}/sweep_unknown_axis.toml", "--jobs", "0"], {}, ["--jobs"]),

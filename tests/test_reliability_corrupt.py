@@ -1,4 +1,4 @@
-"""A corrupt journal file (issue 6): garbage or a truncated/damaged SQLite file at ``<home>/fastpose.db``.
+"""A corrupt journal file: garbage or a truncated/damaged SQLite file at ``<home>/fastpose.db``.
 
 Every journal command answers with one clear line and exit code 2, and the file stays byte-for-byte the
 same (hash before and after); no backup or new journal is made beside it.

@@ -1,4 +1,4 @@
-"""A fuzz test of the whole command line (issue 11): Hypothesis drives every command with generated
+"""A fuzz test of the whole command line: Hypothesis drives every command with generated
 arguments, option values, environment values and file contents, and checks what a user must always get.
 
 For every example:

@@ -1,4 +1,4 @@
-"""Issue 11 with real processes: a spool belongs to one journal, export never destroys anything, `lost` is
+"""Hardening with real processes: a spool belongs to one journal, export never destroys anything, `lost` is
 decided per machine and PID namespace, user text is printed literally, and a journal that cannot be read,
 written or locked gives one line instead of a traceback (file modes, read-only and full file systems, locks).
 

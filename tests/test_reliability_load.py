@@ -1,4 +1,4 @@
-"""Load (issue 6): 16 training-like processes write one journal at once, on SQLite and PostgreSQL.
+"""Load: 16 training-like processes write one journal at once, on SQLite and PostgreSQL.
 
 Each writer starts a run, then per epoch logs one batch of metric rows (as the JournalCallback does at an
 epoch end), heartbeats, and every few epochs adds a note; it finishes the run. A long reader holds the

@@ -1,4 +1,4 @@
-"""Security (issue 6): all SQL goes through bound parameters, and nothing a user types places a file outside
+"""Security: all SQL goes through bound parameters, and nothing a user types places a file outside
 the journal home (or the file the user named, for ``journal export``).
 
 Run names are validated (``[A-Za-z0-9][A-Za-z0-9_.-]{0,99}``), so quotes and SQL fragments reach the

@@ -1,4 +1,4 @@
-"""Journal outage (issue 6): writes spool to the run directory while the journal is unreachable and are
+"""Journal outage: writes spool to the run directory while the journal is unreachable and are
 replayed exactly once when it is back: a SQLite journal held locked by another process past the timeout,
 a real PostgreSQL server stopped mid-run and restarted, and ``fastpose journal`` replaying a dead run's spool.
 """

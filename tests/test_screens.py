@@ -1,4 +1,4 @@
-"""The everyday screens (issue 15) through the real CLI on a real SQLite journal, built by direct inserts
+"""The everyday screens through the real CLI on a real SQLite journal, built by direct inserts
 (no training): `journal` at 80 and 160 columns, `journal show`, `compare` (screen, --json, --plot), the
 provenance capture, `--version`, `train --help`, `--print-config`, `--from`, `resume --no-progress`.
 

@@ -23,8 +23,8 @@ positive, so a duplicate (a second detection of an already matched object) is on
 3D IoU (``box_iou_3d``): NOCS's definition, the IoU of the camera-frame axis-aligned boxes that bound the
 eight corners of each posed box; for bottle, bowl, can (and a mug whose handle is not visible) the predicted
 box is turned about its y axis in 20 steps of 18 degrees and the best IoU is kept. NOCS's code takes the
-bounds along the wrong array axis (``np.amax(bbox, axis=0)`` on a (3, 8) array, see hughw19/NOCS_CVPR2019
-issue 47); here the bounds are per coordinate, as the code means.
+bounds along the wrong array axis (``np.amax(bbox, axis=0)`` on a (3, 8) array, see
+https://github.com/hughw19/NOCS_CVPR2019/issues/47); here the bounds are per coordinate, as the code means.
 
 Rotation error: ``fastpose.pose.metrics.rotation_error_deg`` (geodesic angle; y-axis angle for the
 symmetric classes and for a mug whose handle is not visible; NaN, which meets no threshold, for a zero

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastpose.config import flatten
 from fastpose.errors import FastposeError
-from fastpose.screens.daily_log import run_to_json
+from fastpose.screens.runs import run_to_json
 from fastpose.screens.format import (
     STANDARD_VAL, comparable_across, direction, is_better, metric_group, metric_order, run_primary,
 )

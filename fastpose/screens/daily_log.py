@@ -1,16 +1,15 @@
 """The daily log (``fastpose journal``): runs grouped by local day, newest first, with their final and best
-metrics, notes and the day notes; and the ``--json`` run object every screen shares (``run_to_json``)."""
+metrics, notes and the day notes."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from fastpose.journal.records import MetricSummary, NoteRecord, RunRecord
 from fastpose.screens.format import DEFAULT_MONITOR, local
-from fastpose.text import finite_json
+from fastpose.screens.runs import run_to_json
 
 if TYPE_CHECKING:
     from fastpose.journal.reader import JournalReader
@@ -22,49 +21,6 @@ def headline(summaries: dict[str, MetricSummary], primary: str | None = None, n:
     wanted = (primary or DEFAULT_MONITOR, *ALWAYS, *EXPORT_METRICS)
     names = [m for m in dict.fromkeys(wanted) if m in summaries] or sorted(summaries)
     return [(m, summaries[m].final) for m in names[:n]]
-
-
-def run_to_json(
-    run: RunRecord,
-    store: JournalReader | None = None,
-    *,
-    summaries: dict[str, MetricSummary] | None = None,
-    notes: list[NoteRecord] | None = None,
-) -> dict[str, Any]:
-    """The ``--json`` run object (``journal --json``, ``compare --json``). Pass ``store`` or both extras."""
-    if summaries is None:
-        summaries = store.metric_summaries([run.id])[run.id] if store else {}
-    if notes is None:
-        notes = store.notes(run.id) if store else []
-    iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
-    return {
-        "id": run.id,
-        "name": run.name,
-        "label": run.label,
-        "status": run.status,
-        "started": iso(run.started_at),
-        "ended": iso(run.ended_at),
-        "duration_s": run.duration_s,
-        "git_commit": run.git_commit,
-        "git_dirty": run.git_dirty,
-        "final_metrics": {n: _json_num(s.final) for n, s in summaries.items()},
-        "best_metrics": {n: _json_num(s.best) for n, s in summaries.items()},
-        "notes": [n.text for n in notes],
-        "epoch": run.epoch,
-        "step": run.step,
-        "parent_id": run.parent_id,
-        "host": run.host,
-        "pid": run.pid,
-        "run_dir": run.run_dir,
-        "checkpoint": run.checkpoint,
-        "error_type": run.error_type,
-        "error_message": run.error_message,
-        "config": finite_json(run.config),
-    }
-
-
-def _json_num(value: float) -> float | None:
-    return value if math.isfinite(value) else None  # JSON has no NaN
 
 
 class DailyLog:

@@ -23,7 +23,7 @@ from typing import Any
 from fastpose.config import flatten
 from fastpose.errors import FastposeError
 from fastpose.metrics import DIRECTIONS
-from fastpose.screens.daily_log import run_to_json
+from fastpose.screens.runs import run_to_json
 from fastpose.screens.format import comparable_across, direction, is_better, primary_metric
 from fastpose.studies.stats import TEST_NAME, Summary, Welch, describe, welch
 

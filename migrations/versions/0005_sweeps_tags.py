@@ -1,4 +1,4 @@
-"""Sweeps, sweep cells and run tags (issue 13: studies as commands).
+"""Sweeps, sweep cells and run tags (studies as commands).
 
 - ``sweeps``: one row per sweep (``fastpose sweep FILE.toml``): its unique id text, the expanded sweep file
   (base config, axes, tags, launcher resources) as JSON, the file it came from.

@@ -1,4 +1,4 @@
-"""source_states: the fastpose code a run ran (issue 15, provenance that follows the code).
+"""source_states: the fastpose code a run ran (provenance that follows the code).
 
 One row per run: fastpose's version, where the package was imported from, and, when that is a git checkout
 (an editable install), its git state: commit, branch, dirty flag, diff, untracked files. ``same_as_cwd``: the

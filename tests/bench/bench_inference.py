@@ -3,7 +3,7 @@
     python tests/bench/bench_inference.py                       # 640x480, batch 1 and 8, resnet18 and resnet50
     python tests/bench/bench_inference.py --json out.json       # the same, also written as JSON
     python tests/bench/bench_inference.py --sizes 64,256 --batches 1,32 --backbones resnet18 --before --update
-                                                                # the 64/256 px table of the README (issue 12)
+                                                                # the 64/256 px table of docs/benchmarks.md
 
 What is timed, per row (device, backbone, precision, compiled or not, image size, batch):
 

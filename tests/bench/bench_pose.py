@@ -4,7 +4,7 @@
     python tests/bench/bench_pose.py --images 1024 --threads 2 --chunk 32
     python tests/bench/bench_pose.py --train-step --threads 2   # also FastPoseNet training-step time
 
-Targets (issue 3): at least 500 rendered 64x64 images per second; the vectorised aggregation + matching
+Targets: at least 500 rendered 64x64 images per second; the vectorised aggregation + matching
 at least 10x faster than a per-instance Python loop on a batch of 32 images with 3 objects each.
 The naive loop below is the reference implementation and lives only here.
 """

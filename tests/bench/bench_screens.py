@@ -1,4 +1,4 @@
-"""Benchmark: the everyday screens on a 10,000-run journal (issue 15): `fastpose journal` and `fastpose compare`
+"""Benchmark: the everyday screens on a 10,000-run journal: `fastpose journal` and `fastpose compare`
 of two runs under 0.5 s, `compare --plot` under 2 s.
 
     .venv/bin/python tests/bench/bench_screens.py [--runs 10000] [--metrics 1000000] [--repeat 7] [--rebuild]

@@ -1,4 +1,4 @@
-"""A trained run against the trivial baseline, evaluated by the same code (issue 12's acceptance).
+"""A trained run against the trivial baseline, evaluated by the same code.
 
     python tests/bench/eval_baseline.py RUN [--checkpoint best] [--split val]
 

@@ -34,7 +34,7 @@ FULL = REPO / "studies" / "loss_study.toml"
 QUICK = REPO / "studies" / "loss_study_quick.toml"
 METRIC = "val/rot_err_median"
 CONTROL = "qloss-neglog"
-GOAL_DEG = 5.0  # issue 14's goal for the best arm's median rotation error
+GOAL_DEG = 5.0  # the study's goal for the best arm's median rotation error
 
 
 def arm_name(values: dict[str, Any]) -> str:
