@@ -83,6 +83,10 @@ class Run(Base):
     # /proc/self/ns/pid. The process table decides "lost" only when both match the reader's.
     machine_id: Mapped[str | None] = mapped_column(sa.String(64))
     pid_namespace: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # Revision 0009: what else changes the run's numbers (threads, device, precision, backend flags, versions),
+    # and when `journal rm` deleted it (NULL: not deleted).
+    environment: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    deleted_at: Mapped[datetime | None] = mapped_column(When, index=True)
 
     git: Mapped[GitStateRow | None] = relationship(back_populates="run", passive_deletes=True)
 

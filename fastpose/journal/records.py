@@ -93,6 +93,10 @@ class RunRecord:
     lightning_version: str | None = None
     machine_id: str | None = None  # /etc/machine-id, else "boot:<boot id>" (revision 0004)
     pid_namespace: int | None = None  # inode of the run's PID namespace (revision 0004)
+    # What changes its numbers besides config and code: threads, device, precision, backend flags, versions
+    # (revision 0009; None for older runs)
+    environment: dict[str, Any] | None = None
+    deleted_at: datetime | None = None  # set by `journal rm` (revision 0009): hidden from listings
     git_commit: str | None = None
     git_dirty: bool | None = None
 
@@ -104,7 +108,7 @@ class RunRecord:
 
 
 RUN_COLUMNS = tuple(f for f in RunRecord.__dataclass_fields__ if f not in ("git_commit", "git_dirty"))
-_RUN_TIMES = ("created_at", "started_at", "ended_at", "heartbeat_at")
+_RUN_TIMES = ("created_at", "started_at", "ended_at", "heartbeat_at", "deleted_at")
 
 
 def to_utc(value: Any) -> datetime | None:
@@ -132,6 +136,7 @@ def run_from_row(row: dict[str, Any]) -> RunRecord:
     for key in _RUN_TIMES:
         data[key] = to_utc(data[key])
     data["config"] = json_value(data["config"]) or {}
+    data["environment"] = json_value(data["environment"])
     data["git_commit"] = row.get("git_commit")
     dirty = row.get("git_dirty")
     data["git_dirty"] = None if dirty is None else bool(dirty)

@@ -214,9 +214,25 @@ def rows_0008() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0009() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0009: + runs.environment and runs.deleted_at (a run with its environment recorded, one deleted,
+    the older runs with neither)."""
+    rows = rows_0008()
+    env = {"threads": {"torch_intra_op": 2, "torch_inter_op": 2, "OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None},
+           "device": {"accelerator": "cpu", "name": "AMD EPYC \"Genoa\" ünï", "count": 1},
+           "precision": "32-true", "backends": {"cudnn_benchmark": False, "cudnn_deterministic": False,
+                                                "allow_tf32_matmul": False, "deterministic_algorithms": False},
+           "versions": {"torch": "2.13.0+cpu", "lightning": "2.6.6", "numpy": "2.2.1", "cuda": None, "cudnn": None}}
+    for run in rows["runs"]:
+        run["environment"], run["deleted_at"] = None, None
+    rows["runs"][0]["environment"] = env
+    rows["runs"][1]["deleted_at"] = _t(500)
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
 ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006,
-        "0007": rows_0007, "0008": rows_0008}
+        "0007": rows_0007, "0008": rows_0008, "0009": rows_0009}
 
 
 def write_fixture(revision: str, path: Path) -> None:
