@@ -14,6 +14,10 @@ its CPU time, and the import time alone (``python -c "import fastpose.cli"``) be
 ``--baseline TREE``: every case also runs from another checkout of fastpose (``PYTHONPATH=TREE``, e.g. a
 ``git worktree`` of the commit before a change), interleaved with this tree's in the same rounds, and the
 ratio of the medians (this tree / baseline) is printed per case.
+
+``--instructions``: each case also runs once per tree under ``valgrind --tool=callgrind`` and the instructions
+it executed are compared: a count that the machine's load does not change (``PYTHONHASHSEED=0``), for a
+shared machine where wall and CPU time vary by more than the difference being measured.
 """
 
 from __future__ import annotations
@@ -44,6 +48,19 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return wall, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+
+
+def instructions(cmd: list[str], env: dict[str, str]) -> int:
+    """Instructions ``cmd`` executes, child processes included, counted by callgrind."""
+    import re
+
+    out = Path(tempfile.mkdtemp()) / "callgrind.out"
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}.%p",
+                           *cmd], env={**env, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"callgrind of {' '.join(cmd)} failed: {proc.stderr[-500:]}")
+    return sum(int(m.group(1)) for m in re.finditer(r"Collected : (\d+)", proc.stderr))
 
 
 def main() -> None:
@@ -94,6 +111,14 @@ def main() -> None:
         wall, cpu = statistics.median(walls["", label]), statistics.median(cpus["", label])
         verdict = "" if target is None else (f"{target} s  OK" if wall < target else f"{target} s  OVER")
         print(f"  {label:48s} {wall * 1000:6.0f}ms {min(walls['', label]) * 1000:6.0f}ms {cpu * 1000:6.0f}ms  {verdict}")
+    if args.instructions:
+        print("instructions executed (valgrind --tool=callgrind, PYTHONHASHSEED=0, one run each):")
+        print(f"  {'command':48s} " + " ".join(f"{t or 'this tree':>16s}" for t in trees)
+              + ("   ratio" if len(trees) > 1 else ""))
+        for label, cmd, _ in cases:
+            counts = [instructions(cmd, tree_env) for tree_env in trees.values()]
+            ratio = f"  {counts[0] / counts[1]:6.3f}" if len(counts) > 1 else ""
+            print(f"  {label:48s} " + " ".join(f"{c:16,d}" for c in counts) + ratio)
     if "baseline" in trees:
         print(f"against the baseline {args.baseline} (this tree / baseline, medians):")
         print(f"  {'command':48s} {'wall':>8s} {'base':>8s} {'ratio':>6s} {'cpu':>8s} {'base':>8s} {'ratio':>6s}")
