@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,15 +45,19 @@ JSON_SCREENS = {
 
 
 @pytest.fixture(scope="module")
-def journal(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("golden") / "home"
+def journal() -> Iterator[Path]:
+    # The panels are as wide as their widest line, and a run dir holds the home path: a home of one
+    # fixed length (mkdtemp's names are) keeps the drawings independent of where pytest puts its tmp.
+    root = Path(tempfile.mkdtemp(prefix="fastpose-golden-", dir="/tmp"))
+    home = root / "home"
     sys.path.insert(0, str(GOLDEN))
     try:
         from build_journal import build
     finally:
         sys.path.pop(0)
     build(home)
-    return home
+    yield home
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _draw(home: Path, args: list[str], columns: int) -> str:
