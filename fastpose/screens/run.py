@@ -64,8 +64,8 @@ def environment_rows(env: dict[str, Any] | None) -> list[tuple[str, str]] | None
         line = (f"torch {text(threads.get('torch_intra_op'))} intra-op, {text(threads.get('torch_inter_op'))} "
                 f"inter-op; OMP_NUM_THREADS {text(threads.get('OMP_NUM_THREADS'))}, MKL_NUM_THREADS "
                 f"{text(threads.get('MKL_NUM_THREADS'))}")
-        extra = [x for x in (threads.get("chosen"), None if threads.get("cpus") is None else
-                             f"{threads['cpus']} CPUs available") if x]
+        chosen, cpus = threads.get("chosen"), threads.get("cpus")
+        extra = [x for x in (chosen, None if cpus is None or "CPUs" in str(chosen) else f"{cpus} CPUs available") if x]
         rows.append(("threads", line + (f" ({'; '.join(map(str, extra))})" if extra else "")))
     if device:
         count = device.get("count")
