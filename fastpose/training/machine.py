@@ -8,7 +8,7 @@ parallel work); ``environment(trainer, threads)`` is the run's journaled environ
 | `threads`          | `torch_intra_op`, `torch_inter_op` (torch's own counts), `OMP_NUM_THREADS`, `MKL_NUM_THREADS` (as set for the run's DataLoader workers and subprocesses), `cpus` (the CPUs this process may use), `chosen` (why that count: `--threads`, `OMP_NUM_THREADS`, `auto: ...`) |
 | `device`           | `accelerator` (Lightning's, resolved: cpu, cuda, mps), `name` (the CPU model or the GPU's name), `count` |
 | `precision`        | the precision Lightning trains in (``trainer.precision``), e.g. `32-true`, `bf16-mixed` |
-| `backends`         | `cudnn_benchmark`, `cudnn_deterministic`, `allow_tf32_matmul`, `allow_tf32_cudnn`, `float32_matmul_precision`, `deterministic_algorithms` (false, true, or "warn") |
+| `backends`         | `cudnn_benchmark`, `cudnn_deterministic`, `allow_tf32_matmul`, `allow_tf32_cudnn`, `float32_matmul_precision`, `deterministic_algorithms` (false, true, or "warn"), `fill_uninitialized_memory` |
 | `versions`         | `torch`, `lightning`, `numpy`, `cuda` and `cudnn` (None on a CPU build), `python` |
 | `recorded`         | `at start` (the planned device and precision, from the trainer built to check the settings) or `at fit start` (the training trainer's, after Lightning set its flags) |
 
@@ -55,6 +55,18 @@ def set_threads(config: RunConfig) -> Threads:
     return Threads(count, chosen)
 
 
+def no_fill_of_new_memory() -> None:
+    """Under Lightning's ``deterministic="warn"`` (``torch.use_deterministic_algorithms(True, warn_only=True)``)
+    torch also fills every new tensor's memory with NaN before a kernel writes it
+    (``torch.utils.deterministic.fill_uninitialized_memory``): a guard against kernels that read memory they
+    never wrote, which no kernel we run does, and 11 % of a training step's CPU time on the demo's model
+    (``fill_`` 25 -> 82 ms a step, ``tests/bench/bench_training.py``). Off: the same numbers, bit for bit (the
+    determinism tests rerun runs and compare every journaled value). Called after each Trainer is built."""
+    import torch
+
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def environment(trainer: Any, threads: Threads, recorded: str) -> dict[str, Any]:
     """The run's environment (module table) as JSON-ready values, read from ``trainer`` (resolved device and
     precision) and torch's global state now."""
@@ -82,6 +94,7 @@ def environment(trainer: Any, threads: Threads, recorded: str) -> dict[str, Any]
             "allow_tf32_cudnn": bool(cudnn.allow_tf32),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "deterministic_algorithms": deterministic,
+            "fill_uninitialized_memory": bool(torch.utils.deterministic.fill_uninitialized_memory),
         },
         "versions": {
             "torch": torch.__version__, "lightning": pl.__version__, "numpy": numpy.__version__,

@@ -409,6 +409,7 @@ def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -
     GPU): only Lightning's names are checked (accelerator, strategy, precision) and the device count's form,
     not whether this machine has the devices."""
     from fastpose.config import ConfigError
+    from fastpose.training.machine import no_fill_of_new_memory
 
     _quiet_warnings()
     t = config.train
@@ -419,10 +420,12 @@ def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -
                 _check_trainer_names(t.accelerator, t.strategy, t.precision, parse_devices(t.devices))
                 return None
             # deterministic as the run's own trainer: Lightning sets torch's flags from it (recorded)
-            return pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
-                              num_nodes=t.num_nodes, precision=t.precision, logger=False,
-                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                              max_epochs=1, deterministic="warn")
+            probe = pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
+                               num_nodes=t.num_nodes, precision=t.precision, logger=False,
+                               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                               max_epochs=1, deterministic="warn")
+            no_fill_of_new_memory()
+            return probe
     except Exception as exc:  # noqa: BLE001 - MisconfigurationException, ValueError, RuntimeError...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
@@ -558,7 +561,7 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         callbacks.append(ProgressBar(report.clock))  # the bar shows the run's time left, as the epoch line does
     callbacks.append(report)  # after the bar: the epoch's bar closes before its line prints
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
-    return pl.Trainer(
+    trainer = pl.Trainer(
         default_root_dir=str(run_dir),
         max_epochs=t.epochs,
         accelerator=t.accelerator,
@@ -577,6 +580,10 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         log_every_n_steps=1,  # Lightning logs only the learning rate per step; StepLosses batches the losses
         deterministic="warn",
     )
+    from fastpose.training.machine import no_fill_of_new_memory
+
+    no_fill_of_new_memory()  # after the Trainer: it turned torch's deterministic mode (and the fill) on
+    return trainer
 
 
 def _quiet_warnings() -> None:
