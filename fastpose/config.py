@@ -78,6 +78,7 @@ INT_RANGES: dict[str, tuple[str, int, int]] = {
     "train.save_every": ("--save-every", 0, 10**6),
     "train.num_nodes": ("--num-nodes", 1, 4096),
     "train.log_images": ("--log-images", 0, 64),
+    "train.threads": ("--threads", 0, 1024),
 }
 
 
@@ -149,11 +150,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0  # seeds torch (weights init), data order and Lightning
     save_every: int = 0  # also keep a checkpoint every N epochs (0 = off)
-    accelerator: str = "cpu"  # passed to Lightning: cpu | gpu | auto | ...
+    accelerator: str = "auto"  # passed to Lightning: auto (a GPU where there is one, else the CPU) | cpu | gpu | ...
     devices: str = "1"  # passed to Lightning: a count, a list "0,1", or "auto"
     strategy: str = "auto"  # passed to Lightning: auto | ddp | ddp_spawn | ...
     num_nodes: int = 1
     precision: str = "32-true"
+    threads: int = 0  # CPU threads of torch (intra- and inter-op; OMP/MKL_NUM_THREADS for its workers): 0 = auto
+    #                   ($OMP_NUM_THREADS when set, else the free CPUs, at most 4; fastpose/environment.py). The
+    #                   count changes the numbers (float sums split differently): the journal records it
     limit_train_batches: float = 1.0  # fraction or count of batches per epoch (tests use small counts)
     limit_val_batches: float = 1.0
     log_images: int = 4  # validation samples drawn with pose axes into TensorBoard (0 = off)

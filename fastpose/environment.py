@@ -13,6 +13,13 @@
 | `FASTPOSE_DDP_SPEC_WAIT_S` | seconds a cluster-started rank waits for rank zero's spec (default 900) | a finite number > 0 |
 
 Torch-free and cheap: called by ``fastpose.cli.run`` before any command.
+
+CPU threads (``train.threads``, ``--threads``) are chosen here too, torch-free, so the runner and the local
+sweep launcher share one rule (``choose_threads``): a number given is used as given; ``0`` (auto) takes
+``$OMP_NUM_THREADS`` when it is set, else the CPUs this process may run on (``sched_getaffinity``) that the
+last minute's load average leaves free, at most ``MAX_AUTO_THREADS``, at least 1. On a shared machine more
+threads than free cores make every parallel pass wait at its barrier for a descheduled thread: a tiny run
+took 2.3-4.5 times as long on 2 threads as on 1 at load 9-10 on 2 cores.
 """
 
 from __future__ import annotations
@@ -36,6 +43,78 @@ def positive_seconds(name: str, default: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise FastposeError(f"${name} must be a finite number of seconds > 0, got {raw!r}")
     return value
+
+
+MAX_AUTO_THREADS = 4  # the demo's 64-px batches give each kernel little work to split; more threads only wait
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a cgroup's or ``taskset``'s limit included)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def load_average() -> float | None:
+    """The last minute's load average (runnable processes), None where the system has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def auto_threads(jobs: int = 1) -> tuple[int, str]:
+    """``(threads, why)`` for one of ``jobs`` processes started side by side: the free CPUs split between
+    them (see the module docstring), ``why`` in words for the run's first line and its journal record."""
+    cpus, load = available_cpus(), load_average()
+    busy = 0 if load is None else min(cpus, int(load + 0.5))
+    free = max(1, cpus - busy)
+    threads = max(1, min(MAX_AUTO_THREADS, free // max(1, jobs)))
+    why = f"auto: {free} of {cpus} CPUs free" + ("" if load is None else f" at load {load:.1f}")
+    if jobs > 1:
+        why += f", split between {jobs} jobs"
+    if threads == MAX_AUTO_THREADS and free // max(1, jobs) > MAX_AUTO_THREADS:
+        why += f", at most {MAX_AUTO_THREADS}"
+    return threads, why
+
+
+def choose_threads(setting: int) -> tuple[int, str]:
+    """``(threads, why)`` for ``train.threads = setting``: as given when > 0, else ``$OMP_NUM_THREADS`` when it
+    holds a positive integer, else ``auto_threads()``."""
+    if setting > 0:
+        return setting, "--threads"
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw), "OMP_NUM_THREADS"
+    return auto_threads()
+
+
+def carried_threads(environment: dict | None, config: dict | None) -> int | None:
+    """The thread count a run used (its journaled environment; else a count its config set), for ``train
+    --from`` and ``resume`` to carry over; None when neither says."""
+    threads = (environment or {}).get("threads") if isinstance(environment, dict) else None
+    used = threads.get("torch_intra_op") if isinstance(threads, dict) else None
+    if isinstance(used, int) and not isinstance(used, bool) and used > 0:
+        return used
+    setting = ((config or {}).get("train") or {}).get("threads") if isinstance(config, dict) else None
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    return None
+
+
+def carry_threads(environment: dict | None, config: dict | None, run: str) -> tuple[int, str | None]:
+    """``(train.threads, note)`` for a run that continues or repeats ``run`` (its journaled environment and
+    config): the count it used, or fewer when this process has fewer CPUs (``note`` says so, in one line),
+    or 0 (auto) when it recorded none (``note`` says that)."""
+    used = carried_threads(environment, config)
+    if used is None:
+        return 0, f"{run} recorded no thread count: threads chosen as for a new run"
+    cpus = available_cpus()
+    if used > cpus:
+        return cpus, (f"{run} trained on {used} threads; this process may use {cpus} CPUs: training on {cpus} "
+                      f"(numbers may differ from {run}'s; --threads {used} uses {used} anyway)")
+    return used, None
 
 
 def check_environment() -> None:

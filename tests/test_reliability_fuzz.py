@@ -177,14 +177,15 @@ TRAIN_OPTS = ["--loss", "--eps", "--mask-weight", "--rot-weight", "--backbone", 
               "--weight-decay", "--seed", "--save-every", "--accelerator", "--devices", "--strategy",
               "--num-nodes", "--precision", "--limit-train-batches", "--limit-val-batches", "--note", "--config",
               "--name", "--data-seed", "--val-size", "--batch-size", "--num-workers", "--log-images",
-              "--decoder-channels"]
+              "--decoder-channels", "--threads"]
 # Integer options: their values are drawn at and beyond the ends of config.INT_RANGES. A high end is drawn only
 # where a run with it stays tiny (4096 workers or 10**6 epochs would be a real, long run).
 INT_KEY = {option: key for key, (option, _, _) in INT_RANGES.items()}
 CHEAP_HIGH = {"train.seed", "data.seed", "train.save_every", "train.log_images", "data.max_objects"}
 # ... and these take no other values: any integer token could be a real run of hundreds of workers or a
 # decoder thousands of channels wide
-EDGES_ONLY = {"--data-seed", "--val-size", "--batch-size", "--num-workers", "--log-images", "--decoder-channels"}
+EDGES_ONLY = {"--data-seed", "--val-size", "--batch-size", "--num-workers", "--log-images", "--decoder-channels",
+              "--threads"}
 
 
 def int_edges(key: str) -> st.SearchStrategy[int]:

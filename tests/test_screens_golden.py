@@ -35,6 +35,8 @@ SCREENS = {
     "compare-spark": ["compare", "AGG_QLOSS", "AGG_QLOSS_CONT", "--spark", "--per-class"],
     "compare-sweep": ["compare", "--sweep", "ls"],
     "compare-by": ["compare", "--by", "loss.name", "5", "6", "7", "8", "9", "10"],
+    "compare-threads": ["compare", "REPRO", "REPRO_1THREAD"],
+    "show-environment": ["journal", "show", "REPRO"],
 }
 JSON_SCREENS = {
     "journal.json": ["journal", "--json"],

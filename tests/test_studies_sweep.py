@@ -85,8 +85,10 @@ def test_a_2x2_sweep_journals_4_runs_with_sweep_id_and_groups(done_sweep) -> Non
     assert sorted(r.name for r in runs) == ["SW-mse-seed0", "SW-mse-seed1", "SW-qloss-seed0", "SW-qloss-seed1"]
     assert all(r.status == "completed" and r.epoch == 1 for r in runs)
     assert sorted(c.group_key for c in cells) == ['{"loss.name": "mse"}'] * 2 + ['{"loss.name": "qloss"}'] * 2
-    for run in runs:  # the run's own config is the cell's
+    for run in runs:  # the run's own config is the cell's; its threads the sweep's split, in its command line
         assert run.name == f"SW-{run.config['loss']['name']}-seed{run.config['train']['seed']}"
+        assert run.command.endswith(" --threads 1") and run.config["train"]["threads"] == 1
+        assert run.environment["threads"] == {**run.environment["threads"], "torch_intra_op": 1, "chosen": "--threads"}
         assert tags[run.id] == ["grid", "tiny"]
         assert (home / "sweeps" / "grid" / "logs" / f"{run.name}.log").is_file()
     assert sweep.spec["axes"] == {"loss.name": ["mse", "qloss"], "train.seed": [0, 1]}

@@ -20,10 +20,11 @@ from fastpose.config import RunConfig
 
 RunConfigFlat = RunConfig().flat()
 
-# 16 images of 32x32, batches of 8: two steps per epoch, a second or so per epoch on this CPU.
+# 16 images of 32x32, batches of 8: two steps per epoch, a second or so per epoch on this CPU. On the CPU and
+# one thread, pinned: the runs here are compared number for number, and the thread count changes the numbers.
 TINY = [
     "--image-size", "32", "--train-size", "16", "--val-size", "8", "--batch-size", "8",
-    "--no-progress", "--log-images", "2",
+    "--no-progress", "--log-images", "2", "--accelerator", "cpu", "--threads", "1",
 ]
 TRAIN_TERMS = ("train/loss", "train/loss_mask", "train/loss_rot", "train/loss_trans", "train/loss_size")
 VAL_ALWAYS = ("val/loss", "val/5deg", "val/10deg", "val/20deg", "val/iou_25", "val/10deg_5cm", "val/miss_rate")

@@ -342,3 +342,13 @@ def test_epoch_writes_leave_the_training_thread_and_land_before_the_run_ends():
     cb.stop_heartbeat()  # idempotent
     cb.on_train_epoch_end(Trainer(), None)  # no thread any more: written at once, on this thread
     assert calls[-1] == ("heartbeat 3", threading.current_thread().name)
+
+
+def test_the_epoch_line_ends_with_the_epochs_time_and_the_whole_runs_time_left():
+    from fastpose.screens.epoch import EpochLine
+    from fastpose.screens.terminal.epoch import epoch_line
+
+    values = {"val/10deg": 0.1, "train/loss": 1.5}
+    text = epoch_line(EpochLine(3, 10, "val/10deg", values, None, 12.4, 6 * 12.4)).plain
+    assert text == "epoch 3/9  val/10deg 0.1  train/loss 1.5  (12s; run ~1m14s to go)"
+    assert epoch_line(EpochLine(9, 10, "val/10deg", values, None, 12.4, 0.0)).plain.endswith("train/loss 1.5  (12s)")

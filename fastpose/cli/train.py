@@ -50,6 +50,7 @@ _TRAIN_KEYS = {
     "strategy": "train.strategy",
     "num_nodes": "train.num_nodes",
     "precision": "train.precision",
+    "threads": "train.threads",
     "limit_train_batches": "train.limit_train_batches",
     "limit_val_batches": "train.limit_val_batches",
     "log_images": "train.log_images",
@@ -66,6 +67,10 @@ def _dflt(key: str, help: str, **kw: Any) -> Any:
     shown = "none" if value is None else (value if isinstance(value, str) else _toml_value(value))
     return typer.Option(help=f"{help} [default: {shown}]", show_default=False, **kw)
 
+
+THREADS_HELP = ("CPU threads of torch (intra- and inter-op): the count changes the numbers and is journaled. "
+                "0 = auto: $OMP_NUM_THREADS when set, else the CPUs the load leaves free, at most 4; "
+                "--from and resume: the run's own count.")
 
 # Options of `train` that change only what a run displays; `resume` takes them too.
 DISPLAY_OPTIONS = ("progress", "log_images")
@@ -105,11 +110,12 @@ def train(
     weight_decay: Annotated[Optional[float], _dflt("train.weight_decay", "AdamW weight decay.")] = None,
     seed: Annotated[Optional[int], _dflt("train.seed", "Seed for weights init, data order and Lightning.")] = None,
     save_every: Annotated[Optional[int], _dflt("train.save_every", "Also keep a checkpoint every N epochs (0 = off).")] = None,
-    accelerator: Annotated[Optional[str], _dflt("train.accelerator", "Lightning accelerator: cpu | gpu | auto | ...")] = None,
+    accelerator: Annotated[Optional[str], _dflt("train.accelerator", "Lightning accelerator: auto (a GPU where there is one, else the CPU) | cpu | gpu | ...")] = None,
     devices: Annotated[Optional[str], _dflt("train.devices", "Lightning devices: a count, a list like 0,1, or auto.")] = None,
     strategy: Annotated[Optional[str], _dflt("train.strategy", "Lightning strategy: auto | ddp | ...")] = None,
     num_nodes: Annotated[Optional[int], _dflt("train.num_nodes", "Nodes for multi-node DDP.")] = None,
     precision: Annotated[Optional[str], _dflt("train.precision", "Lightning precision: 32-true | 16-mixed | bf16-mixed | 64-true.")] = None,
+    threads: Annotated[Optional[int], _dflt("train.threads", THREADS_HELP)] = None,
     limit_train_batches: Annotated[Optional[float], _dflt("train.limit_train_batches", "Batches per epoch: a fraction <= 1.0 or a count >= 2.")] = None,
     limit_val_batches: Annotated[Optional[float], _dflt("train.limit_val_batches", "Validation batches: a fraction <= 1.0 or a count >= 2.")] = None,
     log_images: Annotated[Optional[int], _dflt("train.log_images", "Validation samples drawn with pose axes into TensorBoard (0 = off).")] = None,
@@ -129,6 +135,13 @@ def train(
     if name is not None:
         updates["name"] = name
     base, origin_run = (None, None) if from_run is None else _config_of_run(from_run)
+    carried = None  # --from: the run's thread count, unless the options or the --config file set one
+    if origin_run is not None and "train.threads" not in updates and not _file_sets(config, "train", "threads"):
+        from fastpose.environment import carry_threads
+
+        updates["train.threads"], carried = carry_threads(origin_run.environment, origin_run.config,
+                                                          f"run {origin_run.id}")
+        carried = carried or f"threads {updates['train.threads']}, as run {origin_run.id} used"
     run_config = build_config(config, updates, base=base, require_name=not print_config)
     if print_config:
         from fastpose.config import toml_text
@@ -153,8 +166,13 @@ def train(
         from fastpose.config import config_changes
 
         changes = config_changes(origin_run.config, run_config.to_dict())
+        if carried is not None:  # the thread count is said on its own
+            changes = [c for c in changes if c[0] != "train.threads"]
         origin = (f"config from run {origin_run.id} ({origin_run.label}); "
-                  + ("changed: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes) if changes else "unchanged"))
+                  + ("changed: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes) if changes else "unchanged")
+                  + (f"; {carried}" if carried is not None else ""))
+        if carried is not None and not carried.startswith("threads "):
+            print(f"note: {carried}", file=sys.stderr)
     raise typer.Exit(run_training(run_config, note=note, tags=tags, sweep_cell=cell, origin=origin).exit_code)
 
 
@@ -168,11 +186,21 @@ def _config_of_run(ref: str) -> tuple[dict, Any]:
 
 
 def _file_names_run(path: Optional[Path]) -> bool:
+    return _file_sets(path, "name")
+
+
+def _file_sets(path: Optional[Path], *key: str) -> bool:
+    """Does the --config file set ``key`` (a path of tables, e.g. ``train``, ``threads``)?"""
     if path is None:
         return False
     from fastpose.config import load_toml
 
-    return "name" in load_toml(path)
+    value: Any = load_toml(path)
+    for part in key:
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
 
 
 @app.command()
@@ -183,10 +211,12 @@ def resume(
     note: Annotated[Optional[str], opt("Why: stored as a note on the new run.")] = None,
     log_images: Annotated[Optional[int], opt("Validation samples drawn with pose axes into TensorBoard (0 = off; default: the parent's).")] = None,
     progress: Annotated[Optional[bool], opt("Show the progress bar (default: as the parent did).")] = None,
+    threads: Annotated[Optional[int], opt("CPU threads of torch (default: the count the parent used, at most the CPUs this process may use; 0 = auto).")] = None,
 ) -> None:
     """Continue a run from its last.ckpt (full trainer state) as a new run linked to it."""
     require_text_cwd()
     from fastpose.training.runner import resume as run_resume
 
-    display = {_TRAIN_KEYS[k]: v for k, v in (("log_images", log_images), ("progress", progress)) if v is not None}
+    display = {_TRAIN_KEYS[k]: v for k, v in (("log_images", log_images), ("progress", progress), ("threads", threads))
+               if v is not None}
     raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note, updates=display).exit_code)

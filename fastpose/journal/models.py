@@ -192,7 +192,7 @@ class AppliedWrite(Base):
 
     write_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(16))  # heartbeat | log_metrics | finish | crash | add_note
+    kind: Mapped[str] = mapped_column(sa.String(16))  # heartbeat | log_metrics | finish | crash | add_note | set_environment
     applied_at: Mapped[datetime] = mapped_column(When)
 
 

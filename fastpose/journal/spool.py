@@ -1,7 +1,7 @@
 """Journal outage spool: training goes on when the journal cannot be written, and nothing is lost or doubled.
 
 ``SpoolingJournal`` wraps a ``JournalStore`` for one run. Each write (heartbeat, log_metrics, finish, crash,
-add_note) gets a unique id and its time of call, and tries the journal; the id is recorded in the journal
+add_note, set_environment) gets a unique id and its time of call, and tries the journal; the id is recorded in the journal
 (table ``applied_writes``) in the same transaction as the write. When the journal cannot be reached (SQLite
 locked past the timeout, the PostgreSQL server down, connection refused) the write is appended as one JSON
 line to ``<run_dir>/journal-spool.jsonl`` and the call returns; training carries on. Later writes keep the
@@ -188,6 +188,9 @@ class SpoolingJournal:
         """Like ``finish`` for a crash: type, message and traceback are kept (spooled if need be)."""
         return self._end("crash", run_id, {"exc_type": exc_type, "message": message, "traceback": traceback,
                                            "epoch": epoch, "step": step})
+
+    def set_environment(self, run_id: int, environment: dict[str, Any]) -> None:
+        self._submit("set_environment", run_id, {"environment": environment})
 
     def add_note(self, text: str, run_id: int | None = None) -> Any:
         """The NoteRecord, or None while the journal is unreachable (the note is spooled)."""
@@ -401,6 +404,8 @@ def apply_write(store: Any, record: dict[str, Any]) -> Any:
                            args.get("step"), at=at, write_id=wid)
     if kind == "add_note":
         return store.add_note(args["text"], run_id, at=at, write_id=wid)
+    if kind == "set_environment":
+        return store.set_environment(run_id, args["environment"], at=at, write_id=wid)
     raise FastposeError(f"unknown spooled journal write {kind!r}")
 
 

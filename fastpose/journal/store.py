@@ -44,6 +44,18 @@ GONE_DATABASE = "is gone (its database was dropped or renamed)"
 ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
 
 
+def _environment_value(value: Any, depth: int = 0) -> Any:
+    """A run's environment as the journal keeps it: nested dicts of text keys and scalars (strings made
+    valid UTF-8), anything else refused."""
+    if isinstance(value, dict) and depth < 4:
+        return {clean_str(str(k)): _environment_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, str):
+        return clean_str(value)
+    if value is None or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    raise FastposeError(f"a run's environment holds nested text, numbers and flags only, not {type(value).__name__}")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -252,9 +264,12 @@ class JournalStore(JournalReader):
         parent_id: int | None = None,
         checkpoint: str | None = None,
         source: SourceState | None = None,
+        environment: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Record a new run, status ``running``, with this process's pid/host/user/cwd/start time; ``git`` is
-        the working directory's git state, ``source`` the fastpose code's (``capture_source``)."""
+        the working directory's git state, ``source`` the fastpose code's (``capture_source``), ``environment``
+        what else changes its numbers (threads, device, precision, backends, versions:
+        ``fastpose.training.machine``; ``set_environment`` replaces it once training starts)."""
         validate_name(name)
         db.check_run_label(label)
         versions = versions or {}
@@ -282,6 +297,7 @@ class JournalStore(JournalReader):
             "lightning_version": versions.get("lightning"),
             "machine_id": machine_id(),
             "pid_namespace": pid_namespace(),
+            "environment": None if environment is None else _environment_value(environment),
         }
 
         def work(conn: Connection) -> int:
@@ -471,6 +487,19 @@ class JournalStore(JournalReader):
         return marked
 
     # ----------------------------------------------------------------- notes
+    def set_environment(
+        self, run_id: int, environment: dict[str, Any], *, at: datetime | None = None, write_id: str | None = None
+    ) -> None:
+        """Replace the run's recorded environment (``start_run``'s) with ``environment``: what training found
+        once its trainer existed (the device and precision Lightning chose, the backend flags it set)."""
+        value = _environment_value(environment)
+
+        def work(conn: Connection) -> None:
+            self._require(conn, run_id)
+            conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(environment=value))
+
+        self._write_once("set_environment", run_id, write_id, work)
+
     def add_note(
         self, text: str, run_id: int | None = None, *, at: datetime | None = None, write_id: str | None = None
     ) -> NoteRecord | None:

@@ -3,8 +3,10 @@
 Built from the journal only. The winner of a metric is the run with the best *final* value in the metric's
 direction (``fastpose.metrics``); for the primary metric (run #1's ``train.monitor``) the best-so-far
 values get a row of their own (what each best checkpoint holds; the verdict line is on them). Deltas are
-final values minus the first run's. Config: only keys whose values differ, the run's name and display
-options aside. Code: each run's working-directory commit and dirty flag and its fastpose code (version,
+final values minus the first run's. Config: only keys whose values differ, the run's name, display
+options and thread setting aside. Environment (``environment_diff``): the recorded threads, device,
+precision, backend flags and versions that differ, each with why it changes the numbers; a run that recorded
+none makes the answer "not recorded", never "identical". Code: each run's working-directory commit and dirty flag and its fastpose code (version,
 checkout commit), and whether each differs from the first run's (another commit or version, or the same
 commit with other uncommitted changes). A resumed run's curves continue its parent's history.
 """
@@ -123,6 +125,23 @@ class Comparison:
         keys = sorted(set().union(*flat) - set(NOT_COMPARED)) if flat else []
         return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
 
+    def environment_diff(self) -> dict[str, EnvironmentDifference]:
+        """What else changes the numbers (``runs.environment``: threads, device, precision, backend flags,
+        library versions) and differs between the runs: ``{key: (values per run, why it matters)}``, keys
+        flattened (``threads.torch_intra_op``). Runs that recorded none are ``environment_missing``: with
+        them nothing can be said either way."""
+        if self.environment_missing():
+            return {}
+        flat = [flatten(r.environment) for r in self.runs]
+        keys = sorted(set().union(*flat) - set(ENV_NOT_COMPARED)) if flat else []
+        return {k: EnvironmentDifference([f.get(k) for f in flat], ENV_WHY.get(k.split(".", 1)[0], ""))
+                for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
+
+    def environment_missing(self) -> list[int]:
+        """0-based indices of the runs whose environment the journal does not hold (runs journaled before it
+        was recorded, or not through ``fastpose train``)."""
+        return [i for i, r in enumerate(self.runs) if not r.environment]
+
     def curve(self, run: Any, name: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """``(inherited, own)`` points (epoch, value) of ``name`` for a run: a resumed run's curve starts with
         the history of the runs it was resumed from (epochs before its own first epoch)."""
@@ -214,11 +233,31 @@ class Comparison:
                         "winner": None if w is None else self.runs[w].id},  # on the best-so-far values
             "metrics": metrics,
             "config_diff": {k: v for k, v in self.config_diff().items()},
+            "environment_diff": {k: {"values": d.values, "why": d.why} for k, d in self.environment_diff().items()},
+            "environment_not_recorded": [self.runs[i].id for i in self.environment_missing()],
         }
 
 
-# Config keys that never enter the config diff: they name the run or change only what is displayed.
-NOT_COMPARED = ("name", "train.progress_bar", "train.log_images")
+# Config keys that never enter the config diff: they name the run or change only what is displayed; the
+# thread setting (0 = auto) is compared as the counts the runs used, in the environment.
+NOT_COMPARED = ("name", "train.progress_bar", "train.log_images", "train.threads")
+
+
+@dataclass(frozen=True)
+class EnvironmentDifference:
+    values: list[Any]  # per run, in the comparison's order
+    why: str  # how this part of the environment changes a run's numbers
+
+
+# Environment keys that say why or where, not what ran: never a difference.
+ENV_NOT_COMPARED = ("threads.cpus", "threads.chosen", "recorded")
+ENV_WHY = {
+    "threads": "CPU kernels split their sums by thread count: results are not bit-identical across counts",
+    "device": "another device runs other kernels",
+    "precision": "another number format",
+    "backends": "other kernel choices (cuDNN, TF32, deterministic algorithms)",
+    "versions": "other library code",
+}
 
 
 def select_metrics(cmp: Any, names: list[str]) -> None:

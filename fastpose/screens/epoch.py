@@ -1,5 +1,6 @@
 """What a training run shows while it runs, as data: the model in numbers (``ModelSummary``) and one line per
-epoch (``EpochLine``: the primary metric first with its best so far, then the errors, rates and losses)."""
+epoch (``EpochLine``: the primary metric first with its best so far, then the errors, rates and losses, then
+how long the epoch took and how long the whole run has left)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class EpochLine:
     monitor: str  # the primary metric (train.monitor)
     values: dict[str, float | None]  # what the trainer logged this epoch
     best: tuple[float, int] | None  # (value, epoch) of the primary metric's best so far
+    seconds: float | None = None  # this epoch's wall time, its validation included
+    remaining_s: float | None = None  # the whole run's time left: the mean epoch so far x the epochs left
 
     def shown(self) -> list[tuple[str, float | None]]:
         """The metrics after the primary one, in ``EPOCH_LINE`` order, those that were logged."""

@@ -1,5 +1,6 @@
 """One run in detail (``fastpose journal show``): what and where, notes, the config against today's defaults,
-the code it ran, its checkpoints on disk, its metrics with their histories, and its evaluations."""
+the code it ran, what else changes its numbers (``environment_rows``: threads, device, precision, backend
+flags, versions), its checkpoints on disk, its metrics with their histories, and its evaluations."""
 
 from __future__ import annotations
 
@@ -42,6 +43,45 @@ def load_run_detail(reader: JournalReader, run: RunRecord) -> RunDetail:
         summaries=summaries, history=dict(history), primary=run_primary(run.config, summaries),
         evaluations=list_evaluations(reader, run.id),
     )
+
+
+def environment_rows(env: dict[str, Any] | None) -> list[tuple[str, str]] | None:
+    """The run's recorded environment (``fastpose/training/machine.py``) as ``(part, text)`` rows for
+    ``journal show``; None when the journal holds none (a run journaled before environments were recorded)."""
+    if not env:
+        return None
+
+    def part(name: str) -> dict[str, Any]:
+        value = env.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def text(value: Any) -> str:
+        return "-" if value is None else ("on" if value is True else "off" if value is False else str(value))
+
+    threads, device, backends, versions = part("threads"), part("device"), part("backends"), part("versions")
+    rows = []
+    if threads:
+        line = (f"torch {text(threads.get('torch_intra_op'))} intra-op, {text(threads.get('torch_inter_op'))} "
+                f"inter-op; OMP_NUM_THREADS {text(threads.get('OMP_NUM_THREADS'))}, MKL_NUM_THREADS "
+                f"{text(threads.get('MKL_NUM_THREADS'))}")
+        chosen, cpus = threads.get("chosen"), threads.get("cpus")
+        extra = [x for x in (chosen, None if cpus is None or "CPUs" in str(chosen) else f"{cpus} CPUs available") if x]
+        rows.append(("threads", line + (f" ({'; '.join(map(str, extra))})" if extra else "")))
+    if device:
+        count = device.get("count")
+        rows.append(("device", f"{text(device.get('accelerator'))}: {text(device.get('name'))}"
+                                + (f" x {count}" if isinstance(count, int) and count > 1 else "")))
+    if "precision" in env:
+        rows.append(("precision", text(env.get("precision"))))
+    if backends:
+        rows.append(("backends", ", ".join(f"{k} {text(v)}" for k, v in backends.items())))
+    if versions:
+        rows.append(("versions", ", ".join(f"{k} {text(v)}" for k, v in versions.items())))
+    known = {"threads", "device", "precision", "backends", "versions", "recorded"}
+    rows.extend((k, text(v)) for k, v in env.items() if k not in known)
+    if env.get("recorded"):
+        rows.append(("recorded", text(env["recorded"])))
+    return rows
 
 
 def config_against_defaults(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:

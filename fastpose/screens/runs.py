@@ -48,6 +48,8 @@ def run_to_json(
         "error_type": run.error_type,
         "error_message": run.error_message,
         "config": finite_json(run.config),
+        # threads, device, precision, backends, versions (fastpose/training/machine.py); null: not recorded
+        "environment": None if run.environment is None else finite_json(run.environment),
     }
 
 

@@ -3,7 +3,10 @@
 - Cells start in the file's order as slots free up. Each is claimed in the journal first, then planned
   again (``SweepJournal.take``); a cell another process holds is looked at again every ``WAIT_POLL_S``
   while the other cells go on, and the sweep ends when every cell has ended, whoever ran it.
-- CPU threads are split between the cells: each gets ``OMP_NUM_THREADS = max(1, cpus // N)``.
+- CPU threads are split between the cells, once, when the sweep starts: each ``train`` cell gets ``--threads T``
+  (``fastpose.environment.auto_threads(N)``: the free CPUs divided by N, at most 4, at least 1; also its
+  ``OMP/MKL_NUM_THREADS``), unless the sweep's config sets ``train.threads``; a resumed cell keeps its parent's
+  count. The count is in the cell's command line and its journaled environment.
 - Each cell runs in its own session (so a terminal's Ctrl-C reaches the sweep only) with
   ``PR_SET_PDEATHSIG = SIGTERM``: if the sweep dies, even by SIGKILL, its cells stop as ``interrupted``
   with a checkpoint, and the next ``fastpose sweep`` continues them (its claims die with it).
@@ -29,13 +32,6 @@ POLL_S = 0.2  # how often finished cells are noticed
 JOURNAL_POLL_S = 2.0  # how often the table re-reads the journal
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _libc() -> Any:
     try:
         import ctypes
@@ -55,7 +51,9 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, url: str, link: SweepJournal,
               make_table: Any) -> int:
-    threads = max(1, cpu_count() // jobs)
+    from fastpose.environment import auto_threads
+
+    threads, _ = auto_threads(jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), FASTPOSE_JOURNAL_URL=url)
     env.pop("FASTPOSE_DDP_SPEC", None)
     base = sweep_dir(spec)
@@ -77,6 +75,8 @@ def run_local(spec: SweepSpec, sweep_id: int, tasks: list[Task], *, jobs: int, u
 
     def launch(task: Task) -> None:
         cmd = cell_command(spec, sweep_id, task, base / "cells")
+        if task.action == "train" and not task.cell.config.train.threads:
+            cmd += ["--threads", str(threads)]
         with open(logs / f"{task.cell.name}.log", "a", encoding="utf-8") as log:
             log.write(f"\n$ {' '.join(cmd[2:])}\n")
             log.flush()

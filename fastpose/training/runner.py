@@ -167,6 +167,12 @@ def resume(
         updates["train.epochs"] = epochs
     if name is not None:
         updates["name"] = name
+    if "train.threads" not in updates:  # the parent's thread count, unless this machine has fewer CPUs
+        from fastpose.environment import carry_threads
+
+        updates["train.threads"], why = carry_threads(parent.environment, parent.config, f"run {parent.id}")
+        if why:
+            print(f"note: {why}", file=sys.stderr)
     config = RunConfig.from_saved(parent.config).override(updates).validate()
     done = checkpoint_next_epoch(ckpt)  # epochs finished (0-based index of the next one)
     if config.train.epochs <= done:
@@ -220,7 +226,12 @@ def _run(
     sweep_cell: dict[str, Any] | None = None,
     origin: str | None = None,
 ) -> Outcome:
-    check_trainer_settings(config)  # a setting Lightning refuses is bad input: before any row or directory
+    from fastpose.training.machine import describe, environment, set_threads
+
+    threads = set_threads(config)  # first: torch's inter-op pool is sized before any parallel work
+    # A setting Lightning refuses is bad input: refused before any row or directory. The trainer built to
+    # check them names the device and precision the run will train on.
+    planned = environment(check_trainer_settings(config), threads, "at start")
     with StopSignals() as stop:
         # Built before the run row exists: a weights file that does not fit is a user error, nothing written.
         prepared, prepare_error = None, None
@@ -253,11 +264,12 @@ def _run(
                 parent_id=parent.id if parent is not None else None,
                 checkpoint=str(ckpt_path) if ckpt_path else None,
                 source=source,
+                environment=planned,
             )
         except BaseException:
             _remove_empty_run_dir(run_dir)  # never a run directory without a journal row
             raise
-        print(f"run {run.id} {label} ({run_dir})", file=sys.stderr)
+        print(f"run {run.id} {label} {describe(planned)} ({run_dir})", file=sys.stderr)
 
         from fastpose.journal.spool import SpoolingJournal
         from fastpose.training.callbacks import JournalCallback
@@ -285,7 +297,7 @@ def _run(
                 {"config": config.to_dict(), "run_dir": str(run_dir), "ckpt_path": str(ckpt_path or "")}
             )
             _publish_spec(os.environ[SPEC_ENV])
-            _fit(config, prepared, run_dir, ckpt_path, stop, journal=journal, state=state)
+            _fit(config, prepared, run_dir, ckpt_path, stop, journal=journal, state=state, threads=threads)
             store.finish(run.id, status="completed", epoch=state["epoch"], step=state["step"])
             return _done(store, run, "completed", EXIT_CODES["completed"], run_dir)
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -388,14 +400,16 @@ def _final_best(summary: Any) -> tuple[float, float]:
     return float(summary.final), float(summary.best)
 
 
-def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -> None:
-    """Build (and drop) a Trainer with the run's accelerator, devices, strategy, nodes and precision: a value
-    Lightning refuses is a ConfigError naming it, raised before the run row or directory exists.
+def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -> pl.Trainer | None:
+    """Build a Trainer with the run's accelerator, devices, strategy, nodes and precision and return it (the
+    device and precision it resolved are the run's planned environment): a value Lightning refuses is a
+    ConfigError naming it, raised before the run row or directory exists.
 
     ``on_this_machine=False`` (settings for cluster jobs, checked where they are submitted, which may have no
     GPU): only Lightning's names are checked (accelerator, strategy, precision) and the device count's form,
     not whether this machine has the devices."""
     from fastpose.config import ConfigError
+    from fastpose.training.machine import no_fill_of_new_memory
 
     _quiet_warnings()
     t = config.train
@@ -404,10 +418,14 @@ def check_trainer_settings(config: RunConfig, *, on_this_machine: bool = True) -
             warnings.simplefilter("ignore")
             if not on_this_machine:
                 _check_trainer_names(t.accelerator, t.strategy, t.precision, parse_devices(t.devices))
-                return
-            pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
-                       num_nodes=t.num_nodes, precision=t.precision, logger=False, enable_checkpointing=False,
-                       enable_progress_bar=False, enable_model_summary=False, max_epochs=1)
+                return None
+            # deterministic as the run's own trainer: Lightning sets torch's flags from it (recorded)
+            probe = pl.Trainer(accelerator=t.accelerator, devices=parse_devices(t.devices), strategy=t.strategy,
+                               num_nodes=t.num_nodes, precision=t.precision, logger=False,
+                               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                               max_epochs=1, deterministic="warn")
+            no_fill_of_new_memory()
+            return probe
     except Exception as exc:  # noqa: BLE001 - MisconfigurationException, ValueError, RuntimeError...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
@@ -538,11 +556,12 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
             written, dirpath=ckpt_dir, filename="epoch{epoch:03d}", every_n_epochs=t.save_every,
             save_top_k=-1, auto_insert_metric_name=False,
         ))
+    report = ConsoleReport(config)
     if t.progress_bar:
-        callbacks.append(ProgressBar())
-    callbacks.append(ConsoleReport(config))  # after the bar: the epoch's bar closes before its line prints
+        callbacks.append(ProgressBar(report.clock))  # the bar shows the run's time left, as the epoch line does
+    callbacks.append(report)  # after the bar: the epoch's bar closes before its line prints
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
-    return pl.Trainer(
+    trainer = pl.Trainer(
         default_root_dir=str(run_dir),
         max_epochs=t.epochs,
         accelerator=t.accelerator,
@@ -561,6 +580,10 @@ def build_trainer(config: RunConfig, run_dir: Path, extra_callbacks: list) -> pl
         log_every_n_steps=1,  # Lightning logs only the learning rate per step; StepLosses batches the losses
         deterministic="warn",
     )
+    from fastpose.training.machine import no_fill_of_new_memory
+
+    no_fill_of_new_memory()  # after the Trainer: it turned torch's deterministic mode (and the fill) on
+    return trainer
 
 
 def _quiet_warnings() -> None:
@@ -575,7 +598,6 @@ def _quiet_warnings() -> None:
         ".*does not have many workers.*",
         ".*The dirpath has changed from.*",
         ".*is smaller than the logging interval.*",
-        ".*GPU available but not used.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -589,12 +611,14 @@ def _fit(
     *,
     journal: Any,
     state: dict[str, Any],
+    threads: Any,
 ) -> pl.Trainer:
     """Build the trainer and fit; ``journal`` is the JournalCallback on rank zero, None elsewhere."""
+    from fastpose.training.machine import RecordEnvironment
     from fastpose.training.module import PoseModule
 
     _quiet_warnings()
-    extra = [_StateTracker(state)] + ([journal] if journal is not None else [])
+    extra = [_StateTracker(state)] + ([journal, RecordEnvironment(journal, threads)] if journal is not None else [])
     trainer = build_trainer(config, run_dir, extra)
     stop.trainer = trainer
     restore_hook = _quiet_kept_thread_errors()
@@ -689,9 +713,12 @@ def _run_child(spec: dict) -> Outcome:
     run_dir = Path(spec["run_dir"])
     ckpt_path = Path(spec["ckpt_path"]) if spec.get("ckpt_path") else None
     state: dict[str, Any] = {"epoch": None, "step": None}
+    from fastpose.training.machine import set_threads
+
+    threads = set_threads(config)
     with StopSignals() as stop:
         try:
-            _fit(config, _prepare(config), run_dir, ckpt_path, stop, journal=None, state=state)
+            _fit(config, _prepare(config), run_dir, ckpt_path, stop, journal=None, state=state, threads=threads)
         except (KeyboardInterrupt, SystemExit):
             return Outcome("interrupted", EXIT_CODES.get(stop.received or "SIGINT", 130), run_dir=run_dir)
     return Outcome("completed", 0, run_dir=run_dir)

@@ -131,7 +131,8 @@ def make_config(train_size: int, val_size: int, args: argparse.Namespace) -> Run
     return RunConfig().override({
         "name": "BENCH", "data.train_size": train_size, "data.val_size": val_size,
         "data.image_size": args.image_size, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-        "train.progress_bar": False,
+        "train.progress_bar": False, "train.threads": torch.get_num_threads(),  # both sides on the same count
+        "train.accelerator": "cpu",
     }).validate()
 
 

@@ -50,6 +50,19 @@ def _metrics(ap: float, miss: float, rot: float | None, first: int, epochs: int,
     return out
 
 
+def environment(threads: int, *, torch: str = "2.13.0+cpu", chosen: str = "--threads") -> dict:
+    """A run's environment as ``fastpose.training.machine`` records it (one CPU model, no GPU)."""
+    return {"threads": {"torch_intra_op": threads, "torch_inter_op": threads, "OMP_NUM_THREADS": str(threads),
+                        "MKL_NUM_THREADS": str(threads), "cpus": 2, "chosen": chosen},
+            "device": {"accelerator": "cpu", "name": "AMD EPYC 7B13", "count": 1}, "precision": "32-true",
+            "backends": {"cudnn_benchmark": False, "cudnn_deterministic": False, "allow_tf32_matmul": False,
+                         "allow_tf32_cudnn": True, "float32_matmul_precision": "highest",
+                         "deterministic_algorithms": "warn"},
+            "versions": {"torch": torch, "lightning": "2.6.6", "numpy": "2.4.6", "cuda": None, "cudnn": None,
+                         "python": "3.11.7"},
+            "recorded": "at fit start"}
+
+
 def build(home: Path) -> dict[str, int]:
     from fastpose.config import RunConfig
     from fastpose.journal import sweeps
@@ -67,7 +80,8 @@ def build(home: Path) -> dict[str, int]:
 
     def run(key: str, name: str, start: datetime, minutes: float, status: str, *, backbone: str = "resnet18",
             parent: str | None = None, git: GitState | None = None, ap: float = 0.3, miss: float = 0.2,
-            rot: float | None = 12.0, epochs: int = 4, first: int = 0, updates: dict | None = None) -> int:
+            rot: float | None = 12.0, epochs: int = 4, first: int = 0, updates: dict | None = None,
+            env: dict | None = None) -> int:
         config = RunConfig(name=name).override({"model.backbone": backbone, "train.accelerator": "cpu",
                                                 **(updates or {})}).to_dict()
         label = f"{start:%y-%m-%d/%H-%M}-{name}-SYNTHETIC-{backbone}-scratch"
@@ -77,6 +91,7 @@ def build(home: Path) -> dict[str, int]:
             command=f"fastpose train --name {name}", parent_id=ids.get(parent) if parent else None,
             git=git or GitState(is_repo=True, commit="1234567890" * 4, branch="main", dirty=False),
             versions={"python": "3.11.7", "torch": "2.13.0+cpu", "lightning": "2.6.6"}, source=clean,
+            environment=env,
         )
         ids[key] = record.id
         for points in _metrics(ap, miss, rot, first, epochs):
@@ -91,14 +106,15 @@ def build(home: Path) -> dict[str, int]:
         times[record.id] = (start, start + timedelta(minutes=minutes))
         return record.id
 
+    # AGG_QLOSS and MSE_BASELINE were journaled before runs recorded their environment
     run("agg", "AGG_QLOSS", DAY1, 12.5, "interrupted", updates={"train.epochs": 8})
     run("cont", "AGG_QLOSS_CONT", DAY1 + timedelta(hours=2), 95, "completed", parent="agg", first=4, epochs=8,
-        ap=0.4321, miss=0.1234, rot=9.5, updates={"train.epochs": 12, "loss.name": "mse"},
+        ap=0.4321, miss=0.1234, rot=9.5, updates={"train.epochs": 12, "loss.name": "mse"}, env=environment(2),
         git=GitState(is_repo=True, commit="abcdef1234" * 4, branch="exp/mse", dirty=True, diff=DIFF,
                      untracked=("notes.txt",), message="Try MSE on the aggregated loss"))
     run("mse", "MSE_BASELINE", DAY2, 3.2, "crashed", ap=0.0517, miss=0.8642, rot=None, epochs=2)
     run("neg", "NEGLOG", DAY2 + timedelta(minutes=30), 7, "diverged", backbone="resnet34", ap=0.0071,
-        miss=0.9753, rot=95.0, epochs=2, updates={"loss.name": "qloss-neglog"})
+        miss=0.9753, rot=95.0, epochs=2, updates={"loss.name": "qloss-neglog"}, env=environment(2))
 
     spec = {"name": "LS", "axes": {"loss.name": ["mse", "qloss"], "train.seed": [0, 1, 2]}}
     sweep = sweeps.open_sweep(store, "ls", spec, source="studies/ls.toml")
@@ -106,8 +122,14 @@ def build(home: Path) -> dict[str, int]:
         ap = (0.12 if loss == "mse" else 0.28) + 0.013 * seed
         key = f"ls-{loss}-{seed}"
         run(key, f"LS-{loss}-s{seed}", DAY2 + timedelta(hours=1, minutes=10 * i), 6 + seed, "completed",
-            ap=ap, miss=0.5 - ap, rot=15.0 - 10 * ap, updates={"loss.name": loss, "train.seed": seed})
+            ap=ap, miss=0.5 - ap, rot=15.0 - 10 * ap, updates={"loss.name": loss, "train.seed": seed, "train.threads": 1},
+            env=environment(1))
         sweeps.attach(store, ids[key], sweep.id, {"loss.name": loss, "train.seed": seed})
+    # the same config typed by hand (auto threads: 2) and again on one thread: told apart by the environment only
+    run("repro", "REPRO", DAY2 + timedelta(hours=3), 5, "completed", ap=0.3012, miss=0.21, rot=11.5,
+        env=environment(2, chosen="auto: 2 of 2 CPUs free at load 0.3"))
+    run("repro1", "REPRO_1THREAD", DAY2 + timedelta(hours=3, minutes=10), 4, "completed", ap=0.2874, miss=0.23,
+        rot=12.25, updates={"train.threads": 1}, env=environment(1))
     add_tags(store, ids["agg"], ["paper", "qloss"])
     add_tags(store, ids["cont"], ["paper"])
 

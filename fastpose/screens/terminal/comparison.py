@@ -107,8 +107,40 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
             cfg.add_row(lit(key), *[lit(repr(v) if isinstance(v, str) or v is None else str(v)) for v in values])
         console.print(cfg)
     else:
-        console.print("config: identical (name and display options aside)")
+        same_env = not cmp.environment_missing() and not cmp.environment_diff()
+        console.print("config: identical (name, display options and thread setting aside)"
+                      + ("" if same_env else "; what else changes the numbers:"))
+    render_environment(cmp, console)
     render_code(cmp, console)
+
+
+def render_environment(cmp: Comparison, console: Console) -> None:
+    """The recorded environment (threads, device, precision, backend flags, versions) that differs between
+    the runs, each with why it changes the numbers; "not recorded" for runs that have none."""
+    from rich.table import Table
+    from rich.text import Text
+
+    missing = cmp.environment_missing()
+    if missing:
+        which = ", ".join(f"#{i + 1}" for i in missing)
+        console.print(Text(f"environment: not recorded for {which} (journaled before runs recorded their threads, "
+                           "device and versions): whether they differ is unknown", style="yellow"))
+        return
+    diff = cmp.environment_diff()
+    if not diff:
+        console.print("environment: identical (threads, device, precision, backend flags, versions)")
+        return
+    table = Table(title="environment that differs (changes the numbers)", title_justify="left", box=None,
+                  pad_edge=False)
+    table.add_column("key", overflow="fold")
+    for i, run in enumerate(cmp.runs, 1):
+        table.add_column(lit(f"#{i} {run.name}"), overflow="fold")
+    for key, d in diff.items():
+        table.add_row(lit(key, "yellow"), *[lit("-" if v is None else str(v)) for v in d.values])
+    console.print(table)
+    for why in dict.fromkeys(d.why for d in diff.values() if d.why):
+        groups = sorted({k.split(".", 1)[0] for k, d in diff.items() if d.why == why})
+        console.print(lit(f"  {', '.join(groups)}: {why}", "dim"))
 
 
 def render_code(cmp: Comparison, console: Console) -> None:

@@ -9,7 +9,8 @@ from fastpose.screens.terminal.console import lit
 
 
 def epoch_line(line: EpochLine):  # noqa: ANN201 - rich Text
-    """``epoch 4/20  val/10deg 0.147 (best 0.150, epoch 3)  val/rot_err_median 11.4  ...`` as rich Text."""
+    """``epoch 4/20  val/10deg 0.147 (best 0.150, epoch 3)  val/rot_err_median 11.4  ...  (12s; run ~3m12s to
+    go)`` as rich Text."""
     text = lit(f"epoch {line.epoch}/{max(0, (line.max_epochs or 1) - 1)}", "bold")
     text.append("  ")
     text.append_text(lit(f"{line.monitor} {_fmt(line.values.get(line.monitor))}", "bold cyan"))
@@ -18,6 +19,11 @@ def epoch_line(line: EpochLine):  # noqa: ANN201 - rich Text
     for name, value in line.shown():
         text.append("  ")
         text.append_text(lit(f"{name} {_fmt(value)}"))
+    if line.seconds is not None:
+        from fastpose.screens.format import fmt_duration
+
+        left = "" if not line.remaining_s else f"; run ~{fmt_duration(line.remaining_s)} to go"
+        text.append(f"  ({fmt_duration(line.seconds)}{left})", style="dim")
     return text
 
 

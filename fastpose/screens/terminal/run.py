@@ -64,6 +64,7 @@ def render_run(detail: RunDetail, console: Console) -> None:
     render_config(run.config, detail.config_changed, console)
     render_git(detail.git, console)
     render_source(detail.source, console)
+    render_environment(run.environment, console)
 
     if run.traceback or run.status == "crashed":
         console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
@@ -154,6 +155,27 @@ def render_source(source: Any, console: Console) -> None:
     console.print(head)
     if not source.same_as_cwd:
         _render_git_details(source, console)
+
+
+def render_environment(env: dict[str, Any] | None, console: Console) -> None:
+    """What else changes the run's numbers: threads, device, precision, backend flags, versions."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from fastpose.screens.run import environment_rows
+
+    console.print(Text("environment (what else changes the numbers)", style="bold"))
+    rows = environment_rows(env)
+    if rows is None:
+        console.print(Text("  not recorded (a run journaled before runs recorded their threads, device and versions)",
+                           style="dim"))
+        return
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+    table.add_column("part", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in rows:
+        table.add_row(Text("  ") + lit(key), lit(value))
+    console.print(table)
 
 
 def render_checkpoints(run: RunRecord, files: list[tuple[str, str, int, str | None]] | None, console: Console) -> None:
