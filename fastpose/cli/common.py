@@ -68,7 +68,7 @@ def require_reader():  # noqa: ANN202 - JournalReader
 
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
+        raise FastposeError(missing_journal())
     return reader

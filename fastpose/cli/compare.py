@@ -76,9 +76,9 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     check_request(sweep=sweep, refs=runs, by=by)
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
+        raise FastposeError(f"{missing_journal()}; nothing to compare")
     try:
         mark_lost(reader)  # a read-only journal still compares (one warning line)
         cmp = load_groups(reader, sweep=sweep, refs=runs, by=by, tuning=tuning)

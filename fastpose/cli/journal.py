@@ -70,9 +70,9 @@ def journal(
     replay_spools()
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        print("[]" if as_json else f"The journal is empty ({journal_url()}); runs and notes will appear here.")
+        print("[]" if as_json else f"The journal is empty: {missing_journal()}. Runs and notes will appear here.")
         return
     from fastpose.screens.daily_log import load_daily_log
     from fastpose.screens.terminal.daily_log import render_daily_log

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastpose.config import flatten
+from fastpose.config import NOT_COMPARED, flatten  # noqa: F401 - NOT_COMPARED re-exported
 from fastpose.errors import FastposeError
 from fastpose.screens.runs import run_to_json
 from fastpose.screens.format import (
@@ -217,8 +217,6 @@ class Comparison:
         }
 
 
-# Config keys that never enter the config diff: they name the run or change only what is displayed.
-NOT_COMPARED = ("name", "train.progress_bar", "train.log_images")
 
 
 def select_metrics(cmp: Any, names: list[str]) -> None:
@@ -246,12 +244,12 @@ def load_comparison(refs: list[str], reader: Any = None) -> Comparison:
     if len(refs) < 2:
         raise FastposeError("compare needs at least two runs")
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
         from fastpose.journal.access import open_reader
 
         reader = open_reader()
         if reader is None:
-            raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
+            raise FastposeError(f"{missing_journal()}; nothing to compare")
     runs = [reader.resolve(ref) for ref in refs]
     ids = [r.id for r in runs]
     summaries = reader.metric_summaries(ids)

@@ -294,9 +294,9 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
     from fastpose.pose.data.synthetic import CLASSES
     from fastpose.pose.evaluation import detect
 
-    from fastpose.journal.db import journal_url
+    from fastpose.journal.db import missing_journal
 
-    run = read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs yet"))
+    run = read_run(ref, FastposeError(missing_journal()))
     out_dir = out_dir or Path(run.run_dir or ".") / "predictions"
     overlays = overlay_paths(paths, out_dir)
     for overlay in overlays:

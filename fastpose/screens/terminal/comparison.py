@@ -27,7 +27,7 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
         runs.add_column(col, **kw)
     for i, run in enumerate(cmp.runs, 1):
         epochs = sorted({e for points in cmp.curve(run, cmp.primary) for e, _ in points}) or cmp.epochs(run)
-        span = f"{epochs[0]}-{epochs[-1]}" if epochs else "-"
+        span = f"{epochs[0] + 1}-{epochs[-1] + 1}" if epochs else "-"  # counted from 1
         label = lit(run.label)
         if cmp.parents.get(run.id):
             label.append(f" (resumed from #{cmp.parents[run.id][0]})", style="dim")

@@ -30,7 +30,8 @@ def render_run(detail: RunDetail, console: Console) -> None:
     head.add_column(style="bold")
     head.add_column()
     status = lit(run.status, STATUS_STYLE.get(run.status, ""))
-    where = f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"
+    where = "-" if run.epoch is None and run.step is None else \
+        f"epoch {'-' if run.epoch is None else run.epoch + 1}, step {run.step}"  # epochs counted from 1
     if run.status == "running":
         beat = local(run.heartbeat_at)
         position = ("running", f"{where}; last heartbeat {beat:%H:%M:%S}" if beat else where)
@@ -217,7 +218,7 @@ def render_metrics(summaries: dict[str, MetricSummary], history: dict[str, list[
             str(len(values)),
             fmt_value(s.final) if s else "-",
             fmt_value(s.best) if s else "-",
-            "-" if s is None or s.best_epoch is None else str(s.best_epoch),
+            "-" if s is None or s.best_epoch is None else str(s.best_epoch + 1),
             fmt_value(min(finite)) if finite else "-",
             Text(sparkline(values, width=30), style="cyan"),
             fmt_value(max(finite)) if finite else "-",
