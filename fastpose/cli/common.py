@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def console() -> Console:
     from fastpose.screens.terminal.console import safe_console
 
-    return safe_console()  # no markup, control characters visible; piped output gets a wide page
+    return safe_console()  # no markup, control characters visible; the terminal's width, $COLUMNS, else 100
 
 
 def mark_lost(reader) -> None:  # noqa: ANN001 - JournalReader

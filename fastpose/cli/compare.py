@@ -19,7 +19,7 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     sweep: Annotated[Optional[str], opt("Compare the groups of this sweep (its id): statistics and a verdict.")] = None,
     by: Annotated[Optional[list[str]], opt("Group the runs by this config key, e.g. loss.name (repeatable).")] = None,
-    csv_out: Annotated[bool, typer.Option("--csv", help="Groups: print one CSV row per run (config, final and best metrics).")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run (config, final and best metrics; with groups, the group too).")] = False,
     tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
     spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics.")] = False,
@@ -38,8 +38,8 @@ def compare(
     if sweep is not None or by:
         _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [])
         return
-    if csv_out:
-        raise FastposeError("--csv needs groups: add --sweep ID or --by KEY")
+    if json_out and csv_out:
+        raise FastposeError("choose one of --json and --csv")
     from fastpose.screens.comparison import load_comparison, select_metrics
     from fastpose.screens.plot import plot as plot_runs
     from fastpose.screens.terminal.comparison import render
@@ -49,6 +49,11 @@ def compare(
         select_metrics(cmp, metric)
     if plot is not None:
         plot_runs(cmp, str(plot), per_class=per_class)
+    if csv_out:
+        from fastpose.screens.runs import runs_csv
+
+        sys.stdout.write(runs_csv(cmp.runs, cmp.summaries, cmp.metrics))
+        return
     if json_out:
         from fastpose.text import strict_json
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastpose.config import NOT_COMPARED, flatten  # noqa: F401 - NOT_COMPARED re-exported
 from fastpose.errors import FastposeError
-from fastpose.screens.runs import run_to_json
+from fastpose.screens.runs import refuse_repeats, run_to_json
 from fastpose.screens.format import (
     STANDARD_VAL, comparable_across, direction, is_better, metric_group, metric_order, run_primary,
 )
@@ -251,6 +251,7 @@ def load_comparison(refs: list[str], reader: Any = None) -> Comparison:
         if reader is None:
             raise FastposeError(f"{missing_journal()}; nothing to compare")
     runs = [reader.resolve(ref) for ref in refs]
+    refuse_repeats(refs, runs)
     ids = [r.id for r in runs]
     summaries = reader.metric_summaries(ids)
     histories = {run.id: _history(reader, run.id) for run in runs}

@@ -12,8 +12,6 @@ values mean different things across the runs (a loss under different loss defini
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
@@ -113,24 +111,12 @@ class GroupComparison:
     # -- exports
     def csv_text(self) -> str:
         """One row per run: run, group and cell, every config key (``config.*``), final and best of every metric."""
-        config_keys = sorted({k for r in self.runs for k in flatten(r.config)})
-        head = ["run_id", "label", "name", "status", "sweep", "group", "cell"]
-        head += [f"config.{k}" for k in config_keys]
-        head += [f"final.{m}" for m in self.metrics] + [f"best.{m}" for m in self.metrics]
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        for group in self.groups:
-            for run in group.runs:
-                flat = flatten(run.config)
-                s = self.summaries[run.id]
-                writer.writerow(
-                    [run.id, run.label, run.name, run.status, self.sweep or "", group.label, self.cells.get(run.id, "")]
-                    + [_cell(flat.get(k)) for k in config_keys]
-                    + [_cell(s[m].final if m in s else None) for m in self.metrics]
-                    + [_cell(s[m].best if m in s else None) for m in self.metrics]
-                )
-        return buf.getvalue()
+        from fastpose.screens.runs import runs_csv
+
+        extra = {"sweep": {r.id: self.sweep or "" for r in self.runs},
+                 "group": {r.id: g.label for g in self.groups for r in g.runs},
+                 "cell": {r.id: self.cells.get(r.id, "") for r in self.runs}}
+        return runs_csv(self.runs, self.summaries, self.metrics, extra)
 
     def to_json(self) -> dict[str, Any]:
         groups = []
@@ -198,14 +184,6 @@ def _fmt(value: float, signed: bool = False) -> str:
 
 def _num(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else str(value)
-    return value
 
 
 # ----------------------------------------------------------------------------- loading
@@ -299,12 +277,10 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning
             chains[run.id] = chain
         title = f"sweep {record.name}"
     else:
-        runs, seen, gkeys = [], set(), {}
-        for ref in refs:
-            run = reader.resolve(ref)
-            if run.id not in seen:
-                seen.add(run.id)
-                runs.append(run)
+        from fastpose.screens.runs import refuse_repeats
+
+        runs, gkeys = [reader.resolve(ref) for ref in refs], {}
+        refuse_repeats(refs, runs)
         chains = {r.id: [r.id] for r in runs}
         title = f"{len(runs)} runs"
     if not runs:

@@ -32,10 +32,28 @@ def safe_console(**kwargs: Any) -> Console:
             )
 
     options = {"markup": False, "emoji": False, "highlight": False}
-    if "width" not in kwargs:  # piped output: a wide page, labels never cut, unless $COLUMNS says otherwise
-        options["width"] = None if sys.stdout.isatty() or _columns_set() else 200
+    if "width" not in kwargs:  # the terminal's width, else $COLUMNS, else PIPED_WIDTH (a pipe, a file)
+        stream = kwargs.get("file") or (sys.stderr if kwargs.get("stderr") else sys.stdout)
+        options["width"] = None if _isatty(stream) or _columns_set() else PIPED_WIDTH
     options.update(kwargs)
     return SafeConsole(**options)
+
+
+def fits(console: Console, renderable: Any) -> bool:
+    """Does ``renderable`` (a table) fit the console's width at its natural size, nothing folded or cut?"""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options, renderable).maximum <= console.width
+
+
+PIPED_WIDTH = 100  # what a screen is drawn at when it goes to a pipe or a file and $COLUMNS is not set
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _columns_set() -> bool:
