@@ -22,7 +22,7 @@ def compare(
     csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run (config, final and best metrics; with groups, the group too).")] = False,
     tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
     spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics (with --sweep/--by: every metric, losses too).")] = False,
     metric: Annotated[Optional[list[str]], opt("Only this metric (repeatable; the primary metric is always kept), e.g. val/rot_err_median.")] = None,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
@@ -36,7 +36,7 @@ def compare(
     if tuning and sweep is None:
         raise FastposeError("--tuning needs --sweep ID")
     if sweep is not None or by:
-        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [])
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [], per_class)
         return
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
@@ -68,7 +68,8 @@ def compare(
 
 
 def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
-                    csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None) -> None:
+                    csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None,
+                    per_class: bool = False) -> None:
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
     from fastpose.cli.common import mark_lost
@@ -92,7 +93,7 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     if metrics:
         select_metrics(cmp, metrics)
     if plot is not None:
-        plot_groups(cmp, str(plot))
+        plot_groups(cmp, str(plot), cmp.shown_metrics(per_class))
     if csv_out:
         sys.stdout.write(cmp.csv_text())
         return
@@ -104,6 +105,6 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     from fastpose.screens.terminal.console import safe_console
     from fastpose.text import visible
 
-    render(cmp, safe_console())
+    render(cmp, safe_console(), per_class=per_class)
     if plot is not None:
         print(f"plot written to {visible(plot)}")

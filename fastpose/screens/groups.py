@@ -7,7 +7,13 @@ For each metric, one row per group: n, mean ± sd (ddof 1) and min-max. For the 
 (``fastpose.metrics.primary_metric``), the best group by mean is tested against each other group
 with Welch's t-test (``fastpose.studies.stats``), and each pair gets one sentence of verdict. A metric whose
 values mean different things across the runs (a loss under different loss definitions,
-``comparable_across``) gets no star and no test.
+``comparable_across``) gets no star and no test. When no group is best, ``no_verdict`` says why in words: not
+comparable, fewer than two groups with values, or a tie (every group the same mean; "identical at every seed"
+when every run of every group has the same value, no variance at all).
+
+The screen lists the headline metrics (``HEADLINE``: the primary, the rotation, pose and 3D IoU APs, the
+errors and rates); ``--per-class`` adds the rest (losses, per-class APs), ``--metric`` picks; ``--json`` and
+``--csv`` have every metric.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from fastpose.screens.format import comparable_across, direction, is_better, pri
 from fastpose.studies.stats import TEST_NAME, Summary, Welch, describe, welch
 
 ALPHA = 0.05
-METRICS_PER_TABLE = 5
+HEADLINE = ("rotation AP", "pose AP", "3D IoU AP", "errors and rates")  # metric groups the screen shows by default
 
 
 @dataclass
@@ -56,6 +62,7 @@ class GroupComparison:
     sweep: str | None = None
     metrics: list[str] = field(default_factory=list)
     primary: str = ""
+    chosen: list[str] = field(default_factory=list)  # --metric: the metrics asked for (select_metrics)
 
     def __post_init__(self) -> None:
         names = {n for s in self.summaries.values() for n in s}
@@ -67,6 +74,33 @@ class GroupComparison:
     @property
     def runs(self) -> list[Any]:
         return [r for g in self.groups for r in g.runs]
+
+    def shown_metrics(self, everything: bool = False) -> list[str]:
+        """The metrics the screen lists, primary first, those some group has values of: the headline ones
+        (``HEADLINE``), or all with ``everything`` (``--per-class``) or what ``--metric`` chose."""
+        from fastpose.screens.format import metric_group
+
+        names = [m for m in self.metrics if any(self.summary(g, m).n for g in self.groups)]
+        if not (everything or self.chosen):
+            names = [m for m in names if m == self.primary or metric_group(m) in HEADLINE]
+        return sorted(names, key=lambda m: m != self.primary)  # stable: the usual order after the primary
+
+    def no_verdict(self, name: str | None = None) -> str | None:
+        """Why ``name`` (default: the primary metric) has no best group, in words; None when it has one."""
+        name = name or self.primary
+        if not self.comparable(name):
+            return "not comparable across these runs"
+        scored = [g for g in self.groups if self.summary(g, name).n]
+        if len(scored) < 2:
+            return "fewer than two groups have values"
+        if self.best(name) is not None:
+            return None
+        values = {v for g in scored for v in self.values(g, name) if v is not None and math.isfinite(v)}
+        mean = _fmt(self.summary(scored[0], name).mean)
+        if len(values) == 1:
+            return (f"all {len(scored)} groups are identical at every seed ({mean} in every run, no variance): "
+                    "not distinguishable")
+        return f"all {len(scored)} groups have the same mean ({mean}): not distinguishable"
 
     def values(self, group: Group, name: str) -> list[float | None]:
         out = []
@@ -148,7 +182,8 @@ class GroupComparison:
                 runs.append(item)
         return {
             "sweep": self.sweep, "test": TEST_NAME, "values": "final value of each run", "alpha": ALPHA,
-            "primary_metric": self.primary, "groups": groups, "comparisons": contrasts, "runs": runs,
+            "primary_metric": self.primary, "groups": groups, "comparisons": contrasts,
+            "no_verdict": self.no_verdict(), "runs": runs,
             "left_out": self.left_out,
             "directions": {m: direction(m) for m in self.metrics},
             "comparable": {m: self.comparable(m) for m in self.metrics},

@@ -119,13 +119,14 @@ def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
     return fig
 
 
-def plot_groups(cmp: Any, path: str) -> None:
-    """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
+def plot_groups(cmp: Any, path: str, names: list[str] | None = None) -> None:
+    """One panel per metric (``names``: these only, else all): each group's mean curve over epochs, its
+    spread (± sd) shaded."""
     from collections import defaultdict
 
     from fastpose.studies.stats import describe
 
-    fig, axes, names = metric_panels(cmp)
+    fig, axes, names = metric_panels(cmp, names)
     for ax, name in zip(axes.flat, names):
         for group in cmp.groups:
             by_epoch: dict[int, list[float]] = defaultdict(list)

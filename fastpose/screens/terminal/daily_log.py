@@ -10,7 +10,7 @@ from fastpose.screens.format import (
     DEFAULT_MONITOR, STATUS_STYLE, differing_labels, direction, fmt_duration, fmt_value, last_traceback_line, local,
     run_primary, short_metric,
 )
-from fastpose.screens.terminal.console import lit
+from fastpose.screens.terminal.console import break_lines, lit
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,9 +112,9 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
     indent = cols["time"].width + cols["id"].width + 2 * gap
 
     def line(cells: dict[str, Text]) -> list[Text]:
-        """One run's row; the run column folds onto continuation rows when it is longer than its width."""
-        pieces = cells["run"].divide(range(run_w, cells["run"].cell_len, run_w)) if cells["run"].cell_len > run_w \
-            else [cells["run"]]
+        """One run's row; the run column continues on the rows below when it is longer than its width, broken
+        after a space, ``-`` or ``/`` (``break_lines``), never inside a NAME or a word that fits."""
+        pieces = break_lines(cells["run"], run_w)
         rows = []
         for n, piece in enumerate(pieces):
             row = Text(no_wrap=True, overflow="ignore")
