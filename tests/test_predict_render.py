@@ -134,7 +134,10 @@ def test_predict_draws_boxes_where_the_objects_are_across_the_whole_640x480_fram
     centre crop to a square dropped; and the overlay draws there."""
     from test_pose_native_size import _perfect_output
 
-    from fastpose.pose.data.synthetic import SyntheticPoseDataset
+    import torch
+
+    from fastpose.pose.camera import fit_frame
+    from fastpose.pose.data.synthetic import SyntheticPoseDataset, normalize_image
     from fastpose.training.predict import camera, detections, draw_overlay, prepare, read_image
 
     out = tmp_path / "r"
@@ -146,10 +149,16 @@ def test_predict_draws_boxes_where_the_objects_are_across_the_whole_640x480_fram
         image = read_image(out / f"render-s14-{i}.png", 10**8)
         K = camera(*image.size, None)
         x, K_net, frame = prepare(image, run_hw, K)
-        assert x.shape == (3, *run_hw)
-        net = {key: frame.resample(truth[key][i], "nearest-exact")[None]
+        # what a perfect network would output for the input predict built: the truth, letterboxed, with the
+        # letterboxed image's true camera; predict's own K_net then turns it back into poses
+        letterbox = fit_frame((480, 640), run_hw, "letterbox")
+        assert frame == letterbox and x.shape == (3, *run_hw)
+        expected = letterbox.resample(normalize_image(torch.from_numpy(np.asarray(image) / 255).permute(2, 0, 1)))
+        assert (x - expected.float()).abs().max() < 1e-4  # the whole image is what the network sees
+        net = {key: letterbox.resample(truth[key][i], "nearest-exact")[None]
                for key in ("class_mask", "instance_mask", "quaternion_map")}
-        net.update({key: truth[key][i:i + 1] for key in ("inst_trans", "inst_size")}, intrinsics=K_net[None])
+        net.update({key: truth[key][i:i + 1] for key in ("inst_trans", "inst_size")},
+                   intrinsics=torch.from_numpy(letterbox.intrinsics(K)).float()[None])
         objects, _ = detections(lambda batch: _perfect_output(net), x, K_net, 0.5)
         assert draw_overlay(image, objects, K, tmp_path / "o.png") == (640, 480)
         overlay = np.asarray(Image.open(tmp_path / "o.png")).astype(int)
