@@ -680,11 +680,11 @@ def describe_resume(store: Any, parent: Any, config: RunConfig, git: Any, ckpt_p
     from fastpose.screens.comparison import parent_git
     from fastpose.config import config_changes
 
-    parts = [f"resumed from run {parent.id} {parent.name} ({parent.status})"]
+    parts = [f"resumed from #{parent.id} {parent.name} ({parent.status})"]
     before = parent_git(store, parent)
     code = []
     if before is None or not getattr(git, "is_repo", False):
-        code.append("code: git state not comparable")
+        code.append("code: no git state to compare")
     else:
         if before.commit != git.commit:
             code.append(f"code: commit {_short(before.commit)} -> {_short(git.commit)}")
