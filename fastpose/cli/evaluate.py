@@ -35,7 +35,9 @@ def eval_command(
 
     console = safe_console()
     render_table(evaluation_table(done.record.metrics, done.title()), console)
-    console.print(f"precision-recall curves: {done.record.plot_path}", markup=False, highlight=False)
+    from fastpose.screens.terminal.console import lit, print_broken
+
+    print_broken(console, lit(f"precision-recall curves: {done.record.plot_path}"))
     console.print(f"journaled as evaluation #{done.record.id}", markup=False, highlight=False)
 
 

@@ -68,6 +68,13 @@ def break_lines(text: Text, width: int) -> list[Text]:
     return [line for line in lines if line.plain]
 
 
+def print_broken(console: Console, text: Text) -> None:
+    """Print ``text`` (a line holding a path or a label) over as many lines as the width needs, each broken
+    after a ``BREAK_AFTER`` character (``break_lines``), never inside a word that fits a line."""
+    for line in break_lines(text, console.width):
+        console.print(line, soft_wrap=True)
+
+
 def fits(console: Console, renderable: Any) -> bool:
     """Does ``renderable`` (a table) fit the console's width at its natural size, nothing folded or cut?"""
     from rich.measure import Measurement

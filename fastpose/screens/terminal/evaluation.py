@@ -60,16 +60,17 @@ def render_evaluations(records: list[EvaluationRecord], console: Any) -> None:
     def when(r: EvaluationRecord) -> str:
         return f"{r.created_at.astimezone():%Y-%m-%d %H:%M}"
 
-    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
     for col in ("#", "when", "checkpoint", "split", "images", *SHOWN):
         table.add_column(col, justify="right" if col not in ("when", "checkpoint", "split") else "left", no_wrap=True)
     for r in records:
         table.add_row(str(r.id), when(r), lit(r.checkpoint.rsplit("/", 1)[-1]), lit(f"{r.split} ({r.dataset})"),
                       str(r.num_images), *(value(r, k) for k in SHOWN))
+    console.print(Text(title, style="bold"))
     if fits(console, table):
         console.print(table)
         return
-    turned = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
+    turned = Table(box=None, pad_edge=False)
     turned.add_column("", no_wrap=True)
     for r in records:
         turned.add_column(Text(f"#{r.id}"), justify="right", overflow="fold")

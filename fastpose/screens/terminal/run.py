@@ -9,7 +9,7 @@ from fastpose.journal.records import MetricSummary, RunRecord
 from fastpose.screens.format import STATUS_STYLE, diff_stat, direction, fmt_bytes, fmt_duration, fmt_value, local, sparkline
 from fastpose.screens.run import RunDetail
 from fastpose.screens.terminal.evaluation import render_evaluations
-from fastpose.screens.terminal.console import lit
+from fastpose.screens.terminal.console import break_lines, lit, print_broken
 from fastpose.text import visible
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ def render_run(detail: RunDetail, console: Console) -> None:
     ]
     if run.error_message and run.status != "crashed":
         rows.append(("message", run.error_message))
-    for key, value in rows:
-        head.add_row(key, value if isinstance(value, Text) else lit(value))
+    room = max(16, console.width - 4 - max(len(key) for key, _ in rows) - 2)  # the panel's edges, the key column
+    for key, value in rows:  # a long path or command is broken after a / - or space, not inside a word
+        head.add_row(key, Text("\n").join(break_lines(value if isinstance(value, Text) else lit(value), room)))
     console.print(Panel(head, title=lit(run.label, "bold"), expand=False))
 
     for note in detail.notes:
@@ -163,7 +164,8 @@ def render_checkpoints(run: RunRecord, files: list[tuple[str, str, int, str | No
 
     if files is None:
         console.print(Text("checkpoints", style="bold"))
-        console.print(lit(f"  run directory not on this machine ({run.run_dir or 'none recorded'}; host {run.host})", "dim"))
+        print_broken(console, lit(f"  run directory not on this machine ({run.run_dir or 'none recorded'}; host "
+                                  f"{run.host})", "dim"))
         return
     if not files:
         console.print(Text("checkpoints", style="bold"))
