@@ -293,6 +293,10 @@ DEFAULTS: dict[str, Any] = RunConfig().flat()  # every key's default (``train --
 
 # Config keys that change only what a run displays, not what it trains (compare leaves them out).
 DISPLAY_KEYS = ("train.progress_bar", "train.log_images")
+# Keys that tell runs apart or change only what is displayed, never what is trained: left out wherever two
+# configs are compared (compare's config diff, the notes of train --from and resume). The thread setting
+# (0 = auto) is compared as the counts the runs used, in their recorded environment.
+NOT_COMPARED = ("name", *DISPLAY_KEYS, "train.threads")
 
 
 def toml_text(config: dict[str, Any]) -> str:
@@ -535,7 +539,9 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``[(key, before, after)]`` for every flattened key whose value differs (missing keys as None)."""
+def config_changes(before: dict[str, Any], after: dict[str, Any], skip: tuple[str, ...] = NOT_COMPARED
+                   ) -> list[tuple[str, Any, Any]]:
+    """``[(key, before, after)]`` for every flattened key whose value differs (missing keys as None), the
+    keys in ``skip`` aside (by default ``NOT_COMPARED``: the name and display options)."""
     a, b = flatten(before), flatten(after)
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k not in skip and a.get(k) != b.get(k)]

@@ -39,6 +39,23 @@ def _journal_backends() -> list[str]:
 
 JOURNAL_BACKENDS = _journal_backends()
 _PG_UNREACHABLE: dict[str, str] = {}  # base URL -> why it could not be reached (asked once per session)
+_PG_HOW = ("set FASTPOSE_TEST_PG_URL=postgresql+psycopg://USER@HOST:PORT/DB (a server where USER may create "
+           "databases; .ci/start-postgres starts one) to run them, or FASTPOSE_JOURNAL_BACKENDS=sqlite to leave "
+           "them out")
+_PG_SKIPS = ("no PostgreSQL server", "PostgreSQL at ")  # how every PostgreSQL skip's reason begins
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    """Every test skipped for want of a PostgreSQL server is reported at one place with one reason, so the
+    short summary (``-ra``) folds them into one line: ``SKIPPED [N] tests/conftest.py: ... how to run them``."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(_PG_SKIPS):
+            why = reason.split(":", 1)[0] if reason.startswith("PostgreSQL at ") else "no PostgreSQL server"
+            report.longrepr = (__file__, pg_admin_engine.__code__.co_firstlineno, f"PostgreSQL tests: {why}; {_PG_HOW}")
 
 
 def pg_admin_engine():  # noqa: ANN201 - sqlalchemy Engine on $FASTPOSE_TEST_PG_URL, or fail/skip

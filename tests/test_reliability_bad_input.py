@@ -282,7 +282,9 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("journal unknown sweep", ["journal", "--sweep", "nope"], {}, ["no sweep 'nope'"]),
     ("compare unknown sweep", ["compare", "--sweep", "nope"], {}, ["no sweep 'nope'"]),
     ("compare by unknown key", ["compare", "A1", "B1", "--by", "loss.nam"], {}, ["unknown config key"]),
-    ("compare csv without groups", ["compare", "A1", "B1", "--csv"], {}, ["--csv needs groups"]),
+    ("compare a run with itself", ["compare", "A1", "A1"], {}, ["'A1' is given twice", "different runs"]),
+    ("compare csv and json", ["compare", "A1", "B1", "--csv", "--json"], {}, ["one of --json and --csv"]),
+    ("compare by a run twice", ["compare", "A1", "B1", "A1", "--by", "loss.name"], {}, ["'A1' is given twice"]),
     ("submitit cluster unknown", ["journal"], {"FASTPOSE_SUBMITIT_CLUSTER": "pbs"}, ["$FASTPOSE_SUBMITIT_CLUSTER"]),
     ("ddp spec wait words", ["journal"], {"FASTPOSE_DDP_SPEC_WAIT_S": "soon"}, ["$FASTPOSE_DDP_SPEC_WAIT_S"]),
     # numbers: every integer config key has one accepted range (config.INT_RANGES), whatever sets it

@@ -168,7 +168,7 @@ def test_intrinsics_at_the_bounds_give_finite_invertible_network_intrinsics() ->
     import torch
     from PIL import Image
 
-    from fastpose.training.predict import CENTRE_MARGIN, FOCAL_RANGE, check_intrinsics, prepare
+    from fastpose.training.predict import CENTRE_MARGIN, FOCAL_RANGE, camera, check_intrinsics, prepare
 
     W, H = 80, 48
     image = Image.new("RGB", (W, H))
@@ -177,8 +177,9 @@ def test_intrinsics_at_the_bounds_give_finite_invertible_network_intrinsics() ->
     for values in [(lo, lo, -m * W, -m * H), (hi, hi, (m + 1) * W, (m + 1) * H), (lo, hi, 0, 0), (hi, lo, 40, 24)]:
         check_intrinsics(values, W, H, "x.png")
         for size in (32, 512):
-            _, K_net, K = prepare(image, size, values)
-            assert torch.isfinite(K_net).all() and torch.isfinite(K).all()
+            K = camera(W, H, values)
+            _, K_net, _ = prepare(image, (size, size), K)
+            assert torch.isfinite(K_net).all() and np.isfinite(K).all()
             assert torch.linalg.matrix_rank(K_net.double()) == 3
     for values in [(lo * 0.99, lo, 0, 0), (hi, hi * 1.01, 0, 0), (50, 50, -m * W - 1, 0), (50, 50, 0, (m + 1) * H + 1),
                    (1e308, 1e308, 1, 1), (1e-308, 1e-308, 1, 1), (50, 50, 1e308, 1e308)]:
@@ -204,36 +205,40 @@ def test_the_pixel_limit_is_read_from_the_header_before_decoding(tmp_path: Path)
 
 
 def test_a_large_photo_is_reduced_before_the_float_copy_and_gives_the_same_input(tmp_path: Path) -> None:
-    """A crop over REDUCE_TO x 2 pixels a side is box-reduced first; the network input stays what the
-    direct antialiased resize gives, within a few grey levels."""
+    """An image over REDUCE_TO x 2 pixels a side is box-reduced first; the network input stays what the
+    direct antialiased letterbox gives, within a few grey levels, and so do the intrinsics."""
     import torch
-    import torch.nn.functional as F
     from PIL import Image
 
-    from fastpose.training.predict import prepare
+    from fastpose.pose.camera import fit_frame
+    from fastpose.pose.data.synthetic import normalize_image
+    from fastpose.training.predict import camera, prepare
 
     rng = np.random.default_rng(0)
     low = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # smooth content: an upscaled random image
-    image = Image.fromarray(low).resize((4400, 4200), Image.Resampling.BILINEAR)
-    x, _, _ = prepare(image, 64, None)
-    side = 4200
-    crop = np.asarray(image, dtype=np.float32)[:, 100:100 + side] / 255
-    direct = F.interpolate(torch.from_numpy(crop).permute(2, 0, 1)[None], size=(64, 64), mode="bilinear",
-                           antialias=True, align_corners=False)[0]
-    from fastpose.pose.data.synthetic import normalize_image
-
-    assert (x - normalize_image(direct.clamp(0, 1))).abs().max() < 0.1  # ~0.02 in [0, 1] units
+    image = Image.fromarray(low).resize((4403, 4201), Image.Resampling.BILINEAR)  # not a multiple of the factor
+    K = camera(4403, 4201, None)
+    x, K_net, _ = prepare(image, (64, 64), K)
+    whole = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+    direct = fit_frame((4201, 4403), (64, 64), "letterbox")
+    expected = direct.resample(normalize_image(whole), "bilinear")
+    assert (x - expected).abs().max() < 0.1  # ~0.02 in [0, 1] units
+    assert np.allclose(K_net.double().numpy(), direct.intrinsics(K), rtol=2e-3)
 
 
 def test_overlays_are_bounded_whatever_the_image_size() -> None:
-    from fastpose.training.predict import DRAW_MAX_PIXELS, OVERLAY_MAX_PIXELS, SUPERSAMPLE, overlay_size
+    from fastpose.training.predict import (
+        DRAW_MAX_PIXELS, OVERLAY_MAX_PIXELS, OVERLAY_MIN_SIDE, SUPERSAMPLE, overlay_size,
+    )
 
-    assert overlay_size(64, 48) == (64, 48, SUPERSAMPLE)
-    assert overlay_size(1920, 1080) == (1920, 1080, 4)
-    for W, H in [(640, 480), (4000, 3000), (10000, 10000), (20000, 20000), (100_000, 10), (1, 1), (31623, 31623)]:
+    assert overlay_size(64, 48) == (512, 384, SUPERSAMPLE)  # a whole multiple, up to 512 px
+    assert overlay_size(640, 480) == (640, 480, SUPERSAMPLE) and overlay_size(1920, 1080) == (1920, 1080, 4)
+    for W, H in [(640, 480), (4000, 3000), (10000, 10000), (20000, 20000), (100_000, 10), (1, 1), (31623, 31623),
+                 (20, 20), (500, 3), (511, 511)]:
         w, h, s = overlay_size(W, H)
         assert w * h <= OVERLAY_MAX_PIXELS * 1.001 and (w * s) * (h * s) <= DRAW_MAX_PIXELS * 1.001
-        assert 1 <= s <= SUPERSAMPLE and w <= W and h <= H
+        assert 1 <= s <= SUPERSAMPLE and w <= max(W, 2 * OVERLAY_MIN_SIDE) and h <= max(H, 2 * OVERLAY_MIN_SIDE)
+        assert max(w, h) >= min(OVERLAY_MIN_SIDE, max(W, H))  # small images are enlarged to 512 px
         assert abs(w / h - W / H) <= max(W / H, H / W) * 0.01 + 1 / min(w, h)  # the aspect ratio is kept
 
 
@@ -249,8 +254,8 @@ def test_objects_projecting_far_outside_or_to_infinity_are_drawn_clipped(tmp_pat
     huge_K = np.array([[1e15, 0, 32], [0, 1e15, 24], [0, 0, 1]])
     box = {"class": "mug", "score": 0.9, "quaternion": [0, 0, 0, 1], "translation": [0.001, 0, 1.0],
            "size": [0.5, 0.25, 0.01]}
-    assert draw_overlay(image, [near, box], K, tmp_path / "a.png") == (64, 48)
-    assert draw_overlay(image, [box], huge_K, tmp_path / "b.png") == (64, 48)
+    assert draw_overlay(image, [near, box], K, tmp_path / "a.png") == (512, 384)
+    assert draw_overlay(image, [box], huge_K, tmp_path / "b.png") == (512, 384)
     nan_obj = dict(box, translation=[float("nan"), 0, 1.0])
     draw_overlay(image, [nan_obj], K, tmp_path / "c.png")
     drawn = np.asarray(Image.open(tmp_path / "a.png"))
@@ -294,5 +299,5 @@ def test_an_overlay_replaces_a_fifo_instead_of_writing_into_it(tmp_path: Path) -
     target = tmp_path / "x-poses.png"
     os.mkfifo(target)
     draw_overlay(Image.new("RGB", (16, 16)), [], np.eye(3), target)  # would block forever writing into it
-    assert target.is_file() and Image.open(target).size == (16, 16)
+    assert target.is_file() and Image.open(target).size == (512, 512)  # 16 px enlarged to 512
     assert [p.name for p in tmp_path.iterdir()] == ["x-poses.png"]  # no temporary file left

@@ -147,7 +147,7 @@ def test_journal_show_defaults_first_metrics_in_order_checkpoints_and_running(sc
     assert "fastpose (the code the run ran)" in out and "f" * 40 in out
 
     live = _cli("journal", "show", "LIVE", columns=160).stdout
-    assert re.search(r"running\s+epoch 0, step 3; last heartbeat", live) and "ended at" not in live
+    assert re.search(r"running\s+epoch 1, step 3; last heartbeat", live) and "ended at" not in live
     assert "run directory not on this machine" in live
 
 

@@ -141,7 +141,7 @@ def test_compare_by_key_and_its_errors(journal_store, run_cli) -> None:
     for args, message in ((["compare", "--sweep", "nope"], "no sweep 'nope'"),
                           (["compare", *refs, "--by", "loss.nam"], "unknown config key"),
                           (["compare", refs[0], "--by", "loss.name"], "at least two runs"),
-                          (["compare", *refs[:2], "--csv"], "--csv needs groups")):
+                          (["compare", refs[0], *refs, "--by", "loss.name"], "different runs")):
         proc = run_cli(*args)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1

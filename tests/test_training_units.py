@@ -263,7 +263,7 @@ def test_the_epoch_line_leads_with_the_primary_metric():
     values = {"train/loss": 1.4562, "val/loss": 1.778, "val/miss_rate": 0.5, "val/rot_err_median": math.nan,
               "val/5deg_2cm": 0.25, "val/10deg": 0.1}
     text = epoch_line(EpochLine(3, 10, "val/5deg_2cm", values, (0.3, 1))).plain
-    assert text == ("epoch 3/9  val/5deg_2cm 0.25 (best 0.3, epoch 1)  val/rot_err_median n/a  val/miss_rate 0.5  "
+    assert text == ("epoch 4/10  val/5deg_2cm 0.25 (best 0.3, epoch 2)  val/rot_err_median n/a  val/miss_rate 0.5  "
                     "val/loss 1.78  train/loss 1.46")
 
 
@@ -295,7 +295,7 @@ def test_resume_note_names_code_and_config_changes():
     from fastpose.training.runner import describe_resume
 
     class Parent:
-        id, label, status = 7, "26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch", "interrupted"
+        id, name, label, status = 7, "Q", "26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch", "interrupted"
         config = RunConfig().override({"name": "Q"}).to_dict()
 
     class Reader:
@@ -303,11 +303,14 @@ def test_resume_note_names_code_and_config_changes():
             return GitState(is_repo=True, commit="a" * 40, diff="")
 
     now = GitState(is_repo=True, commit="b" * 40, diff="+x")
-    config = RunConfig().override({"name": "Q2", "train.epochs": 9})
+    config = RunConfig().override({"name": "Q2", "train.epochs": 9, "train.progress_bar": False})
     note = describe_resume(Reader(), Parent(), config, now, "/r/last.ckpt")
-    assert note.startswith("resumed from run 7 (26-11-28/10-00-Q-SYNTHETIC-resnet18-scratch, interrupted)")
+    assert note.startswith("resumed from #7 Q (interrupted); ")
     assert "code: commit aaaaaaaaaa -> bbbbbbbbbb" in note and "uncommitted changes differ" in note
-    assert "name 'Q' -> 'Q2'" in note and f"train.epochs {RunConfig().train.epochs} -> 9" in note
+    assert note.endswith(f"config: train.epochs {RunConfig().train.epochs} -> 9")
+    # one short line: the checkpoint's path is the run's own record (journal show); the name and display
+    # options are no config change (compare leaves them out too)
+    assert "last.ckpt" not in note and "'Q2'" not in note and "progress_bar" not in note and "\n" not in note
 
 
 def test_epoch_writes_leave_the_training_thread_and_land_before_the_run_ends():

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def console() -> Console:
     from fastpose.screens.terminal.console import safe_console
 
-    return safe_console()  # no markup, control characters visible; piped output gets a wide page
+    return safe_console()  # no markup, control characters visible; the terminal's width, $COLUMNS, else 100
 
 
 def mark_lost(reader) -> None:  # noqa: ANN001 - JournalReader
@@ -68,7 +68,7 @@ def require_reader():  # noqa: ANN202 - JournalReader
 
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        raise FastposeError(f"the journal is empty ({journal_url()}): no runs yet")
+        raise FastposeError(missing_journal())
     return reader

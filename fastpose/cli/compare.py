@@ -19,10 +19,10 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     sweep: Annotated[Optional[str], opt("Compare the groups of this sweep (its id): statistics and a verdict.")] = None,
     by: Annotated[Optional[list[str]], opt("Group the runs by this config key, e.g. loss.name (repeatable).")] = None,
-    csv_out: Annotated[bool, typer.Option("--csv", help="Groups: print one CSV row per run (config, final and best metrics).")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run (config, final and best metrics; with groups, the group too).")] = False,
     tuning: Annotated[bool, typer.Option("--tuning", help="With --sweep: the sweep's [tune] stage instead of its final cells.")] = False,
     spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics (with --sweep/--by: every metric, losses too).")] = False,
     metric: Annotated[Optional[list[str]], opt("Only this metric (repeatable; the primary metric is always kept), e.g. val/rot_err_median.")] = None,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
@@ -36,10 +36,10 @@ def compare(
     if tuning and sweep is None:
         raise FastposeError("--tuning needs --sweep ID")
     if sweep is not None or by:
-        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [])
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [], per_class)
         return
-    if csv_out:
-        raise FastposeError("--csv needs groups: add --sweep ID or --by KEY")
+    if json_out and csv_out:
+        raise FastposeError("choose one of --json and --csv")
     from fastpose.screens.comparison import load_comparison, select_metrics
     from fastpose.screens.plot import plot as plot_runs
     from fastpose.screens.terminal.comparison import render
@@ -49,6 +49,11 @@ def compare(
         select_metrics(cmp, metric)
     if plot is not None:
         plot_runs(cmp, str(plot), per_class=per_class)
+    if csv_out:
+        from fastpose.screens.runs import runs_csv
+
+        sys.stdout.write(runs_csv(cmp.runs, cmp.summaries, cmp.metrics))
+        return
     if json_out:
         from fastpose.text import strict_json
 
@@ -63,7 +68,8 @@ def compare(
 
 
 def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
-                    csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None) -> None:
+                    csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None,
+                    per_class: bool = False) -> None:
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
     from fastpose.cli.common import mark_lost
@@ -76,9 +82,9 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     check_request(sweep=sweep, refs=runs, by=by)
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
+        raise FastposeError(f"{missing_journal()}; nothing to compare")
     try:
         mark_lost(reader)  # a read-only journal still compares (one warning line)
         cmp = load_groups(reader, sweep=sweep, refs=runs, by=by, tuning=tuning)
@@ -87,7 +93,7 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     if metrics:
         select_metrics(cmp, metrics)
     if plot is not None:
-        plot_groups(cmp, str(plot))
+        plot_groups(cmp, str(plot), cmp.shown_metrics(per_class))
     if csv_out:
         sys.stdout.write(cmp.csv_text())
         return
@@ -99,6 +105,6 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
     from fastpose.screens.terminal.console import safe_console
     from fastpose.text import visible
 
-    render(cmp, safe_console())
+    render(cmp, safe_console(), per_class=per_class)
     if plot is not None:
         print(f"plot written to {visible(plot)}")

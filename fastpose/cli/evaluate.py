@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fastpose.cli.app import app, opt
+from fastpose.training.predict import DEFAULT_MIN_SCORE  # torch-free at module level
 
 
 @app.command("eval")
@@ -34,15 +35,18 @@ def eval_command(
 
     console = safe_console()
     render_table(evaluation_table(done.record.metrics, done.title()), console)
-    console.print(f"precision-recall curves: {done.record.plot_path}", markup=False, highlight=False)
+    from fastpose.screens.terminal.console import lit, print_broken
+
+    print_broken(console, lit(f"precision-recall curves: {done.record.plot_path}"))
     console.print(f"journaled as evaluation #{done.record.id}", markup=False, highlight=False)
 
 
 @app.command()
 def predict(
     run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
-    images: Annotated[list[str], typer.Argument(help="Image files (any size; centre-cropped and resized as in training).")],
-    intrinsics: Annotated[Optional[str], opt("fx,fy,cx,cy of the original images (OpenCV convention).")] = None,
+    images: Annotated[list[str], typer.Argument(help="Image files (any size; the whole image is letterboxed to the run's input size).")],
+    intrinsics: Annotated[Optional[str], opt("fx,fy,cx,cy of the original images (OpenCV convention) [default: assumed: f = the shorter side, centred; a warning says so].")] = None,
+    min_score: Annotated[Optional[float], opt(f"Report detections scoring at least this (mean class probability over the object's pixels) [default: {DEFAULT_MIN_SCORE}].")] = None,
     out: Annotated[Optional[str], opt("Folder for the overlay PNGs (default: <run dir>/predictions).")] = None,
     checkpoint: Annotated[str, opt("best, last, or a checkpoint file.")] = "best",
     json_out: Annotated[bool, typer.Option("--json", help="Print the detections as JSON.")] = False,
@@ -52,4 +56,5 @@ def predict(
     from fastpose.training.predict import predict_images
 
     predict_images(run, images, intrinsics=intrinsics, out=out, checkpoint=checkpoint, json_out=json_out,
-                   **({} if max_pixels is None else {"max_pixels": max_pixels}))
+                   **({} if max_pixels is None else {"max_pixels": max_pixels}),
+                   **({} if min_score is None else {"min_score": min_score}))

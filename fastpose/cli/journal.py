@@ -70,9 +70,9 @@ def journal(
     replay_spools()
     reader = open_reader()
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
 
-        print("[]" if as_json else f"The journal is empty ({journal_url()}); runs and notes will appear here.")
+        print("[]" if as_json else f"The journal is empty: {missing_journal()}. Runs and notes will appear here.")
         return
     from fastpose.screens.daily_log import load_daily_log
     from fastpose.screens.terminal.daily_log import render_daily_log
@@ -101,10 +101,13 @@ def journal(
 
 
 @journal_app.command()
-def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")]) -> None:
-    """Everything about one run: config, git state and diff stat, traceback, metric history."""
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON instead (metrics with their histories, config, code, checkpoints, evaluations).")] = False,
+) -> None:
+    """Everything about one run: its metrics and their history first, then notes, config, code, traceback,
+    checkpoints and evaluations."""
     from fastpose.screens.run import load_run_detail
-    from fastpose.screens.terminal.run import render_run
 
     replay_spools()
     reader = require_reader()
@@ -113,6 +116,13 @@ def show(run: Annotated[str, typer.Argument(help="Run id, label, unique label pr
         detail = load_run_detail(reader, reader.resolve(run))
     finally:
         reader.close()
+    if as_json:
+        from fastpose.text import strict_json
+
+        print(strict_json(detail.to_json(), indent=2))
+        return
+    from fastpose.screens.terminal.run import render_run
+
     render_run(detail, console())
 
 
@@ -194,13 +204,14 @@ def _open_reader_or_none():  # noqa: ANN202 - JournalReader | None
 
 @journal_app.command()
 def export(
-    path: Annotated[Path, typer.Argument(help="Markdown file to write (a new file; see --force).")],
+    path: Annotated[Path, typer.Argument(help="Markdown file to write (a new file; see --force), or - for standard output.")],
     force: Annotated[bool, typer.Option("--force", help="Replace PATH if it is an existing regular file.")] = False,
 ) -> None:
     """Write the whole journal as Markdown, grouped by day, newest first."""
     from fastpose.journal.export import check_export_target, write_atomically
 
-    target = check_export_target(path, force=force)  # refuses before anything is read or written
+    to_stdout = str(path) == "-"
+    target = None if to_stdout else check_export_target(path, force=force)  # refuses before anything is read
     from fastpose.journal.access import open_reader
     from fastpose.screens.daily_log import DailyLog
     from fastpose.screens.markdown import daily_log_markdown
@@ -215,6 +226,11 @@ def export(
             log = DailyLog(reader, reader.list_runs(), reader.day_notes())
         finally:
             reader.close()
+    if target is None:
+        import sys
+
+        sys.stdout.write(daily_log_markdown(log))
+        return
     write_atomically(target, daily_log_markdown(log), force=force)
     from fastpose.text import visible
 

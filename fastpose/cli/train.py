@@ -178,10 +178,11 @@ def train(
 
 def _config_of_run(ref: str) -> tuple[dict, Any]:
     """``(config, run)`` of the run ``ref`` names (for ``train --from``); the journal is only read."""
-    from fastpose.journal.reader import UnknownRunError
     from fastpose.journal.access import read_run
+    from fastpose.journal.db import missing_journal
+    from fastpose.journal.reader import UnknownRunError
 
-    run = read_run(ref, UnknownRunError(f"--from {ref!r}: the journal has no runs"))
+    run = read_run(ref, UnknownRunError(f"--from {ref!r}: {missing_journal()}"))
     return dict(run.config or {}), run
 
 
@@ -215,8 +216,12 @@ def resume(
 ) -> None:
     """Continue a run from its last.ckpt (full trainer state) as a new run linked to it."""
     require_text_cwd()
-    from fastpose.training.runner import resume as run_resume
+    from fastpose.training.resuming import launch_rank, locate
 
     display = {_TRAIN_KEYS[k]: v for k, v in (("log_images", log_images), ("progress", progress), ("threads", threads))
                if v is not None}
-    raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note, updates=display).exit_code)
+    # The run and its checkpoint are found before torch is imported: a mistyped name is answered at once.
+    point = locate(run, epochs=epochs, name=name, updates=display) if launch_rank() == 0 else None
+    from fastpose.training.runner import resume as run_resume
+
+    raise typer.Exit(run_resume(run, epochs=epochs, name=name, note=note, updates=display, point=point).exit_code)

@@ -1,7 +1,9 @@
 """Where the journal lives, how to connect, and migrate-on-open.
 
-- Home: ``$FASTPOSE_HOME`` else ``./journal``; URL: ``$FASTPOSE_JOURNAL_URL`` else SQLite at
-  ``<home>/fastpose.db``.
+- Home: ``$FASTPOSE_HOME``; else the nearest ``journal/`` holding ``fastpose.db`` in the working directory
+  or a directory above it (found as git finds ``.git``); else ``./journal`` (where a first run creates it).
+  URL: ``$FASTPOSE_JOURNAL_URL`` else SQLite at ``<home>/fastpose.db``. A setting in the environment wins
+  over the search, as ``GIT_DIR`` does for git. ``missing_journal()`` says where a command looked.
 - SQLite connections get WAL, ``foreign_keys=ON`` and a busy timeout; write transactions use
   ``BEGIN IMMEDIATE`` so concurrent writers wait on the lock instead of failing mid-transaction.
 - Opening checks the schema revision with one plain SQL query; only when the journal is missing, older
@@ -58,9 +60,50 @@ def where_journal(url: str) -> str:
     return str(path) if path is not None else redact_url(url)
 
 
+JOURNAL_DIR = "journal"  # the home's name where no $FASTPOSE_HOME says otherwise
+JOURNAL_FILE = "fastpose.db"
+
+
 def journal_home() -> Path:
-    """``$FASTPOSE_HOME`` else ``./journal``."""
-    return Path(os.environ.get("FASTPOSE_HOME") or "journal")
+    """``$FASTPOSE_HOME``; else the nearest ``journal/`` with a ``fastpose.db`` from the working directory up
+    (``find_home``); else ``./journal``."""
+    env = os.environ.get("FASTPOSE_HOME")
+    if env:
+        return Path(env)
+    return find_home() or Path(JOURNAL_DIR)
+
+
+def find_home(start: Path | None = None) -> Path | None:
+    """The nearest ``<dir>/journal`` holding a ``fastpose.db`` file, ``dir`` being ``start`` (default: the
+    working directory) or one of its parents; None when there is none (or the working directory is gone)."""
+    try:
+        here = (start or Path.cwd()).absolute()
+    except OSError:
+        return None
+    for folder in (here, *here.parents):
+        candidate = folder / JOURNAL_DIR
+        try:
+            if (candidate / JOURNAL_FILE).is_file():
+                return candidate
+        except OSError:  # a directory on the way that cannot be read: the search goes on above it
+            continue
+    return None
+
+
+def missing_journal() -> str:
+    """Where a command looked for the journal and found none, and how to point at one: for messages."""
+    url = os.environ.get("FASTPOSE_JOURNAL_URL")
+    if url:
+        return f"no journal at {where_journal(url)} ($FASTPOSE_JOURNAL_URL)"
+    home = os.environ.get("FASTPOSE_HOME")
+    if home:
+        return f"no journal at {Path(home) / JOURNAL_FILE} ($FASTPOSE_HOME)"
+    try:
+        cwd = str(Path.cwd())
+    except OSError:
+        cwd = "the working directory"
+    return (f"no journal found: no {JOURNAL_DIR}/{JOURNAL_FILE} in {cwd} or any directory above it; run from "
+            f"the project that holds the journal, or set FASTPOSE_HOME=DIR (the folder with {JOURNAL_FILE})")
 
 
 def journal_url() -> str:
@@ -68,7 +111,7 @@ def journal_url() -> str:
     url = os.environ.get("FASTPOSE_JOURNAL_URL")
     if url:
         return url
-    return f"sqlite:///{(journal_home() / 'fastpose.db').absolute()}"
+    return f"sqlite:///{(journal_home() / JOURNAL_FILE).absolute()}"
 
 
 def sqlite_path(url: str) -> Path | None:

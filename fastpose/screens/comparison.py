@@ -18,9 +18,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastpose.config import flatten
+from fastpose.config import NOT_COMPARED, flatten  # noqa: F401 - NOT_COMPARED re-exported
 from fastpose.errors import FastposeError
-from fastpose.screens.runs import run_to_json
+from fastpose.screens.runs import refuse_repeats, run_to_json
 from fastpose.screens.format import (
     STANDARD_VAL, comparable_across, direction, is_better, metric_group, metric_order, run_primary,
 )
@@ -238,11 +238,6 @@ class Comparison:
         }
 
 
-# Config keys that never enter the config diff: they name the run or change only what is displayed; the
-# thread setting (0 = auto) is compared as the counts the runs used, in the environment.
-NOT_COMPARED = ("name", "train.progress_bar", "train.log_images", "train.threads")
-
-
 @dataclass(frozen=True)
 class EnvironmentDifference:
     values: list[Any]  # per run, in the comparison's order
@@ -285,13 +280,14 @@ def load_comparison(refs: list[str], reader: Any = None) -> Comparison:
     if len(refs) < 2:
         raise FastposeError("compare needs at least two runs")
     if reader is None:
-        from fastpose.journal.db import journal_url
+        from fastpose.journal.db import missing_journal
         from fastpose.journal.access import open_reader
 
         reader = open_reader()
         if reader is None:
-            raise FastposeError(f"no journal yet at {journal_url()}; nothing to compare")
+            raise FastposeError(f"{missing_journal()}; nothing to compare")
     runs = [reader.resolve(ref) for ref in refs]
+    refuse_repeats(refs, runs)
     ids = [r.id for r in runs]
     summaries = reader.metric_summaries(ids)
     histories = {run.id: _history(reader, run.id) for run in runs}

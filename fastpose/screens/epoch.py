@@ -14,11 +14,11 @@ EPOCH_LINE = ("val/rot_err_median", "val/trans_err_median_cm", "val/miss_rate", 
 
 @dataclass
 class EpochLine:
-    epoch: int  # 0-based
+    epoch: int  # 0-based, as Lightning counts (the faces show it from 1)
     max_epochs: int | None
     monitor: str  # the primary metric (train.monitor)
     values: dict[str, float | None]  # what the trainer logged this epoch
-    best: tuple[float, int] | None  # (value, epoch) of the primary metric's best so far
+    best: tuple[float, int] | None  # (value, 0-based epoch) of the primary metric's best so far
     seconds: float | None = None  # this epoch's wall time, its validation included
     remaining_s: float | None = None  # the whole run's time left: the mean epoch so far x the epochs left
 

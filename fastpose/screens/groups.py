@@ -7,13 +7,17 @@ For each metric, one row per group: n, mean ± sd (ddof 1) and min-max. For the 
 (``fastpose.metrics.primary_metric``), the best group by mean is tested against each other group
 with Welch's t-test (``fastpose.studies.stats``), and each pair gets one sentence of verdict. A metric whose
 values mean different things across the runs (a loss under different loss definitions,
-``comparable_across``) gets no star and no test.
+``comparable_across``) gets no star and no test. When no group is best, ``no_verdict`` says why in words: not
+comparable, fewer than two groups with values, or a tie (every group the same mean; "identical at every seed"
+when every run of every group has the same value, no variance at all).
+
+The screen lists the headline metrics (``HEADLINE``: the primary, the rotation, pose and 3D IoU APs, the
+errors and rates); ``--per-class`` adds the rest (losses, per-class APs), ``--metric`` picks; ``--json`` and
+``--csv`` have every metric.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
@@ -28,7 +32,7 @@ from fastpose.screens.format import comparable_across, direction, is_better, pri
 from fastpose.studies.stats import TEST_NAME, Summary, Welch, describe, welch
 
 ALPHA = 0.05
-METRICS_PER_TABLE = 5
+HEADLINE = ("rotation AP", "pose AP", "3D IoU AP", "errors and rates")  # metric groups the screen shows by default
 
 
 @dataclass
@@ -58,6 +62,7 @@ class GroupComparison:
     sweep: str | None = None
     metrics: list[str] = field(default_factory=list)
     primary: str = ""
+    chosen: list[str] = field(default_factory=list)  # --metric: the metrics asked for (select_metrics)
 
     def __post_init__(self) -> None:
         names = {n for s in self.summaries.values() for n in s}
@@ -69,6 +74,33 @@ class GroupComparison:
     @property
     def runs(self) -> list[Any]:
         return [r for g in self.groups for r in g.runs]
+
+    def shown_metrics(self, everything: bool = False) -> list[str]:
+        """The metrics the screen lists, primary first, those some group has values of: the headline ones
+        (``HEADLINE``), or all with ``everything`` (``--per-class``) or what ``--metric`` chose."""
+        from fastpose.screens.format import metric_group
+
+        names = [m for m in self.metrics if any(self.summary(g, m).n for g in self.groups)]
+        if not (everything or self.chosen):
+            names = [m for m in names if m == self.primary or metric_group(m) in HEADLINE]
+        return sorted(names, key=lambda m: m != self.primary)  # stable: the usual order after the primary
+
+    def no_verdict(self, name: str | None = None) -> str | None:
+        """Why ``name`` (default: the primary metric) has no best group, in words; None when it has one."""
+        name = name or self.primary
+        if not self.comparable(name):
+            return "not comparable across these runs"
+        scored = [g for g in self.groups if self.summary(g, name).n]
+        if len(scored) < 2:
+            return "fewer than two groups have values"
+        if self.best(name) is not None:
+            return None
+        values = {v for g in scored for v in self.values(g, name) if v is not None and math.isfinite(v)}
+        mean = _fmt(self.summary(scored[0], name).mean)
+        if len(values) == 1:
+            return (f"all {len(scored)} groups are identical at every seed ({mean} in every run, no variance): "
+                    "not distinguishable")
+        return f"all {len(scored)} groups have the same mean ({mean}): not distinguishable"
 
     def values(self, group: Group, name: str) -> list[float | None]:
         out = []
@@ -113,24 +145,12 @@ class GroupComparison:
     # -- exports
     def csv_text(self) -> str:
         """One row per run: run, group and cell, every config key (``config.*``), final and best of every metric."""
-        config_keys = sorted({k for r in self.runs for k in flatten(r.config)})
-        head = ["run_id", "label", "name", "status", "sweep", "group", "cell"]
-        head += [f"config.{k}" for k in config_keys]
-        head += [f"final.{m}" for m in self.metrics] + [f"best.{m}" for m in self.metrics]
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        for group in self.groups:
-            for run in group.runs:
-                flat = flatten(run.config)
-                s = self.summaries[run.id]
-                writer.writerow(
-                    [run.id, run.label, run.name, run.status, self.sweep or "", group.label, self.cells.get(run.id, "")]
-                    + [_cell(flat.get(k)) for k in config_keys]
-                    + [_cell(s[m].final if m in s else None) for m in self.metrics]
-                    + [_cell(s[m].best if m in s else None) for m in self.metrics]
-                )
-        return buf.getvalue()
+        from fastpose.screens.runs import runs_csv
+
+        extra = {"sweep": {r.id: self.sweep or "" for r in self.runs},
+                 "group": {r.id: g.label for g in self.groups for r in g.runs},
+                 "cell": {r.id: self.cells.get(r.id, "") for r in self.runs}}
+        return runs_csv(self.runs, self.summaries, self.metrics, extra)
 
     def to_json(self) -> dict[str, Any]:
         groups = []
@@ -162,7 +182,8 @@ class GroupComparison:
                 runs.append(item)
         return {
             "sweep": self.sweep, "test": TEST_NAME, "values": "final value of each run", "alpha": ALPHA,
-            "primary_metric": self.primary, "groups": groups, "comparisons": contrasts, "runs": runs,
+            "primary_metric": self.primary, "groups": groups, "comparisons": contrasts,
+            "no_verdict": self.no_verdict(), "runs": runs,
             "left_out": self.left_out,
             "directions": {m: direction(m) for m in self.metrics},
             "comparable": {m: self.comparable(m) for m in self.metrics},
@@ -198,14 +219,6 @@ def _fmt(value: float, signed: bool = False) -> str:
 
 def _num(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else str(value)
-    return value
 
 
 # ----------------------------------------------------------------------------- loading
@@ -299,12 +312,10 @@ def _load(reader: Any, sweep: str | None, refs: list[str], by: list[str], tuning
             chains[run.id] = chain
         title = f"sweep {record.name}"
     else:
-        runs, seen, gkeys = [], set(), {}
-        for ref in refs:
-            run = reader.resolve(ref)
-            if run.id not in seen:
-                seen.add(run.id)
-                runs.append(run)
+        from fastpose.screens.runs import refuse_repeats
+
+        runs, gkeys = [reader.resolve(ref) for ref in refs], {}
+        refuse_repeats(refs, runs)
         chains = {r.id: [r.id] for r in runs}
         title = f"{len(runs)} runs"
     if not runs:

@@ -30,6 +30,39 @@ class RunDetail:
     primary: str
     evaluations: list[EvaluationRecord]
 
+    def to_json(self) -> dict[str, Any]:
+        """``journal show --json``: the run object of ``journal --json`` plus, per metric (reading order,
+        primary first), direction, final, best, the epoch of the best (Lightning's 0-based index, as the
+        journal and the checkpoint names have it) and the history; the config values that differ from today's
+        defaults; both git states (diffs included); checkpoint files; evaluations."""
+        from dataclasses import asdict
+
+        from fastpose.screens.format import direction, json_num, metric_order
+        from fastpose.screens.runs import run_to_json
+
+        metrics = {}
+        for name in metric_order(set(self.summaries) | set(self.history), self.primary):
+            s = self.summaries.get(name)
+            metrics[name] = {"direction": direction(name), "final": json_num(s.final) if s else None,
+                             "best": json_num(s.best) if s else None,
+                             "best_epoch": s.best_epoch if s else None,
+                             "history": [json_num(v) for v in self.history.get(name, [])]}
+        return {
+            "run": run_to_json(self.run, summaries=self.summaries, notes=self.notes),
+            "primary": self.primary,
+            "metrics": metrics,
+            "notes": [{"id": n.id, "created": n.created_at.isoformat(), "text": n.text} for n in self.notes],
+            "config_not_default": [{"key": k, "value": v, "default": None if d is KeyError else d,
+                                    "known_today": d is not KeyError} for k, v, d in self.config_changed],
+            "git": None if self.git is None else {**asdict(self.git), "untracked": list(self.git.untracked)},
+            "fastpose": None if self.source is None else {**asdict(self.source),
+                                                          "untracked": list(self.source.untracked)},
+            "checkpoints": None if self.checkpoints is None else [
+                {"kind": kind, "file": name, "bytes": size, "same_file_as": same}
+                for kind, name, size, same in self.checkpoints],
+            "evaluations": [e.to_json() for e in self.evaluations],
+        }
+
 
 def load_run_detail(reader: JournalReader, run: RunRecord) -> RunDetail:
     """Everything ``journal show`` shows of ``run``, read through ``reader``."""

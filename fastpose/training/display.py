@@ -9,7 +9,8 @@
 - ``ProgressBar``: Lightning's rich bar without ``v_num`` (the logger's version, which for our
   ``tensorboard`` directory read ``oard``), with the whole run's time left (``run``) beside the epoch's own;
   each epoch's bar is closed when the epoch ends, so the epoch's line prints under it instead of being drawn
-  through the live display.
+  through the live display. Epochs are counted from 1 on both (``Epoch 2/2``), as in every screen; the
+  journal and the checkpoint names keep Lightning's 0-based index.
 - ``RunClock``: the whole run's time left, from the epochs finished in this process (validation included):
   their mean times the epochs left; during the first epoch, from its training batches so far.
 
@@ -89,6 +90,14 @@ class ProgressBar(RichProgressBar):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         self._stop_progress()  # the finished bar stays on screen; the next epoch starts a new one
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        """``Epoch 2/2`` for the last of two epochs: counted from 1, as every screen counts them (Lightning's
+        own bar says ``Epoch 1/1``)."""
+        text = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            text += f"/{self.trainer.max_epochs}"
+        return f"{text:{len(self.validation_description)}}"  # as wide as "Validation": no flicker
 
 
 class ConsoleReport(pl.Callback):

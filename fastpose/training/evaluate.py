@@ -167,12 +167,12 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
     if dataset is not None and dataset not in ("synthetic", "nocs"):
         raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
     from fastpose.journal.access import read_run
-    from fastpose.journal.db import journal_url
+    from fastpose.journal.db import missing_journal
     from fastpose.journal.evaluations import record_evaluation
     from fastpose.journal.store import JournalStore
 
     # never creates a journal for a run that cannot be in it
-    read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs to evaluate"))
+    read_run(ref, FastposeError(f"{missing_journal()}; no runs to evaluate"))
     with JournalStore.open() as store:
         run = store.resolve(ref)
         path = find_checkpoint(run, checkpoint)

@@ -1,14 +1,23 @@
 """``fastpose predict``: poses (class, score, rotation, translation, size) for images of any size, with overlays.
 
-Each image is prepared as in training on NOCS data: centre-cropped to a square, resized to the run's
-``image_size`` (bilinear, antialiased), ImageNet-normalised; the intrinsics follow the crop and the resize, so
-translations and sizes come out in metres in the original camera's frame.
+Each image is brought whole to the run's input size (``fastpose.pose.camera.image_hw(config.data.image_size)``,
+``(H, W)``) as the NOCS loader's ``letterbox`` does: scaled by one factor to fit, centred, the rest padded with
+the mean colour (``fastpose.pose.camera.fit_frame``), so nothing at the image's sides is lost; the intrinsics
+follow the scaling and the padding, so translations and sizes come out in metres in the original image's
+camera, and the overlay is drawn with the original camera on the original image.
 
 Intrinsics: ``--intrinsics fx,fy,cx,cy`` in the original image's pixels, in the convention calibration tools
 (OpenCV) print: pixel centres on integer coordinates. They are converted to fastpose's convention (pixel
 ``(u, v)`` centred at ``(u + 0.5, v + 0.5)``, ``fastpose.pose.translation``) by adding 0.5 to ``cx, cy``.
-Without them the camera of the synthetic set is assumed: focal length = the image's longer side, principal
-point at the image centre (about 53 degrees of field of view).
+Without them the synthetic set's camera is assumed (``fastpose.pose.camera.synthetic_intrinsics``: focal length
+= the image's shorter side, principal point at the centre) and a warning names it; the JSON says
+``"intrinsics": "assumed"`` (else ``"given"``), with the matrix as ``"K"``. Metres are only as right as the
+camera.
+
+What is reported: detections scoring at least ``--min-score`` (default ``DEFAULT_MIN_SCORE``; the output says
+the threshold and how many fell below it). A run trained on synthetic data only, shown an image that is not a
+``fastpose render`` image (its PNG carries ``RENDER_TAG``), gets a one-line warning: the network has seen
+nothing but rendered primitives, and its detections on a photograph mean little.
 
 Intrinsics must describe a camera the float32 pipeline can work with, checked against each image: focal
 lengths between 1/1000 and 1000 times the image's longer side (a field of view between about 0.06 and 179.9
@@ -16,18 +25,19 @@ degrees), the principal point at most 10 image widths (heights) outside the imag
 
 Images (``fastpose.files.open_user_file``: regular files only) are refused above ``--max-pixels`` (default
 ``MAX_PIXELS``, 100 megapixels), read from the file's header before anything is decoded, and above
-``IMAGE_BYTES_PER_PIXEL`` bytes a pixel allowed (plus ``IMAGE_EXTRA_BYTES``). A crop much larger than the
+``IMAGE_BYTES_PER_PIXEL`` bytes a pixel allowed (plus ``IMAGE_EXTRA_BYTES``). An image much larger than the
 network's input is first shrunk by an integer factor with a box filter (Pillow's ``reduce``, to no less than
 ``REDUCE_TO`` pixels a side), so the float copy of a large photo stays small; the antialiased resize follows.
 
 Overlays: each detected object's 3D box (12 edges) and its axes (x red, y green, z blue, half the box's
-extent long), labelled with class and score; drawn at up to 4x (``SUPERSAMPLE``) and downsampled (Lanczos),
-which antialiases every line. Their size is bounded: an image over ``OVERLAY_MAX_PIXELS`` gets an overlay
-scaled down to that many pixels, and the supersampled canvas never exceeds ``DRAW_MAX_PIXELS`` (a large
-image is drawn at 3x, 2x or 1x). Each overlay is ``<out>/<image stem>-poses.png``; when two images of one
-command share a stem (``a/x.png b/x.png``, ``x.png x.jpg``) the later ones get ``-poses-2.png``,
-``-poses-3.png``, ..., so no overlay the command wrote is overwritten; each image's line (and ``--json``)
-names its overlay. Files are written through a temporary name and renamed.
+extent long), labelled with class and score on a dark box; at the input image's resolution, but at least
+``OVERLAY_MIN_SIDE`` pixels on its longer side (a small image is enlarged, pixels kept sharp) and at most
+``OVERLAY_MAX_PIXELS`` (a huge one is scaled down); drawn at up to 4x (``SUPERSAMPLE``) within
+``DRAW_MAX_PIXELS`` and downsampled (Lanczos), which antialiases every line. Each overlay is
+``<out>/<image stem>-poses.png``; when two images of one command share a stem (``a/x.png b/x.png``, ``x.png
+x.jpg``) the later ones get ``-poses-2.png``, ``-poses-3.png``, ..., so no overlay the command wrote is
+overwritten; each image's line (and ``--json``) names its overlay. Files are written through a temporary
+name and renamed.
 """
 
 from __future__ import annotations
@@ -39,12 +49,16 @@ from typing import Any
 from fastpose.errors import FastposeError
 
 SUPERSAMPLE = 4
+DEFAULT_MIN_SCORE = 0.5  # --min-score's default: a detection's mean class probability over its pixels
+OVERLAY_MIN_SIDE = 512  # an overlay's longer side at least (a 64-px image is drawn 8x larger)
+RENDER_TAG = "fastpose-render"  # PNG text key fastpose render writes: the image is a rendered synthetic scene
 MAX_PIXELS = 100_000_000  # --max-pixels' default: a 100-megapixel photo reads; larger ones need the flag
 MAX_PIXELS_CEILING = 1_000_000_000  # the most --max-pixels may allow (3 GB as 8-bit RGB)
 IMAGE_BYTES_PER_PIXEL = 8  # the file size an image may have: 16-bit RGBA, uncompressed, is 8 bytes a pixel
 IMAGE_EXTRA_BYTES = 64 << 20  # ... plus room for metadata (ICC profiles, EXIF, thumbnails)
 REDUCE_TO = 2048  # a crop over twice this side (and over 8x the network's input) is box-reduced first
 OVERLAY_MAX_PIXELS = 1 << 24  # an overlay's pixels at most (4096 x 4096)
+LABEL_MIN_PX, LABEL_MAX_PX = 12, 32  # a label's text height in overlay pixels: 1/32 of the shorter side, within these
 DRAW_MAX_PIXELS = 1 << 25  # the supersampled drawing canvas's pixels at most (a 1920 x 1080 image at 4x)
 FOCAL_RANGE = (1e-3, 1e3)  # fx, fy as a multiple of the image's longer side
 CENTRE_MARGIN = 10  # cx, cy at most this many image widths (heights) outside the image
@@ -80,45 +94,50 @@ def check_intrinsics(values: tuple[float, float, float, float], width: int, heig
                             f"outside {image!r} ({width}x{height})")
 
 
-def prepare(image: Any, image_size: int, intrinsics: tuple[float, float, float, float] | None) -> tuple[Any, Any, Any]:
-    """``(network input (3, S, S), intrinsics for it (3, 3), intrinsics of the original image (3, 3))``,
-    both matrices in fastpose's pixel-centre convention."""
+def camera(width: int, height: int, intrinsics: tuple[float, float, float, float] | None) -> Any:
+    """The original image's camera (3, 3) float64 in fastpose's pixel-centre convention: ``--intrinsics``
+    (OpenCV's convention, + 0.5 on ``cx, cy``), else the synthetic camera of a ``width`` x ``height`` image."""
+    import numpy as np
+
+    if intrinsics is None:
+        from fastpose.pose.camera import synthetic_intrinsics
+
+        return synthetic_intrinsics((height, width)).double().numpy()
+    fx, fy, cx, cy = intrinsics
+    return np.array([[fx, 0, cx + 0.5], [0, fy, cy + 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def prepare(image: Any, run_hw: tuple[int, int], K: Any) -> tuple[Any, Any, Any]:
+    """``(network input (3, H, W), its intrinsics (3, 3) float32, the FrameMap from the original image)``: the
+    whole image letterboxed to the run's ``run_hw`` = (H, W), ImageNet-normalised (the padding is the mean
+    colour, 0 after normalising); ``K`` is the original image's camera (fastpose's convention)."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
+    from fastpose.pose.camera import fit_frame
     from fastpose.pose.data.synthetic import normalize_image
 
     W, H = image.size
-    if intrinsics is None:
-        f = float(max(W, H))
-        K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]], dtype=np.float64)
-    else:
-        fx, fy, cx, cy = intrinsics
-        K = np.array([[fx, 0, cx + 0.5], [0, fy, cy + 0.5], [0, 0, 1]], dtype=np.float64)
-    side = min(W, H)
-    x0, y0 = (W - side) // 2, (H - side) // 2
-    scale = image_size / side
-    K_net = K.copy()
-    K_net[0, 2], K_net[1, 2] = (K[0, 2] - x0) * scale, (K[1, 2] - y0) * scale
-    K_net[0, 0], K_net[1, 1] = K[0, 0] * scale, K[1, 1] * scale
-    crop = image.crop((x0, y0, x0 + side, y0 + side))
-    factor = side // max(REDUCE_TO, 8 * image_size)
+    factor = max(W, H) // max(REDUCE_TO, 8 * max(run_hw))
+    K = np.asarray(K, dtype=np.float64)
     if factor >= 2:  # a large photo: shrink by a whole factor (box filter) before the float copy
-        crop = crop.reduce(factor)
-    rgb = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
-    side = crop.size[0]
-    if side != image_size:
-        rgb = F.interpolate(rgb[None], size=(image_size, image_size), mode="bilinear", antialias=True,
-                            align_corners=False)[0]
-    return normalize_image(rgb.clamp(0, 1)), torch.from_numpy(K_net).float(), torch.from_numpy(K).float()
+        # the last W % factor columns (H % factor rows) go, so that reduced pixel u covers exactly
+        # [u f, (u + 1) f) of the original: every coordinate is divided by f, and so is the camera
+        image = image.crop((0, 0, W - W % factor, H - H % factor)).reduce(factor)
+        K = np.diag([1 / factor, 1 / factor, 1.0]) @ K
+    rgb = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+    frame = fit_frame(tuple(rgb.shape[1:]), run_hw, "letterbox")
+    x = frame.resample(normalize_image(rgb.clamp(0, 1)), "bilinear", fill=0.0)
+    return x, torch.from_numpy(frame.intrinsics(K)).float(), frame
 
 
 def overlay_size(width: int, height: int) -> tuple[int, int, int]:
     """``(overlay width, overlay height, supersampling factor)`` for a ``width`` x ``height`` image: the image's
-    size, scaled down to at most ``OVERLAY_MAX_PIXELS``; drawn at up to ``SUPERSAMPLE`` times that, within
+    size; a whole multiple of it when its longer side is under ``OVERLAY_MIN_SIDE`` (the smallest that reaches
+    it), scaled down to at most ``OVERLAY_MAX_PIXELS``; drawn at up to ``SUPERSAMPLE`` times that, within
     ``DRAW_MAX_PIXELS``."""
-    r = min(1.0, (OVERLAY_MAX_PIXELS / (width * height)) ** 0.5)
+    r = min(float(max(1, math.ceil(OVERLAY_MIN_SIDE / max(width, height)))),
+            (OVERLAY_MAX_PIXELS / (width * height)) ** 0.5)
     w, h = max(1, round(width * r)), max(1, round(height * r))
     s = max(1, min(SUPERSAMPLE, int((DRAW_MAX_PIXELS / (w * h)) ** 0.5)))
     return w, h, s
@@ -159,7 +178,10 @@ def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) 
     W, H = image.size
     w, h, s = overlay_size(W, H)
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    big = rgb.resize((w * s, h * s), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if w > W:  # a small image enlarged: its pixels stay sharp squares (first to the overlay, then the canvas)
+        big = rgb.resize((w, h), Image.Resampling.NEAREST).resize((w * s, h * s), Image.Resampling.NEAREST)
+    else:
+        big = rgb.resize((w * s, h * s), Image.Resampling.BICUBIC, reducing_gap=3.0)
     draw = ImageDraw.Draw(big)
     K = np.asarray(K, dtype=np.float64)
     sx, sy = w * s / W, h * s / H  # canvas pixels per image pixel
@@ -178,6 +200,7 @@ def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) 
         if part is not None:
             draw.line(part, fill=colour, width=width)
 
+    labels = []
     for obj in objects:
         from scipy.spatial.transform import Rotation
 
@@ -198,16 +221,24 @@ def draw_overlay(image: Any, objects: list[dict[str, Any]], K: Any, path: Path) 
             line(axes[0], tip, c)
         x, y = min(p[0] for p in px), min(p[1] for p in px)
         if math.isfinite(x) and math.isfinite(y):
-            x, y = min(max(x, 0.0), w * s - 1.0), min(max(y - 12 * s, 0.0), h * s - 1.0)
-            draw.text((x, y), f"{obj['class']} {obj['score']:.2f}", fill=colour, font_size=10 * s)
+            labels.append((x, y, f"{obj['class']} {obj['score']:.2f}", colour))
+    font = s * min(LABEL_MAX_PX, max(LABEL_MIN_PX, round(min(w, h) / 32)))  # readable at any overlay size
+    for x, y, text, colour in labels:  # after every box: a label is never drawn over
+        left, top, right, bottom = draw.textbbox((0, 0), text, font_size=font)
+        pad = max(1, font // 6)
+        x = min(max(x, 0.0), w * s - (right - left) - 2 * pad)
+        y = min(max(y - (bottom - top) - 3 * pad, 0.0), h * s - (bottom - top) - 2 * pad)
+        draw.rectangle((x, y, x + right - left + 2 * pad, y + bottom - top + 2 * pad), fill=(20, 20, 20))
+        draw.text((x + pad - left, y + pad - top), text, fill=colour, font_size=font)
     out = big if s == 1 else big.resize((w, h), Image.Resampling.LANCZOS)
     write_png(out, path)
     return w, h
 
 
-def write_png(picture: Any, path: Path) -> None:
-    """``picture`` (a Pillow image) as a PNG at ``path``, through a temporary file beside it and a rename:
-    a reader never sees half a file, and whatever ``path`` was (a FIFO, a link) is replaced, not written into."""
+def write_png(picture: Any, path: Path, **options: Any) -> None:
+    """``picture`` (a Pillow image) as a PNG at ``path`` (``options``: Pillow's, e.g. ``pnginfo``), through a
+    temporary file beside it and a rename: a reader never sees half a file, and whatever ``path`` was (a FIFO,
+    a link) is replaced, not written into."""
     import os
     import tempfile
 
@@ -215,7 +246,7 @@ def write_png(picture: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
+            picture.save(f, format="PNG", **options)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -271,12 +302,17 @@ def read_image(path: Path, max_pixels: int) -> Any:
 
 
 def predict_images(ref: str, images: list[str], intrinsics: str | None = None, out: str | None = None,
-                   checkpoint: str = "best", json_out: bool = False, max_pixels: int = MAX_PIXELS
-                   ) -> list[dict[str, Any]]:
+                   checkpoint: str = "best", json_out: bool = False, max_pixels: int = MAX_PIXELS,
+                   min_score: float = DEFAULT_MIN_SCORE) -> list[dict[str, Any]]:
     """The ``fastpose predict`` command (see the module docstring); returns the per-image results."""
+    import sys
+
     from fastpose.config import check_int
 
     check_int("--max-pixels", max_pixels, 1, MAX_PIXELS_CEILING)
+    if not (isinstance(min_score, (int, float)) and 0.0 <= min_score <= 1.0):
+        raise FastposeError(f"--min-score must be a number from 0 to 1 (a detection's mean class probability), "
+                            f"got {min_score}")
     K_user = parse_intrinsics(intrinsics)
     paths = [Path(p) for p in images]
     opened = [read_image(p, max_pixels) for p in paths]
@@ -289,14 +325,12 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
 
     import torch
 
-    from fastpose.training.evaluate import find_checkpoint, load_checkpoint
     from fastpose.journal.access import read_run
-    from fastpose.pose.data.synthetic import CLASSES
-    from fastpose.pose.evaluation import detect
+    from fastpose.journal.db import missing_journal
+    from fastpose.pose.camera import image_hw
+    from fastpose.training.evaluate import find_checkpoint, load_checkpoint
 
-    from fastpose.journal.db import journal_url
-
-    run = read_run(ref, FastposeError(f"the journal is empty ({journal_url()}): no runs yet"))
+    run = read_run(ref, FastposeError(missing_journal()))
     out_dir = out_dir or Path(run.run_dir or ".") / "predictions"
     overlays = overlay_paths(paths, out_dir)
     for overlay in overlays:
@@ -305,30 +339,73 @@ def predict_images(ref: str, images: list[str], intrinsics: str | None = None, o
     model, config, has_3d = load_checkpoint(find_checkpoint(run, checkpoint))
     if not has_3d:
         raise FastposeError(f"run {run.id} ({run.label}) predates the translation and size heads; retrain it")
-    results = []
-    for path, image, overlay in zip(paths, opened, overlays):
-        x, K_net, K = prepare(image, config.data.image_size, K_user)
-        with torch.inference_mode():
-            det = detect(model(x[None]), K_net[None])
-        order = torch.argsort(det["score"], descending=True).tolist()
-        objects = [{"class": CLASSES[int(det["class_id"][k]) - 1], "score": round(float(det["score"][k]), 4),
-                    "quaternion": [round(float(v), 6) for v in det["quat"][k]],
-                    "translation": [round(float(v), 5) for v in det["trans"][k]],
-                    "size": [round(float(v), 5) for v in det["size"][k]]} for k in order]
-        w, h = draw_overlay(image, objects, K.numpy(), overlay)
-        results.append({"image": str(path), "width": image.size[0], "height": image.size[1],
-                        "intrinsics": K.tolist(), "overlay": str(overlay), "overlay_width": w,
-                        "overlay_height": h, "objects": objects})
+    run_hw = image_hw(config.data.image_size)
     from fastpose.text import strict_json, visible
 
+    for line in warnings(run, config, paths, opened, K_user is None):
+        print(f"warning: {visible(line, newlines=False)}", file=sys.stderr)
+    results = []
+    for path, image, overlay in zip(paths, opened, overlays):
+        K = camera(*image.size, K_user)
+        x, K_net, frame = prepare(image, run_hw, K)
+        with torch.inference_mode():
+            objects, below = detections(lambda batch: model(batch), x, K_net, min_score)
+        w, h = draw_overlay(image, objects, K, overlay)
+        results.append({"image": str(path), "width": image.size[0], "height": image.size[1],
+                        "intrinsics": "assumed" if K_user is None else "given", "K": K.tolist(),
+                        "network_input": {"width": run_hw[1], "height": run_hw[0], "fit": "letterbox",
+                                          "scale": [round(v, 6) for v in frame.scale], "pad": list(frame.pad)},
+                        "overlay": str(overlay), "overlay_width": w, "overlay_height": h,
+                        "min_score": min_score, "below_min_score": below, "objects": objects})
     if json_out:
-        print(strict_json({"run": {"id": run.id, "label": run.label}, "images": results}, indent=2))
+        print(strict_json({"run": {"id": run.id, "label": run.label}, "min_score": min_score, "images": results},
+                          indent=2))
     else:
         for r in results:
-            scaled = "" if (r["overlay_width"], r["overlay_height"]) == (r["width"], r["height"]) else \
-                f" (scaled to {r['overlay_width']}x{r['overlay_height']})"
-            print(f"{visible(r['image'])}: {len(r['objects'])} object(s); overlay {visible(r['overlay'])}{scaled}")
+            drawn = f"{r['overlay_width']}x{r['overlay_height']}"
+            print(f"{visible(r['image'])}: {len(r['objects'])} object(s) scoring >= {min_score:g} (--min-score; "
+                  f"{r['below_min_score']} below); overlay {visible(r['overlay'])} ({drawn})")
             for o in r["objects"]:
                 t = ", ".join(f"{v:.3f}" for v in o["translation"])
                 print(f"  {o['class']:<7} {o['score']:.2f}  t = ({t}) m")
     return results
+
+
+def detections(network: Any, x: Any, K_net: Any, min_score: float) -> tuple[list[dict[str, Any]], int]:
+    """``(objects scoring >= min_score, best first; how many scored below)`` for one prepared image ``x``
+    (3, H, W) with its intrinsics ``K_net`` (3, 3): ``network`` maps a batch (1, 3, H, W) to the network's
+    outputs. Poses are in the camera's frame, which letterboxing does not change: translations and sizes
+    are in metres in the original image's camera."""
+    import torch
+
+    from fastpose.pose.data.synthetic import CLASSES
+    from fastpose.pose.evaluation import detect
+
+    det = detect(network(x[None]), K_net[None])
+    order = torch.argsort(det["score"], descending=True).tolist()
+    kept = [k for k in order if float(det["score"][k]) >= min_score]
+    objects = [{"class": CLASSES[int(det["class_id"][k]) - 1], "score": round(float(det["score"][k]), 4),
+                "quaternion": [round(float(v), 6) for v in det["quat"][k]],
+                "translation": [round(float(v), 5) for v in det["trans"][k]],
+                "size": [round(float(v), 5) for v in det["size"][k]]} for k in kept]
+    return objects, len(order) - len(kept)
+
+
+def warnings(run: Any, config: Any, paths: list[Path], images: list[Any], assumed: bool) -> list[str]:
+    """What the user must know before trusting the numbers, one line each: the camera that was assumed (no
+    ``--intrinsics``), and a network trained on rendered scenes only shown images that are not renders."""
+    out = []
+    if assumed:
+        W, H = images[0].size
+        f = min(W, H)
+        out.append(f"no --intrinsics: assumed the synthetic camera for every image, fx = fy = the shorter side, "
+                   f"principal point at the centre ({paths[0].name} {W}x{H}: fx = fy = {f}, cx = {W / 2:g}, "
+                   f"cy = {H / 2:g}); translations and sizes in metres hold only for that camera")
+    if config.data.dataset == "synthetic":
+        foreign = [p for p, image in zip(paths, images) if RENDER_TAG not in getattr(image, "info", {})]
+        if foreign:
+            which = repr(foreign[0].name) if len(foreign) == 1 else f"{len(foreign)} of {len(paths)} images"
+            out.append(f"run {run.id} ({run.name}) was trained on rendered synthetic scenes only, and {which} "
+                       f"{'is not one' if len(foreign) == 1 else 'are not'} (fastpose render makes them): "
+                       "its detections there are outside what it learned")
+    return out

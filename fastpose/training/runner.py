@@ -45,6 +45,7 @@ import pytorch_lightning as pl
 
 from fastpose.config import RunConfig
 from fastpose.errors import FastposeError
+from fastpose.training.resuming import ResumePoint, launch_rank, locate
 
 SPEC_ENV = "FASTPOSE_DDP_SPEC"
 # Ranks started by the cluster (srun, one task per GPU) do not inherit rank zero's environment: rank zero
@@ -66,16 +67,6 @@ class Outcome:
     label: str | None = None
     run_dir: Path | None = None
     message: str = ""
-
-
-def launch_rank() -> int:
-    """This process's global rank as the launcher set it (before Lightning exists): 0 when run by hand."""
-    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
-    local = int(os.environ.get("LOCAL_RANK") or 0)
-    return 0 if node == 0 and local == 0 else max(1, local)
 
 
 def command_line() -> str:
@@ -140,47 +131,26 @@ def resume(
     note: str | None = None,
     cwd: str | Path | None = None,
     updates: dict[str, Any] | None = None,
+    point: ResumePoint | None = None,
 ) -> Outcome:
     """Continue run ``ref`` from its ``last.ckpt`` as a new run linked to it (``parent_id``); the new run
-    keeps the parent's tags and sweep cell. ``updates``: config keys to change (display options)."""
+    keeps the parent's tags and sweep cell. ``updates``: config keys to change (display options). ``point``:
+    what ``fastpose.training.resuming.locate`` found already (the command line looks before importing torch)."""
     spec = _child_spec()
     if spec is not None:
         return _run_child(spec)
-    from fastpose.journal.reader import UnknownRunError
-    from fastpose.journal.access import open_reader
     from fastpose.journal.store import JournalStore
 
-    reader = open_reader()
-    if reader is None:  # never create a journal just to find nothing in it
-        raise UnknownRunError(f"no run matches {ref!r}; the journal has no runs")
-    reader.close()
-    store = JournalStore.open()
-    parent = store.resolve(ref)
-    ckpt = Path(parent.run_dir) / "checkpoints" / "last.ckpt" if parent.run_dir else None
-    if ckpt is None or not ckpt.is_file():
-        raise FastposeError(
-            f"run {parent.id} ({parent.label}, {parent.status}) has no checkpoint to resume from"
-            + (f": {ckpt} does not exist" if ckpt else "")
-        )
-    updates = dict(updates or {})
-    if epochs is not None:
-        updates["train.epochs"] = epochs
-    if name is not None:
-        updates["name"] = name
-    if "train.threads" not in updates:  # the parent's thread count, unless this machine has fewer CPUs
-        from fastpose.environment import carry_threads
-
-        updates["train.threads"], why = carry_threads(parent.environment, parent.config, f"run {parent.id}")
-        if why:
-            print(f"note: {why}", file=sys.stderr)
-    config = RunConfig.from_saved(parent.config).override(updates).validate()
+    point = point or locate(ref, epochs=epochs, name=name, updates=updates)
+    config, ckpt = point.config, point.checkpoint
     done = checkpoint_next_epoch(ckpt)  # epochs finished (0-based index of the next one)
     if config.train.epochs <= done:
         raise FastposeError(
-            f"run {parent.label} has trained {done} of {config.train.epochs} epochs; "
+            f"run {point.parent.label} has trained {done} of {config.train.epochs} epochs; "
             f"pass --epochs N with N > {done} to train further"
         )
-    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), parent=parent, ckpt_path=ckpt, store=store)
+    store = JournalStore.open()
+    return _run(config, note=note, cwd=Path(cwd or os.getcwd()), parent=point.parent, ckpt_path=ckpt, store=store)
 
 
 def checkpoint_next_epoch(path: Path) -> int:
@@ -726,15 +696,16 @@ def _run_child(spec: dict) -> Outcome:
 
 # --------------------------------------------------------------------------------------------- resume note
 def describe_resume(store: Any, parent: Any, config: RunConfig, git: Any, ckpt_path: Path | None) -> str:
-    """The resumed run's note: where it continues from and what changed in code or config since the parent."""
+    """The resumed run's note, one short line: whose checkpoint it continues (the file itself is the run's
+    ``checkpoint``, shown by ``journal show``) and what changed in code or config since the parent."""
     from fastpose.screens.comparison import parent_git
     from fastpose.config import config_changes
 
-    parts = [f"resumed from run {parent.id} ({parent.label}, {parent.status}) at {ckpt_path}"]
+    parts = [f"resumed from #{parent.id} {parent.name} ({parent.status})"]
     before = parent_git(store, parent)
     code = []
     if before is None or not getattr(git, "is_repo", False):
-        code.append("code: git state not comparable")
+        code.append("code: no git state to compare")
     else:
         if before.commit != git.commit:
             code.append(f"code: commit {_short(before.commit)} -> {_short(git.commit)}")

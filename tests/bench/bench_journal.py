@@ -113,6 +113,8 @@ def journal_args(doc: str | None) -> argparse.Namespace:
     ap.add_argument("--home", type=Path, default=ROOT / "tests" / "bench" / "out" / "journal-bench")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another checkout of fastpose to time side by side (bench_screens.py)")
+    ap.add_argument("--no-mlflow", action="store_true",
+                    help="leave out the listing beside MLflow's (bench_screens.py)")
     ap.add_argument("--instructions", action="store_true",
                     help="also count the instructions each command executes, under callgrind (bench_screens.py)")
     return ap.parse_args()

@@ -56,6 +56,14 @@ def metric_panels(cmp: Any, names: list[str] | None = None) -> tuple[Any, Any, l
     return fig, axes, names
 
 
+def panel_title(cmp: Any, name: str) -> str:
+    """A panel's title: the metric and which way it improves; a loss defined differently between the runs
+    (``cmp.comparable``: the table marks it ≠, no winner) says so instead of ranking."""
+    if not cmp.comparable(name):
+        return f"{name} (not comparable between these runs)"
+    return f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)"
+
+
 def save_figure(fig: Any, path: str) -> None:
     try:
         fig.savefig(path, dpi=110)
@@ -70,7 +78,8 @@ def plot(cmp: Comparison, path: str, *, per_class: bool = False) -> None:
 
 def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
     """One panel per metric (per-class ones only with ``per_class``), one colour per run in every panel and
-    one legend; a resumed run's curve starts with its parent's history (dashed); epochs on integer ticks.
+    one legend; a resumed run's curve starts with its parent's history (dashed); epochs on integer ticks,
+    counted from 1.
     Lines carry the ``gid`` ``run<i>`` (own history) or ``run<i>-inherited`` (the parents')."""
     from matplotlib import rcParams
     from matplotlib.ticker import MaxNLocator
@@ -84,12 +93,12 @@ def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
             inherited, own = cmp.curve(run, name)
             if inherited:
                 joined = inherited + own[:1]  # the dashed part meets the run's own first point
-                xs, ys = zip(*joined)
+                xs, ys = zip(*((e + 1, v) for e, v in joined))
                 ax.plot(xs, ys, linestyle="--", color=colour, alpha=0.6, linewidth=1.2, gid=f"run{i}-inherited")
             if own:
-                xs, ys = zip(*own)
+                xs, ys = zip(*((e + 1, v) for e, v in own))
                 handles[i] = ax.plot(xs, ys, marker="o", markersize=3, color=colour, linewidth=1.5, gid=f"run{i}")[0]
-        ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
+        ax.set_title(panel_title(cmp, name), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
@@ -110,13 +119,14 @@ def plot_figure(cmp: Comparison, *, per_class: bool = False) -> Any:
     return fig
 
 
-def plot_groups(cmp: Any, path: str) -> None:
-    """One panel per metric: each group's mean curve over epochs, its spread (± sd) shaded."""
+def plot_groups(cmp: Any, path: str, names: list[str] | None = None) -> None:
+    """One panel per metric (``names``: these only, else all): each group's mean curve over epochs, its
+    spread (± sd) shaded."""
     from collections import defaultdict
 
     from fastpose.studies.stats import describe
 
-    fig, axes, names = metric_panels(cmp)
+    fig, axes, names = metric_panels(cmp, names)
     for ax, name in zip(axes.flat, names):
         for group in cmp.groups:
             by_epoch: dict[int, list[float]] = defaultdict(list)
@@ -126,14 +136,14 @@ def plot_groups(cmp: Any, path: str) -> None:
                         by_epoch[epoch].append(value)
             if not by_epoch:
                 continue
-            epochs = sorted(by_epoch)
-            stats = [describe(by_epoch[e]) for e in epochs]
+            stats = [describe(by_epoch[e]) for e in sorted(by_epoch)]
+            epochs = [e + 1 for e in sorted(by_epoch)]  # counted from 1
             means = [s.mean for s in stats]
             sds = [s.sd if s.n > 1 else 0.0 for s in stats]
             line = ax.plot(epochs, means, marker="o", markersize=3, label=f"{group.label} (n={len(group.runs)})")[0]
             ax.fill_between(epochs, [m - d for m, d in zip(means, sds)], [m + d for m, d in zip(means, sds)],
                             color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(f"{name} ({'lower' if direction(name) == 'min' else 'higher'} is better)", fontsize=9)
+        ax.set_title(panel_title(cmp, name), fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:

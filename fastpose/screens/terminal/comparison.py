@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastpose.screens.comparison import Comparison
 from fastpose.screens.format import STATUS_STYLE, direction, fmt_duration, fmt_value, is_better, sparkline
-from fastpose.screens.terminal.console import lit
+from fastpose.screens.terminal.console import break_lines, lit
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,17 +22,24 @@ def render(cmp: Comparison, console: Console, *, spark: bool = False, per_class:
 
 
     runs = Table(title="runs", title_justify="left", box=None, pad_edge=False)
-    for col, kw in (("", {}), ("id", {"justify": "right"}), ("label", {"overflow": "fold", "min_width": 16}),
-                    ("status", {"no_wrap": True}), ("epochs", {"no_wrap": True}), ("took", {"no_wrap": True})):
-        runs.add_column(col, **kw)
+    for col, kw in (("", {}), ("id", {"justify": "right"}), ("label", {}), ("status", {}), ("epochs", {}),
+                    ("took", {})):
+        runs.add_column(col, no_wrap=True, **kw)
+    rows = []
     for i, run in enumerate(cmp.runs, 1):
         epochs = sorted({e for points in cmp.curve(run, cmp.primary) for e, _ in points}) or cmp.epochs(run)
-        span = f"{epochs[0]}-{epochs[-1]}" if epochs else "-"
+        span = f"{epochs[0] + 1}-{epochs[-1] + 1}" if epochs else "-"  # counted from 1
         label = lit(run.label)
         if cmp.parents.get(run.id):
             label.append(f" (resumed from #{cmp.parents[run.id][0]})", style="dim")
-        runs.add_row(f"#{i}", str(run.id), label, lit(run.status, STATUS_STYLE.get(run.status, "")), span,
-                     fmt_duration(run.duration_s))
+        rows.append([f"#{i}", str(run.id), label, lit(run.status, STATUS_STYLE.get(run.status, "")), span,
+                     fmt_duration(run.duration_s)])
+    others = [max([len(head)] + [Text(r[k]).cell_len if isinstance(r[k], str) else r[k].cell_len for r in rows])
+              for k, head in ((0, ""), (1, "id"), (3, "status"), (4, "epochs"), (5, "took"))]
+    room = max(16, console.width - sum(others) - 2 * 5)  # the label's columns: the rest of the width
+    for row in rows:  # a long label is broken after a - or /, never inside a word
+        row[2] = Text("\n").join(break_lines(row[2], room))
+        runs.add_row(*row)
     console.print(runs)
 
     primary = cmp.primary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastpose.journal.records import RunRecord
 from fastpose.screens.daily_log import ALWAYS, DailyLog
@@ -10,10 +10,11 @@ from fastpose.screens.format import (
     DEFAULT_MONITOR, STATUS_STYLE, differing_labels, direction, fmt_duration, fmt_value, last_traceback_line, local,
     run_primary, short_metric,
 )
-from fastpose.screens.terminal.console import lit
+from fastpose.screens.terminal.console import break_lines, lit
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 OPTIONAL = ("val/loss", "train/loss", "best", "val/rot_err_median", "val/trans_err_median_cm")
@@ -26,12 +27,14 @@ RUN_MIN = 20
 
 
 class _Column:
-    def __init__(self, header: str, justify: str = "left") -> None:
-        self.header, self.justify, self.cells = header, justify, []
+    """A column's header, justification and width: the widest of its header and cells, kept up to date as
+    cells are added (measured once each, so drawing N runs costs O(N), not O(N) per line)."""
 
-    @property
-    def width(self) -> int:
-        return max([len(self.header)] + [c.cell_len for c in self.cells])
+    def __init__(self, header: str, justify: str = "left") -> None:
+        self.header, self.justify, self.width = header, justify, len(header)
+
+    def add(self, cell: Text) -> None:
+        self.width = max(self.width, cell.cell_len)
 
 
 def render_daily_log(log: DailyLog, console: Console) -> None:
@@ -93,7 +96,7 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
                 cells[metric] = Text(value(run, metric))
         for key, cell in cells.items():
             if key != "run":
-                cols[key].cells.append(cell)
+                cols[key].add(cell)
         lines[run.id] = cells
     longest = max([len("run")] + [c["run"].cell_len for c in lines.values()])
 
@@ -109,19 +112,24 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
     indent = cols["time"].width + cols["id"].width + 2 * gap
 
     def line(cells: dict[str, Text]) -> list[Text]:
-        """One run's row; the run column folds onto continuation rows when it is longer than its width."""
-        pieces = cells["run"].divide(range(run_w, cells["run"].cell_len, run_w)) if cells["run"].cell_len > run_w \
-            else [cells["run"]]
+        """One run's row; the run column continues on the rows below when it is longer than its width, broken
+        after a space, ``-`` or ``/`` (``break_lines``), never inside a NAME or a word that fits."""
+        pieces = break_lines(cells["run"], run_w)
         rows = []
         for n, piece in enumerate(pieces):
             row = Text(no_wrap=True, overflow="ignore")
             for i, (key, col) in enumerate(cols.items()):
-                cell = piece if key == "run" else (cells[key] if n == 0 else Text(""))
+                cell = piece if key == "run" else (cells[key] if n == 0 else None)
                 w = run_w if key == "run" else col.width
-                pad = " " * max(0, w - cell.cell_len)
+                pad = " " * (w - (0 if cell is None else cell.cell_len))
                 if i:
                     row.append(" " * gap)
-                row.append_text(Text(pad) + cell if col.justify == "right" else cell + Text(pad))
+                if col.justify == "right":
+                    row.append(pad)
+                if cell is not None:
+                    row.append_text(cell)
+                if col.justify != "right":
+                    row.append(pad)
             row.rstrip()
             rows.append(row)
         return rows
@@ -132,12 +140,21 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
             piece.rstrip()
             console.print(Text(" " * left) + piece, soft_wrap=True)
 
-    if runs:
-        console.print(line({k: Text(c.header, style="dim") for k, c in cols.items()})[0], soft_wrap=True)
+    with console:  # buffered: one write at the end, not one per line
+        if runs:
+            console.print(line({k: Text(c.header, style="dim") for k, c in cols.items()})[0], soft_wrap=True)
+        _print_days(log, console, lambda run: line(lines[run.id]), under)
+
+
+def _print_days(log: DailyLog, console: Console, rows: Any, under: Any) -> None:
+    """Each day's heading, its runs (``rows(run)``: the run's lines), their crash lines and notes, then the
+    day's notes."""
+    from rich.text import Text
+
     for day in log.ordered_days():
         console.print(Text(f"{day:%Y-%m-%d %A}", style="bold underline"))
         for run in log.days.get(day, []):
-            for row in line(lines[run.id]):
+            for row in rows(run):
                 console.print(row, soft_wrap=True)
             last = last_traceback_line(run)
             if last:

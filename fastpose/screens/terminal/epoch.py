@@ -10,12 +10,13 @@ from fastpose.screens.terminal.console import lit
 
 def epoch_line(line: EpochLine):  # noqa: ANN201 - rich Text
     """``epoch 4/20  val/10deg 0.147 (best 0.150, epoch 3)  val/rot_err_median 11.4  ...  (12s; run ~3m12s to
-    go)`` as rich Text."""
-    text = lit(f"epoch {line.epoch}/{max(0, (line.max_epochs or 1) - 1)}", "bold")
+    go)`` as rich Text; epochs counted from 1 (``epoch 20/20`` is the last)."""
+    total = f"/{line.max_epochs}" if line.max_epochs and line.max_epochs > 0 else ""
+    text = lit(f"epoch {line.epoch + 1}{total}", "bold")
     text.append("  ")
     text.append_text(lit(f"{line.monitor} {_fmt(line.values.get(line.monitor))}", "bold cyan"))
     if line.best is not None:
-        text.append(f" (best {_fmt(line.best[0])}, epoch {line.best[1]})", style="cyan")
+        text.append(f" (best {_fmt(line.best[0])}, epoch {line.best[1] + 1})", style="cyan")
     for name, value in line.shown():
         text.append("  ")
         text.append_text(lit(f"{name} {_fmt(value)}"))

@@ -41,18 +41,42 @@ def _num(v: float | None) -> str:
 
 
 def render_evaluations(records: list[EvaluationRecord], console: Any) -> None:
-    """A run's evaluations as a table (``journal show``); nothing when it has none."""
+    """A run's evaluations (``journal show``); nothing when it has none. One row per evaluation where the
+    table fits the width; otherwise turned: one row per metric, one column per evaluation, so no value or
+    name is cut."""
     if not records:
         return
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="evaluations (NOCS mean AP; rates over all ground truth / all detections)", title_justify="left")
+    from fastpose.screens.terminal.console import fits, lit
+
+    title = "evaluations (NOCS mean AP; rates over all ground truth / all detections)"
+
+    def value(r: EvaluationRecord, k: str) -> str:
+        v = r.metrics.get(k, math.nan)
+        return "-" if v != v else f"{v:.3f}"
+
+    def when(r: EvaluationRecord) -> str:
+        return f"{r.created_at.astimezone():%Y-%m-%d %H:%M}"
+
+    table = Table(box=None, pad_edge=False)
     for col in ("#", "when", "checkpoint", "split", "images", *SHOWN):
-        table.add_column(col, justify="right" if col not in ("when", "checkpoint", "split") else "left")
+        table.add_column(col, justify="right" if col not in ("when", "checkpoint", "split") else "left", no_wrap=True)
     for r in records:
-        cells = ["-" if r.metrics.get(k, math.nan) != r.metrics.get(k, math.nan) else f"{r.metrics[k]:.3f}"
-                 for k in SHOWN]
-        table.add_row(str(r.id), f"{r.created_at.astimezone():%Y-%m-%d %H:%M}", Text(r.checkpoint.rsplit("/", 1)[-1]),
-                      Text(f"{r.split} ({r.dataset})"), str(r.num_images), *cells)
-    console.print(table)
+        table.add_row(str(r.id), when(r), lit(r.checkpoint.rsplit("/", 1)[-1]), lit(f"{r.split} ({r.dataset})"),
+                      str(r.num_images), *(value(r, k) for k in SHOWN))
+    console.print(Text(title, style="bold"))
+    if fits(console, table):
+        console.print(table)
+        return
+    turned = Table(box=None, pad_edge=False)
+    turned.add_column("", no_wrap=True)
+    for r in records:
+        turned.add_column(Text(f"#{r.id}"), justify="right", overflow="fold")
+    for key, cell in (("when", when), ("checkpoint", lambda r: r.checkpoint.rsplit("/", 1)[-1]),
+                      ("split", lambda r: f"{r.split} ({r.dataset})"), ("images", lambda r: str(r.num_images))):
+        turned.add_row(key, *(lit(cell(r)) for r in records))
+    for k in SHOWN:
+        turned.add_row(k, *(value(r, k) for r in records))
+    console.print(turned)

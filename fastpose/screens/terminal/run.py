@@ -9,7 +9,7 @@ from fastpose.journal.records import MetricSummary, RunRecord
 from fastpose.screens.format import STATUS_STYLE, diff_stat, direction, fmt_bytes, fmt_duration, fmt_value, local, sparkline
 from fastpose.screens.run import RunDetail
 from fastpose.screens.terminal.evaluation import render_evaluations
-from fastpose.screens.terminal.console import lit
+from fastpose.screens.terminal.console import break_lines, lit, print_broken
 from fastpose.text import visible
 
 if TYPE_CHECKING:
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def render_run(detail: RunDetail, console: Console) -> None:
-    """Everything about a run: what and where, its notes (with ids), the config values that differ from the
-    defaults (then the whole config), the code it ran, its traceback, its checkpoints, its metrics and its
-    evaluations."""
+    """Everything about a run, what a reader looks for first at the top: what and where, its notes (with
+    ids), its metrics and evaluations, its checkpoints, its traceback; then the config values that differ from
+    the defaults (then the whole config) and the code it ran."""
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
@@ -27,10 +27,11 @@ def render_run(detail: RunDetail, console: Console) -> None:
 
     run = detail.run
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")  # a long path or command folds onto the next line; nothing is cut
     status = lit(run.status, STATUS_STYLE.get(run.status, ""))
-    where = f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"
+    where = "-" if run.epoch is None and run.step is None else \
+        f"epoch {'-' if run.epoch is None else run.epoch + 1}, step {run.step}"  # epochs counted from 1
     if run.status == "running":
         beat = local(run.heartbeat_at)
         position = ("running", f"{where}; last heartbeat {beat:%H:%M:%S}" if beat else where)
@@ -54,25 +55,26 @@ def render_run(detail: RunDetail, console: Console) -> None:
     ]
     if run.error_message and run.status != "crashed":
         rows.append(("message", run.error_message))
-    for key, value in rows:
-        head.add_row(key, value if isinstance(value, Text) else lit(value))
+    room = max(16, console.width - 4 - max(len(key) for key, _ in rows) - 2)  # the panel's edges, the key column
+    for key, value in rows:  # a long path or command is broken after a / - or space, not inside a word
+        head.add_row(key, Text("\n").join(break_lines(value if isinstance(value, Text) else lit(value), room)))
     console.print(Panel(head, title=lit(run.label, "bold"), expand=False))
 
     for note in detail.notes:
         console.print(lit(f"✎ #{note.id} {local(note.created_at):%Y-%m-%d %H:%M} {note.text}", "italic"))
 
-    render_config(run.config, detail.config_changed, console)
-    render_git(detail.git, console)
-    render_source(detail.source, console)
-    render_environment(run.environment, console)
+    render_metrics(detail.summaries, detail.history, detail.primary, console)
+    render_evaluations(detail.evaluations, console)
+    render_checkpoints(run, detail.checkpoints, console)
 
     if run.traceback or run.status == "crashed":
         console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
         console.print(Syntax(visible(run.traceback or ""), "pytb", word_wrap=True, background_color="default"))
 
-    render_checkpoints(run, detail.checkpoints, console)
-    render_metrics(detail.summaries, detail.history, detail.primary, console)
-    render_evaluations(detail.evaluations, console)
+    render_config(run.config, detail.config_changed, console)
+    render_git(detail.git, console)
+    render_source(detail.source, console)
+    render_environment(run.environment, console)
 
 
 def render_config(config: dict[str, Any], changed: list[tuple[str, Any, Any]], console: Console) -> None:
@@ -184,7 +186,8 @@ def render_checkpoints(run: RunRecord, files: list[tuple[str, str, int, str | No
 
     if files is None:
         console.print(Text("checkpoints", style="bold"))
-        console.print(lit(f"  run directory not on this machine ({run.run_dir or 'none recorded'}; host {run.host})", "dim"))
+        print_broken(console, lit(f"  run directory not on this machine ({run.run_dir or 'none recorded'}; host "
+                                  f"{run.host})", "dim"))
         return
     if not files:
         console.print(Text("checkpoints", style="bold"))
@@ -203,10 +206,15 @@ def render_checkpoints(run: RunRecord, files: list[tuple[str, str, int, str | No
     console.print(table)
 
 
+SPARK_MAX, SPARK_MIN = 30, 8  # the history's width: as wide as the terminal leaves, within these
+
+
 def render_metrics(summaries: dict[str, MetricSummary], history: dict[str, list[float]], primary: str,
                    console: Console) -> None:
-    """One row per metric, primary first, then grouped (``metric_order``): count, final, best with its epoch,
-    and the history as a sparkline between its min and max. Per-class values in a table of their own."""
+    """One row per metric, primary first, then grouped (``metric_order``): count, final, best with its epoch
+    (counted from 1), and the history as a sparkline between its min and max. Metric names and values are
+    never cut: the sparkline takes the width that is left (``SPARK_MIN`` to ``SPARK_MAX``), and without room
+    for it the history columns are left out. Per-class values in a table of their own."""
     from rich.table import Table
     from rich.text import Text
 
@@ -217,33 +225,40 @@ def render_metrics(summaries: dict[str, MetricSummary], history: dict[str, list[
         console.print(Text("no metrics logged", style="dim"))
         return
     per_class = [n for n in names if metric_group(n) == "per class"]
-    table = Table(title="metrics (final, best; history min ▁▂▃▄▅▆▇█ max, oldest left)", title_justify="left",
-                  title_style="bold", box=None, pad_edge=False)
-    for col, justify in (("metric", "left"), ("", "left"), ("n", "right"), ("final", "right"), ("best", "right"),
-                         ("at epoch", "right"), ("min", "right"), ("history", "left"), ("max", "left")):
-        table.add_column(col, justify=justify, no_wrap=col != "metric")  # type: ignore[arg-type]
-    group = None
+    rows = []
     for name in names:
         if name in per_class:
             continue
+        s = summaries.get(name)
+        values = history.get(name, [])
+        finite = [v for v in values if math.isfinite(v)]
+        rows.append((name, [
+            "↓" if direction(name) == "min" else "↑", str(len(values)), fmt_value(s.final) if s else "-",
+            fmt_value(s.best) if s else "-", "-" if s is None or s.best_epoch is None else str(s.best_epoch + 1),
+        ], [fmt_value(min(finite)) if finite else "-", fmt_value(max(finite)) if finite else "-"], values))
+    heads = ("metric", "", "n", "final", "best", "epoch")
+    widths = [max([len(heads[0])] + [len(visible(name)) for name, *_ in rows])]
+    widths += [max([len(heads[i + 1])] + [len(cells[i]) for _, cells, _, _ in rows]) for i in range(5)]
+    range_w = [max([3] + [len(r[i]) for _, _, r, _ in rows]) for i in range(2)]
+    gap = 2  # between columns (no box, no edge padding)
+    left = console.width - sum(widths) - gap * len(widths) - sum(range_w) - gap * 2
+    spark = min(SPARK_MAX, left)
+    with_history = spark >= SPARK_MIN
+    title = "metrics (final, best at epoch" + ("; history min ▁▂▃▄▅▆▇█ max, oldest left)" if with_history else ")")
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
+    columns = list(zip(heads, ("left", "left", "right", "right", "right", "right")))
+    if with_history:
+        columns += [("min", "right"), ("history", "left"), ("max", "left")]
+    for col, justify in columns:
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    group = None
+    for name, cells, span, values in rows:
         if metric_group(name) != group and name != primary:
             if group is not None:
                 table.add_section()
             group = metric_group(name)
-        s = summaries.get(name)
-        values = history.get(name, [])
-        finite = [v for v in values if math.isfinite(v)]
-        table.add_row(
-            lit(name, "bold" if name == primary else ""),
-            "↓" if direction(name) == "min" else "↑",
-            str(len(values)),
-            fmt_value(s.final) if s else "-",
-            fmt_value(s.best) if s else "-",
-            "-" if s is None or s.best_epoch is None else str(s.best_epoch),
-            fmt_value(min(finite)) if finite else "-",
-            Text(sparkline(values, width=30), style="cyan"),
-            fmt_value(max(finite)) if finite else "-",
-        )
+        extra = [span[0], Text(sparkline(values, width=spark), style="cyan"), span[1]] if with_history else []
+        table.add_row(lit(name, "bold" if name == primary else ""), *cells, *extra)
     console.print(table)
     if per_class:
         render_per_class(per_class, summaries, console)

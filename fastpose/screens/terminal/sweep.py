@@ -127,17 +127,41 @@ def print_choice(spec: SweepSpec, choice: dict[str, Choice]) -> None:
 
 
 def render_sweeps(rows: list[dict], console: Any) -> None:
-    """The overview (``fastpose.screens.sweep.sweep_overview``) as a table."""
-    from rich.table import Table
+    """The overview (``fastpose.screens.sweep.sweep_overview``): one line per sweep with its cell counts, its
+    axes on the line under it. Every value is shown whole at any width (a long sweep id is broken after a
+    ``-`` or ``/``; the axes wrap between axes)."""
     from rich.text import Text
 
-    table = Table(title="sweeps", title_justify="left")
-    for col in ("sweep", "created", "cells", "completed", "running", "failed", "pending", "axes"):
-        table.add_column(col, justify="right" if col in ("cells", "completed", "running", "failed", "pending") else "left")
-    for row in rows:
-        table.add_row(
-            Text(row["sweep"]), row["created"][:16].replace("T", " "), str(row["cells"]), str(row["completed"]),
-            str(row["running"]), Text(str(row["failed"]), style="red" if row["failed"] else ""), str(row["pending"]),
-            Text(", ".join(f"{k} × {len(v)}" for k, v in row["axes"].items())),
-        )
-    console.print(table)
+    from fastpose.screens.terminal.console import break_lines, lit
+
+    heads = ("sweep", "created", "cells", "completed", "running", "failed", "pending")
+    counts = [[str(row[k]) for k in heads[2:]] for row in rows]
+    created = [row["created"][:16].replace("T", " ") for row in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in counts]) for i, h in enumerate(heads[2:])]
+    created_w = max([len(heads[1])] + [len(c) for c in created])
+    fixed = created_w + sum(widths) + 2 * len(widths) + 2
+    sweep_w = max([len(heads[0])] + [lit(row["sweep"]).cell_len for row in rows])
+    sweep_w = max(len(heads[0]), min(sweep_w, console.width - fixed))
+
+    def line(sweep: Text, rest: list[tuple[str, str]], style_failed: bool = False) -> Text:
+        out = Text(no_wrap=True, overflow="ignore")
+        out.append_text(sweep)
+        out.append(" " * (sweep_w - sweep.cell_len + 2))
+        for n, (cell, kind) in enumerate(rest):
+            width = created_w if n == 0 else widths[n - 1]
+            out.append(cell.ljust(width) if n == 0 else cell.rjust(width),
+                       style="red" if kind == "failed" and style_failed and cell != "0" else "")
+            out.append("  ")
+        out.rstrip()
+        return out
+
+    console.print(Text("sweeps", style="bold"))
+    console.print(line(Text(heads[0], style="dim"), [(h, h) for h in heads[1:]]), style="dim", soft_wrap=True)
+    for row, when, cells in zip(rows, created, counts):
+        names = break_lines(lit(row["sweep"]), sweep_w)
+        console.print(line(names[0], [(when, "created"), *zip(cells, heads[2:])], style_failed=True), soft_wrap=True)
+        for more in names[1:]:
+            console.print(more, soft_wrap=True)
+        axes = ", ".join(f"{k} × {len(v)}" for k, v in row["axes"].items())
+        for piece in break_lines(lit(f"axes: {axes}", "dim"), console.width - 2):
+            console.print(Text("  ") + piece, soft_wrap=True)
