@@ -17,6 +17,7 @@ from typing import Any
 
 from fastpose.errors import FastposeError
 from fastpose.metrics import DEFAULT_MONITOR
+from fastpose.sizes import format_image_size, image_hw, parse_image_size
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -24,9 +25,14 @@ DATASETS = ("synthetic", "nocs")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
 LOSSES = ("mse", "qloss", "pw-qloss", "geodesic", "chordal", "qloss-neglog")
 DEPTH_HEADS = ("branch", "shared")  # model.depth_head
+# How NOCS images are brought to data.image_size (fastpose.pose.camera.FIT_MODES, kept torch-free here; a test
+# asserts the two agree): resize (each axis scaled), crop (the largest centred region of the size's aspect,
+# then resized), letterbox (scaled by one factor to fit, centred, padded).
+FIT_MODES = ("resize", "crop", "letterbox")
 # Config keys added after runs were first journaled: a config saved without one (journal, checkpoint) describes
-# the network as it was then, so RunConfig.from_saved fills in these values, not today's defaults.
-LEGACY_VALUES = {("model", "depth_head"): "shared"}
+# the run as it was then, so RunConfig.from_saved fills in these values, not today's defaults (NOCS images
+# were centre-cropped to the square before data.fit existed).
+LEGACY_VALUES = {("model", "depth_head"): "shared", ("data", "fit"): "crop"}
 REPRESENTATIONS = ("quaternion", "6d", "9d")  # model.rotation: the rotation head's representation
 # Which loss fits which representation (fastpose.pose.losses.REPRESENTATIONS, kept torch-free here; a test
 # asserts the two agree).
@@ -65,7 +71,7 @@ SEED_MAX = 2**32 - 1  # seeds: numpy's legacy seeding and Lightning's seed_every
 # the value stops meaning a run and starts failing one: out of memory (image size, decoder width, a
 # sampler's permutation of the training set), a process per worker, a TensorBoard panel per logged image.
 INT_RANGES: dict[str, tuple[str, int, int]] = {
-    "data.image_size": ("--image-size", 32, 4096),  # and a multiple of 32 (the encoder's stride)
+    "data.image_size": ("--image-size", 32, 4096),  # each side; a multiple of 32 (check_image_size)
     "data.train_size": ("--train-size", 1, 10**7),
     "data.val_size": ("--val-size", 1, 10**7),
     "data.max_objects": ("--max-objects", 1, 64),
@@ -92,11 +98,43 @@ def check_int(option: str, value: Any, low: int, high: int, key: str | None = No
     return value
 
 
+IMAGE_SIZE_KEY = "data.image_size"
+IMAGE_MULTIPLE = 32  # every side of data.image_size: the encoder's stride
+SIZES_4_3 = ("128x96", "256x192", "512x384", "640x480")  # NOCS's aspect (640x480), multiples of 32
+
+
+def check_image_size(value: Any, key: str = IMAGE_SIZE_KEY) -> int | str:
+    """``data.image_size`` in its stored form, else a one-line ConfigError naming ``--image-size`` (and ``key``).
+
+    An int is a square; text is ``"WIDTHxHEIGHT"`` or one number (``fastpose.sizes.parse_image_size``).
+    Each side lies in ``INT_RANGES[key]`` and is a multiple of ``IMAGE_MULTIPLE``. Stored form: a square as
+    the int (``64``, as every config before rectangles), a rectangle as ``"640x480"``."""
+    option, low, high = INT_RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ConfigError(f"{option} must be WIDTHxHEIGHT or one number (config key {key!r}), "
+                          f"got {type(value).__name__} {shown}")
+    try:
+        h, w = (value, value) if isinstance(value, int) else parse_image_size(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc} ({key})") from None
+    if not (low <= h <= high and low <= w <= high):
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+        raise ConfigError(f"{option} sides must be from {low} to {high} pixels ({key}), got {shown}")
+    if h % IMAGE_MULTIPLE or w % IMAGE_MULTIPLE:
+        raise ConfigError(f"{option} sides must be multiples of {IMAGE_MULTIPLE} ({key}), got "
+                          f"{format_image_size((h, w))} (at NOCS's 4:3: {', '.join(SIZES_4_3)})")
+    return h if h == w else format_image_size((h, w))
+
+
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # synthetic (rendered on the fly, no files) | nocs (NOCS layout on disk)
     data_root: str | None = None  # NOCS root folder; required for dataset=nocs
-    image_size: int = 64  # square image side in pixels
+    image_size: int | str = 64  # pixels: one number for a square, or "WIDTHxHEIGHT" ("640x480"); every side a
+    #                             multiple of 32 (stored as the int for a square); DataConfig.image_hw is (H, W)
+    fit: str = "resize"  # how NOCS images (640x480) are brought to image_size: resize | crop | letterbox
+    #                      (FIT_MODES); synthetic images are rendered at image_size
     # Defaults size the Quickstart demo (`fastpose train --name DEMO`): under 3 minutes on a 2-core CPU.
     train_size: int = 1280  # synthetic training samples per epoch
     val_size: int = 128  # synthetic validation samples
@@ -113,6 +151,11 @@ class DataConfig:
     #                              the same images either way (fastpose/training/datamodule.py)
     seed: int = 0  # synthetic data seed (train uses it, validation seed+1); kept apart from train.seed so
     #                runs with different training seeds are compared on identical data
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``image_size`` as ``(height, width)``, what the datasets and the network take."""
+        return image_hw(self.image_size) if isinstance(self.image_size, int) else parse_image_size(self.image_size)
 
 
 @dataclass
@@ -237,11 +280,13 @@ class RunConfig:
         if d.render_device == "accelerator" and d.dataset != "synthetic":
             raise ConfigError(f"--render-device accelerator renders synthetic data; --dataset {d.dataset} is read from disk")
         _choice("precision", str(t.precision), PRECISIONS)
+        _choice("fit", d.fit, FIT_MODES)
         flat = self.flat()
         for key, (option, low, high) in INT_RANGES.items():
-            check_int(option, flat[key], low, high, key)
-        if d.image_size % 32:
-            raise ConfigError(f"--image-size must be a multiple of 32, got {d.image_size}")
+            if key == IMAGE_SIZE_KEY:
+                check_image_size(flat[key], key)
+            else:
+                check_int(option, flat[key], low, high, key)
         for label, value in (("limit-train-batches", t.limit_train_batches), ("limit-val-batches", t.limit_val_batches)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"--{label} must be a fraction in (0, 1] or a batch count >= 1, got {value!r}")
@@ -474,11 +519,14 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "boo
 def check_type(key: str, value: Any, annotation: str) -> Any:
     """``value`` if it fits the field type ``annotation`` (``"float"``, ``"str | None"``, ...), else ConfigError.
 
-    Typed like the dataclass says: ints for int fields (not bools; within ``INT_RANGES``), numbers for float
+    Typed like the dataclass says (``data.image_size``: ``check_image_size``, which also gives its stored
+    form): ints for int fields (not bools; within ``INT_RANGES``), numbers for float
     fields (finite: no NaN or infinity anywhere in a config, which is stored as strict JSON), strings for str
     fields, and None only where the type admits it. Returns the value converted where it is lossless (an int for a float).
     """
     kinds = [part.strip() for part in annotation.split("|")]
+    if key == IMAGE_SIZE_KEY and value is not None:
+        return check_image_size(value, key)  # int or "WIDTHxHEIGHT", each side bounded; stored form
     if value is None:
         if "None" in kinds:
             return None

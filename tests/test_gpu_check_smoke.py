@@ -33,9 +33,13 @@ def test_cpu_smoke_runs_every_step_into_one_json_file(tmp_path: Path) -> None:
     assert "--render-device accelerator" in demo["command"]
     assert {"val/loss", "train/loss", "val/10deg"} <= set(demo["final_metrics"])
     rates = steps["train_rate"]["sizes"]
-    assert set(rates) == {"32x32", "96x64"}  # the square and the rectangle standing in for 640x480
-    assert all(r["images_per_s"] > 0 and 0 < r["render_share"] < 1 and math.isfinite(r["final_loss"])
+    assert set(rates) == {"32x32", "96x64"}  # the demo's square and the rectangle standing in for 640x480
+    assert rates["32x32"]["run"] == "GPU_DEMO" and rates["96x64"]["run"] == "GPU_RATE"
+    assert all(r["images_per_s"] > 0 and r["steps_timed"] >= 1 and math.isfinite(r["final_loss"])
                for r in rates.values())
+    assert rates["96x64"]["steps_timed"] == 2  # 3 steps of one epoch: two step-to-step times
+    native = steps["train_rate"]["native_run"]
+    assert "--image-size 96x64" in native["command"] and native["status"] == "completed"
     rows = steps["inference"]["rows"]
     assert [(r["width"], r["height"], r["batch"]) for r in rows] == [(96, 64, 1), (96, 64, 2)]
     assert all(r["fps"] > 0 and 0 < r["post_share"] < 1 and r["forward_ms"] > 0 for r in rows)

@@ -82,7 +82,7 @@ def test_size_parsing_is_torch_free_for_the_config_and_the_command_line() -> Non
     import subprocess
     import sys
 
-    code = ("import sys; from fastpose.pose.sizes import parse_image_size; "
+    code = ("import sys; from fastpose.sizes import parse_image_size; "
             "assert parse_image_size('640x480', 32) == (480, 640); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

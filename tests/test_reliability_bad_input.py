@@ -59,6 +59,8 @@ FILES = {
     "latin1.toml": b'name = "caf\xe9"\n',
     "accel_int.toml": b"[train]\naccelerator = 3\n",
     "size_bool.toml": b"[data]\nimage_size = true\n",
+    "size_list.toml": b"[data]\nimage_size = [640, 480]\n",
+    "size_text.toml": b'[data]\nimage_size = "640x481"\n',
     "section_scalar.toml": b"train = 5\n",
     "name_int.toml": b"name = 5\n",
     "unknown_section.toml": b"[optimizer]\nlr = 0.1\n",
@@ -218,6 +220,9 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("TOML not UTF-8", ["train", "--name", "X", "--config", "{root}/latin1.toml"], {}, ["not UTF-8", "latin1.toml"]),
     ("accelerator an int", ["train", "--name", "X", "--config", "{root}/accel_int.toml"], {}, ["train.accelerator"]),
     ("image size a bool", ["train", "--name", "X", "--config", "{root}/size_bool.toml"], {}, ["data.image_size"]),
+    ("image size a list", ["train", "--name", "X", "--config", "{root}/size_list.toml"], {}, ["data.image_size"]),
+    ("image size text off 32", ["train", "--name", "X", "--config", "{root}/size_text.toml"], {},
+     ["data.image_size", "640x481", "size_text.toml"]),
     ("section a scalar", ["train", "--name", "X", "--config", "{root}/section_scalar.toml"], {}, ["must be a table"]),
     ("name an int", ["train", "--config", "{root}/name_int.toml"], {}, ["'name'"]),
     ("unknown section", ["train", "--name", "X", "--config", "{root}/unknown_section.toml"], {}, ["optimizer"]),
@@ -246,6 +251,19 @@ CASES: list[tuple[str, list, dict, list[str]]] = [
     ("negative train size", ["train", "--name", "X", "--train-size", "-1"], {}, ["--train-size"]),
     ("negative batch size", ["train", "--name", "X", "--batch-size", "-8"], {}, ["--batch-size"]),
     ("image size 33", ["train", "--name", "X", "--image-size", "33"], {}, ["--image-size"]),
+    # rectangles: WIDTHxHEIGHT, each side a multiple of 32 from 32 to 4096
+    ("image size 100x80", ["train", "--name", "X", "--image-size", "100x80"], {}, ["--image-size", "multiples of 32", "640x480"]),
+    ("image size 0x480", ["train", "--name", "X", "--image-size", "0x480"], {}, ["--image-size", "WIDTHxHEIGHT"]),
+    ("image size 640x", ["train", "--name", "X", "--image-size", "640x"], {}, ["--image-size", "WIDTHxHEIGHT"]),
+    ("image size 640x480x3", ["train", "--name", "X", "--image-size", "640x480x3"], {}, ["--image-size", "WIDTHxHEIGHT"]),
+    ("image size -640x480", ["train", "--name", "X", "--image-size", "-640x480"], {}, ["--image-size", "WIDTHxHEIGHT"]),
+    ("image size 640x8192", ["train", "--name", "X", "--image-size", "640x8192"], {}, ["--image-size", "32 to 4096"]),
+    ("image size 8192x480", ["train", "--name", "X", "--image-size", "8192x480"], {}, ["--image-size", "32 to 4096"]),
+    ("image size words", ["train", "--name", "X", "--image-size", "vga"], {}, ["--image-size", "WIDTHxHEIGHT"]),
+    ("unknown fit", ["train", "--name", "X", "--fit", "stretch"], {}, ["unknown fit", "letterbox"]),
+    ("eval split a path", ["eval", "A1", "--split", "../A1"], {}, ["unknown split", "NOCS split folder"]),
+    ("eval synthetic split unknown", ["eval", "A1", "--dataset", "synthetic", "--split", "real_test"], {},
+     ["unknown split 'real_test'"]),
     ("lr nan", ["train", "--name", "X", "--lr", "nan"], {}, ["train.lr", "finite"]),
     ("lr inf", ["train", "--name", "X", "--lr", "inf"], {}, ["train.lr", "finite"]),
     ("lr -inf", ["train", "--name", "X", "--lr", "-inf"], {}, ["train.lr", "finite"]),
@@ -480,7 +498,8 @@ def test_every_integer_key_out_of_range_is_refused_before_anything_exists(
                           text=True, timeout=TIMEOUT)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith(f"error: {option} must be an integer from") and f"({key}), got {value}" in lines[0]
+    refused = f"{option} sides must be from" if key == "data.image_size" else f"{option} must be an integer from"
+    assert lines[0].startswith(f"error: {refused}") and f"({key}), got {value}" in lines[0]
     assert not home.exists()
 
 

@@ -26,7 +26,7 @@ def test_every_integer_field_of_the_config_has_a_range() -> None:
     config = RunConfig()
     ints = {f"{section.name}.{f.name}" for section in dataclasses.fields(config)
             if dataclasses.is_dataclass(getattr(config, section.name))
-            for f in dataclasses.fields(getattr(config, section.name)) if f.type == "int"}
+            for f in dataclasses.fields(getattr(config, section.name)) if "int" in f.type.split(" | ")}
     assert ints == set(INT_RANGES)
     for key, (_, low, high) in INT_RANGES.items():
         assert low <= RunConfig().flat()[key] <= high, key  # the defaults are inside
@@ -36,12 +36,17 @@ def test_every_integer_field_of_the_config_has_a_range() -> None:
 def test_both_ends_of_each_range_are_accepted_and_one_step_beyond_refused(key: str) -> None:
     option, low, high = INT_RANGES[key]
     ends = [low, high]
-    if key == "data.image_size":
-        ends = [low, high - high % 32]
+    refused = f"^{option} must be an integer from {low} to {high} \\({key}\\)"
+    if key == "data.image_size":  # each side of a square or a rectangle (check_image_size)
+        ends = [low, high - high % 32, f"{low}x{high}", f"{high}x{low}"]
+        refused = f"^{option} sides must be from {low} to {high} pixels \\({key}\\)"
     for value in ends:
         assert build_config(None, {key: value}, require_name=False).flat()[key] == value
-    for value in (low - 1, high + 1, -2**63, 2**53):
-        with pytest.raises(ConfigError, match=f"^{option} must be an integer from {low} to {high} \\({key}\\)"):
+    beyond = [low - 1, high + 1, -2**63, 2**53]
+    if key == "data.image_size":
+        beyond += [f"{low}x{high + 32}", f"{high + 32}x{low}", f"{low}x{low - 1}", "999999999x64"]
+    for value in beyond:
+        with pytest.raises(ConfigError, match=refused):
             build_config(None, {key: value}, require_name=False)
 
 

@@ -15,7 +15,7 @@ from fastpose.training.predict import DEFAULT_MIN_SCORE  # torch-free at module 
 def eval_command(
     run: Annotated[str, typer.Argument(help="The run: id, label, label prefix or NAME (newest).")],
     checkpoint: Annotated[str, opt("best (the monitor's best), last, or a checkpoint file.")] = "best",
-    split: Annotated[str, opt("val (the run's validation set) | test (held out).")] = "val",
+    split: Annotated[str, opt("val (the run's validation set) | test (held out); NOCS: a split folder under the data root (val: CAMERA25, real_test: REAL275).")] = "val",
     dataset: Annotated[Optional[str], opt("synthetic | nocs (default: the run's).")] = None,
     data_root: Annotated[Optional[str], opt("NOCS dataset folder (default: the run's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
@@ -35,6 +35,8 @@ def eval_command(
 
     console = safe_console()
     render_table(evaluation_table(done.record.metrics, done.title()), console)
+    if done.ground_truth_line() is not None:
+        console.print(done.ground_truth_line(), markup=False, highlight=False)
     from fastpose.screens.terminal.console import lit, print_broken
 
     print_broken(console, lit(f"precision-recall curves: {done.record.plot_path}"))

@@ -11,8 +11,8 @@ in continuous image coordinates. Under it, resizing an image by ``sx`` horizonta
 ``K' = A K`` with ``A`` the same affine map of the image plane. No half-pixel terms appear anywhere.
 
 =========================  ================================================================================
-``image_hw(size)``         ``int`` (a square) or ``(H, W)`` -> ``(H, W)``, positive ints (``sizes``)
-``parse_image_size(text)`` ``"640x480"`` (width x height) or ``"64"`` (a square) -> ``(H, W)`` (``sizes``)
+``image_hw(size)``         ``int`` (a square) or ``(H, W)`` -> ``(H, W)``, positive ints (``fastpose.sizes``)
+``parse_image_size(text)`` ``"640x480"`` (width x height) or ``"64"`` (a square) -> ``(H, W)`` (``fastpose.sizes``)
 ``synthetic_intrinsics``   the synthetic camera: focal length ``min(H, W)`` pixels (fx = fy), principal
                            point at the image centre ``(W / 2, H / 2)``: a square image's camera, with the
                            frame widened along its longer side
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpose.pose.sizes import format_image_size, image_hw, parse_image_size  # noqa: F401 (re-exported)
+from fastpose.sizes import format_image_size, image_hw, parse_image_size  # noqa: F401 (re-exported)
 
 FIT_MODES = ("resize", "crop", "letterbox")
 

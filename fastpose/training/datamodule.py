@@ -27,14 +27,14 @@ def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
     if d.dataset == "synthetic":
         from fastpose.pose.data.synthetic import SyntheticPoseDataset
 
-        common = dict(image_size=d.image_size, rotations=d.rotations, max_objects=d.max_objects)
+        common = dict(image_size=d.image_hw, rotations=d.rotations, max_objects=d.max_objects)
         return (
             SyntheticPoseDataset(d.train_size, seed=d.seed, **common),
             SyntheticPoseDataset(d.val_size, seed=d.seed + SPLIT_SEED_OFFSET[d.val_split], **common),
         )
     from fastpose.pose.data.nocs import NOCSDataset
 
-    common = dict(image_size=d.image_size, max_objects=d.max_objects)
+    common = dict(image_size=d.image_hw, max_objects=d.max_objects, fit=d.fit)
     return NOCSDataset(d.data_root, "train", **common), NOCSDataset(d.data_root, "val", **common)
 
 

@@ -7,20 +7,26 @@ metrics, draw the precision-recall curves into ``<run dir>/pr-<split>-<checkpoin
 evaluation (``fastpose.journal.evaluations``). Bad input (unknown run, missing checkpoint, bad split or
 data) raises ``FastposeError`` before anything is written.
 
-Splits: ``val`` is the run's own validation set (the images that picked its best checkpoint); ``test`` is
-held out: for the synthetic set, ``val_size`` images of seed ``data.seed + 2`` (training uses ``seed``,
-validation ``seed + 1``); for NOCS, the ``<data root>/test`` folder.
+Splits: for the synthetic set, ``val`` is the run's own validation set (the images that picked its best
+checkpoint) and ``test`` is held out: ``val_size`` images of seed ``data.seed + 2`` (training uses ``seed``,
+validation ``seed + 1``). For NOCS a split is a folder under the data root, named as NOCS names them: ``val``
+(CAMERA25's validation set, the "CAMERA25" column of the field's tables) and ``real_test`` (REAL275's test
+set); a split whose name starts with ``real`` uses REAL275's camera. Where NOCS's own ground-truth files
+exist (``<root>/gts/<split>/results_*.pkl``) the images are scored against them; ``Evaluated.ground_truth``
+says for how many.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastpose.errors import FastposeError
 
-SPLITS = ("val", "test", "tune")
+SPLITS = ("val", "test", "tune")  # of the synthetic set; NOCS's are the folders under its root
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")  # a folder name that fits the journal's column
 PLOT_CRITERIA = ("iou_50", "10deg_5cm", "10deg")
 
 
@@ -72,28 +78,50 @@ def load_checkpoint(path: Path) -> tuple[Any, Any, bool]:
     return model.eval(), config, not missing
 
 
+def check_split(split: str, dataset: str | None) -> str:
+    """``split`` if it can name a split of ``dataset`` (None: the run's, not known yet), else a one-line error:
+    one of ``SPLITS`` for the synthetic set, a folder name (no path) for NOCS."""
+    if dataset == "synthetic" and split not in SPLITS:
+        raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)} (with --dataset nocs: "
+                            "a split folder under the data root, such as val or real_test)")
+    if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
+        shown = repr(split) if len(repr(split)) <= 40 else repr(split)[:37] + "..."
+        raise FastposeError(f"unknown split {shown}: a split is val, test, tune (synthetic) or the name of a NOCS "
+                            "split folder (1-32 characters from A-Z a-z 0-9 _ . -)")
+    return split
+
+
+def nocs_split_folder(root: Path, split: str) -> Path:
+    """``<root>/<split>``, else a one-line error listing the split folders ``root`` has."""
+    folder = root / split
+    if not folder.is_dir():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in ("gts", "obj_models"))
+        listed = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "") if have else "none"
+        raise FastposeError(f"no split folder {split!r} in the NOCS root {str(root)!r} (its split folders: "
+                            f"{listed}); NOCS names CAMERA25's validation set val and REAL275's test set real_test")
+    return folder
+
+
 def eval_dataset(config: Any, split: str, dataset: str | None, data_root: str | None) -> Any:
     d = config.data
     dataset = dataset or d.dataset
-    if split not in SPLITS:
-        raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    check_split(split, dataset)
     if dataset == "synthetic":
         from fastpose.pose.data.synthetic import SyntheticPoseDataset
 
         from fastpose.config import SPLIT_SEED_OFFSET
 
         seed = d.seed + SPLIT_SEED_OFFSET[split]
-        return SyntheticPoseDataset(d.val_size, image_size=d.image_size, seed=seed, rotations=d.rotations,
+        return SyntheticPoseDataset(d.val_size, image_size=d.image_hw, seed=seed, rotations=d.rotations,
                                     max_objects=d.max_objects)
     if dataset == "nocs":
-        if split == "tune":
-            raise FastposeError("the tune split exists for the synthetic dataset only")
         root = data_root or d.data_root
         if not root or not Path(root).is_dir():
             raise FastposeError(f"--dataset nocs needs --data-root DIR (got {root!r})")
+        nocs_split_folder(Path(root), split)
         from fastpose.pose.data.nocs import NOCSDataset
 
-        return NOCSDataset(root, split, image_size=d.image_size, max_objects=d.max_objects)
+        return NOCSDataset(root, split, image_size=d.image_hw, max_objects=d.max_objects, fit=d.fit)
     raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
 
 
@@ -142,17 +170,30 @@ def plot_pr(metric: Any, path: Path, title: str) -> None:
 
 @dataclass
 class Evaluated:
-    """What ``evaluate_run`` did: the journaled record, the run, the checkpoint file, the split's size."""
+    """What ``evaluate_run`` did: the journaled record, the run, the checkpoint file, the split's size, and for
+    NOCS how many of its images NOCS's own ground-truth files cover (``ground_truth``: files, images)."""
 
     run: Any
     record: Any  # fastpose.journal.evaluations.EvaluationRecord
     checkpoint: Path
     split: str
     num_images: int
+    ground_truth: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": {"id": self.run.id, "label": self.run.label, "name": self.run.name},
-                "evaluation": self.record.to_json()}
+        out = {"run": {"id": self.run.id, "label": self.run.label, "name": self.run.name},
+               "evaluation": self.record.to_json()}
+        if self.ground_truth is not None:
+            out["ground_truth"] = {"nocs_files": self.ground_truth[0], "images": self.ground_truth[1]}
+        return out
+
+    def ground_truth_line(self) -> str | None:
+        """``ground truth: NOCS files for N of M images`` (and what the others use), or None (synthetic)."""
+        if self.ground_truth is None:
+            return None
+        files, images = self.ground_truth
+        rest = "" if files == images else "; the others: _pose.json, or poses derived from depth"
+        return f"ground truth: NOCS files for {files} of {images} images{rest}"
 
     def title(self) -> str:
         return (f"run {self.run.id} {self.run.label} · {self.checkpoint.name} · {self.split} · {self.num_images} "
@@ -162,10 +203,9 @@ class Evaluated:
 def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset: str | None = None,
                  data_root: str | None = None) -> Evaluated:
     """The work of ``fastpose eval`` (see the module docstring): evaluate, draw the PR curves, journal it."""
-    if split not in SPLITS:
-        raise FastposeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if dataset is not None and dataset not in ("synthetic", "nocs"):
         raise FastposeError(f"unknown dataset {dataset!r}; choose one of: synthetic, nocs")
+    check_split(split, dataset)
     from fastpose.journal.access import read_run
     from fastpose.journal.db import missing_journal
     from fastpose.journal.evaluations import record_evaluation
@@ -187,4 +227,5 @@ def evaluate_run(ref: str, checkpoint: str = "best", split: str = "val", dataset
         record = record_evaluation(store, run.id, checkpoint=str(path), split=split,
                                    dataset=dataset or config.data.dataset, data_root=data_root or config.data.data_root,
                                    num_images=len(data), metrics=values, plot_path=str(plot))
-    return Evaluated(run, record, path, split, len(data))
+    counted = data.ground_truth_count() if hasattr(data, "ground_truth_count") else None
+    return Evaluated(run, record, path, split, len(data), None if counted is None else (counted, len(data)))

@@ -10,9 +10,11 @@ a step that would start after ``--budget-s`` is recorded as skipped):
 ``demo``            the Quickstart demo (``fastpose train`` with the defaults: 10 epochs of 1,280 synthetic 64x64
                     images) on the GPU, rendering on the device (``--render-device accelerator``): wall time,
                     exit code, status, final and best metrics from the journal
-``train_rate``      training images/s (render on the device + forward + loss + backward + AdamW step) at 64x64
-                    and at 640x480, measured directly (``FastPoseNet`` + ``SyntheticPoseDataset``), batch 16,
-                    after warm-up steps; rendering's share apart; peak GPU memory of each
+``train_rate``      training images/s of ``fastpose train`` (render on the device + forward + loss + backward +
+                    AdamW step + the run's own per-step work) at 64x64, from the demo's steps, and at 640x480,
+                    from a one-epoch run of its own (``--image-size 640x480``, batch 16): the batch over the
+                    median time from one step's start to the next (TensorBoard's per-step ``lr-AdamW`` points),
+                    so start-up, validation and warm-up steps do not count; peak GPU memory of each run
 ``inference``       ``tests/bench/bench_inference.py`` at 640x480: batch 1 and 8, resnet18 and resnet50, fp32,
                     bf16 and fp16 autocast; forward, post-processing and end to end (FPS)
 ``ddp``             a short run with ``--strategy ddp`` on one device (2 epochs of 256 images): exit code,
@@ -29,14 +31,12 @@ On the GPU, ``inference`` also counts the host synchronisations of one ``detect`
 Peak GPU memory: ``torch.cuda.max_memory_allocated`` of the in-process steps, and the largest
 ``memory.used`` that ``nvidia-smi`` reported (sampled every 0.5 s) while each ``fastpose train`` ran.
 
-``--cpu-smoke`` runs every step on the CPU at tiny sizes (32 px demo of one epoch, 64x96 for the native size,
+``--cpu-smoke`` runs every step on the CPU at tiny sizes (32 px demo of one epoch, 96x64 for the native size,
 one inference configuration, DDP on gloo): the test suite runs it (``tests/test_gpu_check_smoke.py``) so
-the script keeps working while no GPU is at hand. The journal is a fresh ``$FASTPOSE_HOME`` in a temporary
-folder unless ``--home`` is given. Exit code 0 when every step that ran succeeded, 1 otherwise.
-
-The 640x480 training rate is measured here, not through ``fastpose train``, because the command line takes
-square sizes only until ``--image-size WIDTHxHEIGHT`` is wired; then ``train_rate`` can time a short
-``fastpose train --image-size 640x480`` instead (see ``docs/native-size.md``).
+the script keeps working while no GPU is at hand. Each ``fastpose train`` costs its start-up (importing
+torch and Lightning, a journal): the smoke makes four, the fewest that cover the steps. The journal is a
+fresh ``$FASTPOSE_HOME`` in a temporary folder unless ``--home`` is given. Exit code 0 when every step that
+ran succeeded, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -59,15 +59,15 @@ REPO = HERE.parent.parent
 GPU = {  # the full check
     "demo": [],  # the Quickstart demo: every default
     "short": ["--epochs", "2", "--train-size", "256", "--val-size", "64"],
-    "rate_sizes": ((64, 64), (480, 640)), "rate_batch": 16, "rate_steps": 20, "rate_warmup": 3,
+    "rate": {"size": "640x480", "batch": 16, "steps": 24},  # the native size's own run: 24 steps, one epoch
     "inference": {"sizes": [(480, 640)], "batches": [1, 8], "backbones": ["resnet18", "resnet50"],
                   "precisions": ["fp32", "bf16", "fp16"], "compiled_precisions": ["fp32", "bf16"], "repeats": 10},
     "train_timeout_s": 240,
 }
 SMOKE = {  # the same steps, tiny, on the CPU
-    "demo": ["--epochs", "1", "--train-size", "16", "--val-size", "16", "--image-size", "32", "--batch-size", "8"],
-    "short": ["--epochs", "1", "--train-size", "16", "--val-size", "16", "--image-size", "32", "--batch-size", "8"],
-    "rate_sizes": ((32, 32), (64, 96)), "rate_batch": 2, "rate_steps": 1, "rate_warmup": 1,
+    "demo": ["--epochs", "1", "--train-size", "16", "--val-size", "8", "--image-size", "32", "--batch-size", "8"],
+    "short": ["--epochs", "1", "--train-size", "16", "--val-size", "8", "--image-size", "32", "--batch-size", "8"],
+    "rate": {"size": "96x64", "batch": 2, "steps": 3},
     "inference": {"sizes": [(64, 96)], "batches": [1, 2], "backbones": ["resnet18"], "precisions": ["fp32"],
                   "compiled_precisions": [], "repeats": 1},
     "train_timeout_s": 120,
@@ -192,53 +192,28 @@ class Check:
                 "identical": rerun["ok"] and not (a.keys() ^ b.keys()) and all(d == 0 for d in diffs.values()),
                 "largest_difference": worst[1], "largest_difference_at": worst[0], "ok": rerun["ok"]}
 
-    # ------------------------------------------------------------------ measured in this process
     def train_rate(self) -> dict:
-        import torch
-
-        from fastpose.config import LossConfig, TrainConfig
-        from fastpose.pose.data.synthetic import SyntheticPoseDataset
-        from fastpose.pose.losses import build_loss
-        from fastpose.pose.model import FastPoseNet
-
-        c, lc, tc = self.cfg, LossConfig(), TrainConfig()
-        bs, steps, warm = c["rate_batch"], c["rate_steps"], c["rate_warmup"]
+        """Training images/s of ``fastpose train`` at the demo's size (its own steps) and at the native size (a
+        short run of its own); see the module docstring."""
+        r = self.cfg["rate"]
+        native = self.train("GPU_RATE", ["--image-size", r["size"], "--batch-size", str(r["batch"]), "--epochs", "1",
+                                         "--train-size", str(r["batch"] * r["steps"]), "--val-size", str(r["batch"]),
+                                         "--limit-val-batches", "1", "--log-images", "0"])
         rows = {}
-        for hw in c["rate_sizes"]:
-            torch.manual_seed(0)
-            data = SyntheticPoseDataset(bs * (steps + warm), image_size=hw, seed=0, rotations="tabletop")
-            model = FastPoseNet("resnet18").to(self.device).train()
-            loss_fn = build_loss(lc.name, eps=lc.eps, mask_weight=lc.mask_weight, rot_weight=lc.rot_weight,
-                                 trans_weight=lc.trans_weight, size_weight=lc.size_weight)
-            opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-            if self.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(self.device)
-            render_s = step_s = 0.0
-            for i in range(steps + warm):
-                _sync(self.device)
-                t0 = time.perf_counter()
-                batch = data.render_batch(range(i * bs, (i + 1) * bs), self.device)
-                _sync(self.device)
-                t1 = time.perf_counter()
-                loss = loss_fn(model(batch["image"]), batch)["loss"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                _sync(self.device)
-                t2 = time.perf_counter()
-                if i >= warm:
-                    render_s, step_s = render_s + t1 - t0, step_s + t2 - t1
-            h, w = hw
-            rows[f"{w}x{h}"] = {
-                "batch": bs, "steps": steps, "images_per_s": bs * steps / (render_s + step_s),
-                "images_per_s_without_rendering": bs * steps / step_s, "render_share": render_s / (render_s + step_s),
-                "final_loss": loss.item(), "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(self.device) / 2**20
-                if self.device.type == "cuda" else None}
-            del model, opt, batch, loss
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-        return {"sizes": rows, "ok": all(math.isfinite(r["final_loss"]) for r in rows.values())}
+        for name, run in (("GPU_DEMO", _journal_run(self.home, "GPU_DEMO")), ("GPU_RATE", native)):
+            if run.get("status") != "completed":
+                rows[name] = {"error": f"run {name} did not complete"}
+                continue
+            size, batch = run["config"]["data"]["image_size"], run["config"]["train"]["batch_size"]
+            rows[f"{size}x{size}" if isinstance(size, int) else size] = {
+                "run": name, "batch": batch, **_step_rate(run["run_dir"], batch),
+                "final_loss": run["final_metrics"].get("train/loss"),  # None: not finite (journaled as null)
+                "peak_gpu_memory_mib": run.get("peak_gpu_memory_mib")}
+        ok = native["ok"] and all("error" not in row and row["final_loss"] is not None and math.isfinite(row["final_loss"])
+                                  for row in rows.values())
+        return {"sizes": rows, "native_run": {k: v for k, v in native.items() if k != "ok"}, "ok": ok}
 
+    # ------------------------------------------------------------------ measured in this process
     def inference(self, compiled: bool) -> dict:
         import torch
 
@@ -261,13 +236,6 @@ class Check:
         if self.device.type == "cuda" and not compiled:
             result["host_syncs_in_detect"] = _detect_syncs(self.device, c["sizes"][0])
         return result
-
-
-def _sync(device) -> None:  # noqa: ANN001
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _detect_syncs(device, hw: tuple[int, int]) -> int:  # noqa: ANN001
@@ -307,11 +275,30 @@ def _journal_run(home: Path, name: str) -> dict:
         with JournalStore.open() as store:
             run = store.resolve(name)
             summaries = store.summaries(run.id)
-            return {"run": run.label, "status": run.status, "epoch": run.epoch,
+            return {"run": run.label, "status": run.status, "epoch": run.epoch, "run_dir": run.run_dir,
+                    "config": run.config,
                     "final_metrics": {k: v[0] for k, v in sorted(summaries.items())},
                     "best_metrics": {k: v[1] for k, v in sorted(summaries.items())}}
     except Exception as exc:  # noqa: BLE001 - no journal, no run: said in the result
         return {"journal_error": f"{type(exc).__name__}: {exc}"}
+
+
+def _step_rate(run_dir: str, batch: int) -> dict:
+    """Images/s of a run's training steps: ``batch`` over the median time between the starts of consecutive
+    steps, read from the ``lr-AdamW`` points its TensorBoard events hold (logged at every step's start), so
+    the run's start-up, its validation and a slow first step do not count."""
+    import statistics
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    points = sorted((e.step, e.wall_time) for e in acc.Scalars("lr-AdamW"))
+    gaps = [t1 - t0 for (s0, t0), (s1, t1) in zip(points, points[1:]) if s1 == s0 + 1]
+    if not gaps:
+        raise RuntimeError(f"fewer than two consecutive training steps in {run_dir}/tensorboard")
+    median = statistics.median(gaps)
+    return {"images_per_s": batch / median, "median_step_s": median, "steps_timed": len(gaps)}
 
 
 def _history(home: Path, name: str) -> dict[tuple, float]:

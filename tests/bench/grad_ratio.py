@@ -63,7 +63,7 @@ def batches(config: RunConfig, start: int, count: int) -> list[dict]:
     from fastpose.pose.data.synthetic import SyntheticPoseDataset
 
     d, B = config.data, config.train.batch_size
-    ds = SyntheticPoseDataset((start + count) * B, image_size=d.image_size, seed=d.seed, rotations=d.rotations,
+    ds = SyntheticPoseDataset((start + count) * B, image_size=d.image_hw, seed=d.seed, rotations=d.rotations,
                               max_objects=d.max_objects)
     return [torch.utils.data.default_collate(ds.__getitems__(list(range(k * B, (k + 1) * B))))
             for k in range(start, start + count)]

@@ -52,12 +52,12 @@ def break_lines(text: Text, width: int) -> list[Text]:
     if text.cell_len <= width:
         return [text]
     plain = text.plain
-    offsets, line_start, line_len = [], 0, 0
+    offsets, line_len = [], 0
     for match in re.finditer(rf"[^{re.escape(BREAK_AFTER)}]*[{re.escape(BREAK_AFTER)}]+|.+$", plain):
         start, word = match.start(), match.group()
         if line_len and line_len + len(word.rstrip()) > width:  # the word starts the next line
             offsets.append(start)
-            line_start, line_len = start, 0
+            line_len = 0
         while len(word) > width:  # longer than a line: cut it
             offsets.append(start + width - line_len)
             word, start, line_len = word[width - line_len:], start + width - line_len, 0

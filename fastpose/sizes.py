@@ -1,4 +1,4 @@
-"""Image sizes as text and as ``(height, width)``: torch-free, so the config and the command line can use it.
+"""Image sizes as text and as ``(height, width)``: plain Python, for the config, the command line and the science.
 
 =========================  =====================================================================
 ``image_hw(size)``         ``int`` (a square) or ``(height, width)`` -> ``(height, width)``
@@ -8,12 +8,16 @@
 =========================  =====================================================================
 
 Text puts the width first, as image sizes are written (640x480); tuples put the height first, as arrays
-are indexed (``image[:, v, u]``).
+are indexed (``image[:, v, u]``). The text is ASCII digits around one ``x`` (either case, spaces allowed
+around the whole), nothing else: no signs, underscores or other scripts' digits.
 """
 
 from __future__ import annotations
 
+import re
 from numbers import Integral
+
+_SIZE_TEXT = re.compile(r"([0-9]{1,9})(?:[xX]([0-9]{1,9}))?", re.ASCII)
 
 
 def image_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -34,16 +38,13 @@ def parse_image_size(text: str, multiple: int = 1) -> tuple[int, int]:
     """``"WIDTHxHEIGHT"`` or ``"SIDE"`` -> ``(height, width)``; each side a positive multiple of ``multiple``.
 
     Raises ``ValueError`` with the one line a user needs (the caller turns it into its own error)."""
-    parts = str(text).strip().lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or any(v <= 0 for v in values):
-        raise ValueError(f"an image size is WIDTHxHEIGHT (e.g. 640x480) or one number for a square, not {text!r}")
+    match = _SIZE_TEXT.fullmatch(str(text).strip())
+    values = [int(v) for v in match.groups() if v is not None] if match else []
+    if not values or any(v <= 0 for v in values):
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+        raise ValueError(f"an image size is WIDTHxHEIGHT (e.g. 640x480) or one number for a square, not {shown}")
     w, h = (values[0], values[0]) if len(values) == 1 else values
-    bad = [v for v in (w, h) if v % multiple]
-    if bad:
+    if w % multiple or h % multiple:
         raise ValueError(f"image width and height must be multiples of {multiple}, got {w}x{h}")
     return h, w
 
