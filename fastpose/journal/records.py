@@ -97,6 +97,7 @@ class RunRecord:
     # (revision 0009; None for older runs)
     environment: dict[str, Any] | None = None
     deleted_at: datetime | None = None  # set by `journal rm` (revision 0009): hidden from listings
+    reproduces_id: int | None = None  # the run `fastpose reproduce` rebuilt this one from (revision 0010)
     git_commit: str | None = None
     git_dirty: bool | None = None
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from fastpose.errors import FastposeError
+from fastpose.journal.reader import deleted_clause
 from fastpose.journal.records import json_value, to_utc
 
 if TYPE_CHECKING:
@@ -111,10 +112,12 @@ def get_sweep(reader: JournalReader, ref: str) -> SweepRecord:
 
 
 def cell_runs(reader: JournalReader, sweep_id: int) -> list[CellRun]:
-    """Every run of the sweep, oldest first."""
+    """Every run of the sweep, oldest first; runs deleted by ``journal rm`` are not there (a deleted cell is
+    one not run yet: the sweep runs it again)."""
     rows = reader._fetch(
         "SELECT s.run_id, s.cell, s.group_key, r.status, r.name, r.label, r.run_dir, r.epoch, r.started_at "
-        "FROM sweep_runs s JOIN runs r ON r.id = s.run_id WHERE s.sweep_id = :id ORDER BY r.started_at, r.id",
+        f"FROM sweep_runs s JOIN runs r ON r.id = s.run_id WHERE s.sweep_id = :id AND {deleted_clause('hide')} "
+        "ORDER BY r.started_at, r.id",
         {"id": int(sweep_id)},
     )
     return [
