@@ -186,6 +186,10 @@ class JournalReader:
         hint = f"; closest: {', '.join(close)}" if close else ("" if candidates else "; the journal has no runs")
         raise UnknownRunError(f"no run matches {ref!r}{hint}")
 
+    def reproductions(self, run_id: int) -> list[RunRecord]:
+        """The runs ``fastpose reproduce`` made of run ``run_id`` (``runs.reproduces_id``), oldest first."""
+        return self._runs("r.reproduces_id = :id", {"id": int(run_id)}, "ORDER BY r.id")
+
     def running_runs(self) -> list[RunRecord]:
         """Every run with status running, deleted ones too (a deleted run whose process came back is running)."""
         return self._runs("r.status = 'running'", {}, "ORDER BY r.id", deleted="all")

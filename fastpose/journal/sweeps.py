@@ -329,3 +329,9 @@ def _claim_write(store: JournalStore, tokens: list[str], *, renew: bool) -> int:
     stmt = sa.update(table).where(mine).values(heartbeat_at=datetime.now(timezone.utc)) if renew else \
         sa.delete(table).where(mine)
     return int(store._write(lambda conn: conn.execute(stmt).rowcount))
+
+
+def run_sweeps(reader: JournalReader) -> dict[int, str]:
+    """``{run_id: sweep id}`` of every run filed in a sweep."""
+    rows = reader._fetch("SELECT s.run_id, w.name FROM sweep_runs s JOIN sweeps w ON w.id = s.sweep_id")
+    return {r["run_id"]: r["name"] for r in rows}

@@ -1,0 +1,1 @@
+"""Tables for a paper: LaTeX (booktabs) and Markdown faces of the evaluation, comparison and group screens."""
