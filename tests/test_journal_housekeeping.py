@@ -454,7 +454,7 @@ def test_gc_killed_at_random_moments(fp_home: Path, monkeypatch: pytest.MonkeyPa
 
 # ----------------------------------------------------------------------------- du
 def test_du_per_run_per_sweep_total_hard_links_once(journal_db_url: str, fp_home: Path) -> None:
-    from fastpose.journal.du import allocated
+    from fastpose.journal.du import file_size
     from fastpose.journal.sweeps import attach, open_sweep
 
     store = JournalStore.open(journal_db_url)
@@ -479,7 +479,7 @@ def test_du_per_run_per_sweep_total_hard_links_once(journal_db_url: str, fp_home
             seen.add((st.st_dev, st.st_ino))
             top = p.relative_to(run_dir).parts[0]
             part = top if top in ("checkpoints", "tensorboard") else "logs" if p.suffix == ".log" else "other"
-            parts[part] += allocated(st)
+            parts[part] += file_size(st)
         return parts
 
     proc = fastpose("journal", "du", "--json")
@@ -492,12 +492,12 @@ def test_du_per_run_per_sweep_total_hard_links_once(journal_db_url: str, fp_home
         assert {p: by_id[run_id][p] for p in want} == want
         assert by_id[run_id]["bytes"] == sum(want.values())
     # best and last of LINKED are one file: counted once, so LINKED is one checkpoint smaller than PLAIN
-    assert by_id[plain]["checkpoints"] - by_id[linked]["checkpoints"] == allocated(
+    assert by_id[plain]["checkpoints"] - by_id[linked]["checkpoints"] == file_size(
         os.stat(runs[plain] / "checkpoints" / "last.ckpt"))
     assert report["deleted"]["runs"] == 1 and report["deleted"]["bytes"] == sum(expected(runs[gone]).values())
     (sweep_row,) = report["sweeps"]
     assert sweep_row["sweep"] == "study" and sweep_row["runs"] == 1
-    assert sweep_row["bytes"] == by_id[linked]["bytes"] + allocated(os.stat(logs / "cell.log"))
+    assert sweep_row["bytes"] == by_id[linked]["bytes"] + file_size(os.stat(logs / "cell.log"))
     assert report["total"]["bytes"] == (by_id[plain]["bytes"] + sweep_row["bytes"] + report["deleted"]["bytes"])
     assert report["journal_bytes"] is None or report["journal_bytes"] > 0
 

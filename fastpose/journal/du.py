@@ -11,8 +11,9 @@ A run's files live in its run directory; each file is counted in one part by whe
 
 Hard links are counted once: a file is counted at its first name met (``seen``, keyed by device and inode),
 so ``best-epoch004.ckpt`` and ``last.ckpt`` linked to one file count once, and a total over many runs counts
-each file once. Sizes are allocated bytes (``st_blocks``), what a removal frees; a sparse file counts what
-it holds. Symbolic links count as themselves and are never followed.
+each file once. Sizes are file sizes (``du --apparent-size``: the checkpoint table of ``journal show`` gives
+the same figures; what the disk frees differs by the rounding to its blocks). Symbolic links count as
+themselves and are never followed.
 """
 
 from __future__ import annotations
@@ -59,10 +60,9 @@ def part_of(relative: Path) -> str:
     return "other"
 
 
-def allocated(st: os.stat_result) -> int:
-    """Bytes a file takes on its disk (what removing its last name frees); its length where blocks are unknown."""
-    blocks = getattr(st, "st_blocks", None)
-    return st.st_size if blocks is None else blocks * 512
+def file_size(st: os.stat_result) -> int:
+    """The bytes a file counts for (its size; a symbolic link: the length of its target's name)."""
+    return st.st_size
 
 
 def directory_use(path: str | Path | None, seen: set[tuple[int, int]] | None = None,
@@ -96,7 +96,7 @@ def directory_use(path: str | Path | None, seen: set[tuple[int, int]] | None = N
             if key in seen:
                 continue
             seen.add(key)
-            use.parts[part or part_of(Path(full).relative_to(root))] += allocated(st)
+            use.parts[part or part_of(Path(full).relative_to(root))] += file_size(st)
             use.files += 1
     return use
 
@@ -117,7 +117,7 @@ def files_use(paths: Iterable[str | Path], seen: set[tuple[int, int]] | None = N
         if key in seen or len(stats) < stats[0].st_nlink:
             continue  # another name keeps the file
         seen.add(key)
-        total += allocated(stats[0])
+        total += file_size(stats[0])
     return total
 
 
@@ -131,7 +131,7 @@ def journal_files_use(url: str) -> int | None:
     total = 0
     for suffix in ("", "-wal", "-shm"):
         try:
-            total += allocated(os.stat(f"{path}{suffix}"))
+            total += file_size(os.stat(f"{path}{suffix}"))
         except OSError:
             pass
     return total
