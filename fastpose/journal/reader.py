@@ -222,6 +222,13 @@ class JournalReader:
         rows = self._fetch("SELECT * FROM source_states WHERE run_id = :id", {"id": int(run_id)})
         return source_from_row(rows[0]) if rows else None
 
+    def untracked_files(self, run_id: int, tree: str = "cwd") -> list[tuple[str, int, bytes]]:
+        """``(path, permission bits, bytes)`` of the untracked files whose contents the run kept (revision
+        0010; ``tree``: ``cwd`` or ``source``), by path."""
+        rows = self._fetch("SELECT path, mode, content FROM untracked_files WHERE run_id = :id AND tree = :tree "
+                           "ORDER BY path", {"id": int(run_id), "tree": tree})
+        return [(r["path"], int(r["mode"]), bytes(r["content"])) for r in rows]
+
     def metric_history(self, run_id: int, name: str | None = None) -> list[MetricPoint]:
         """Every logged value of the run (one metric if ``name``), in logging order."""
         sql = "SELECT name, value, epoch, step, logged_at FROM metrics WHERE run_id = :id"

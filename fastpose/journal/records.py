@@ -23,6 +23,9 @@ class GitState:
     untracked: tuple[str, ...] = ()
     message: str | None = None
     error: str | None = None
+    # The contents of the small untracked files, ``(path, permission bits, bytes)`` (``capture_git``'s limits;
+    # revision 0010): what ``fastpose reproduce`` puts back. Not part of the state's identity.
+    files: tuple[tuple[str, int, bytes], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

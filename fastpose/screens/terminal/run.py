@@ -89,7 +89,7 @@ def _housekeeping_rows(detail: RunDetail) -> list[tuple[str, Any]]:
             if use.parts[part])
         rows.append(("disk", f"{fmt_bytes(use.total)}" + (f" ({parts})" if parts else "")))
     if run.reproduces_id is not None:
-        rows.append(("reproduces", f"reproduces #{run.reproduces_id}"))
+        rows.append(("reproduces", f"#{run.reproduces_id} (fastpose reproduce: its code, config and seeds)"))
     if detail.reproduced_by:
         rows.append(("reproduced by", ", ".join(f"#{i}" for i in detail.reproduced_by)))
     if run.deleted_at is not None:
