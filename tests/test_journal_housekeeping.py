@@ -513,3 +513,18 @@ def test_du_per_run_per_sweep_total_hard_links_once(journal_db_url: str, fp_home
     one_error_line(fastpose("journal", "du", "GONE"), "is deleted")
     one_error_line(fastpose("journal", "du", "PLAIN", "--sweep", "study"), "not both")
     one_error_line(fastpose("journal", "du", "--limit", "-1"), "--limit")
+
+
+def test_housekeeping_commands_import_no_torch(fp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{fp_home / 'fastpose.db'}"
+    monkeypatch.setenv("FASTPOSE_JOURNAL_URL", url)
+    store = JournalStore.open(url)
+    make_run(store, fp_home, "AAA", day=1)
+    make_run(store, fp_home, "BBB", day=2)
+    store.close()
+    for args in (["journal", "du"], ["journal", "rm", "AAA", "--dry-run"], ["journal", "gc", "--dry-run"],
+                 ["journal", "--deleted"], ["compare", "AAA", "BBB", "--latex"], ["reproduce", "--help"]):
+        code = ("import sys\nfrom fastpose.cli import run\nrc = run(%r)\n"
+                "print(rc, [m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules])") % args
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "0 []", (args, proc.stdout, proc.stderr)

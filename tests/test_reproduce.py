@@ -206,3 +206,23 @@ def test_reproduce_refusals_one_line_nothing_made(tmp_path: Path) -> None:
         for word in words:
             assert word in lines[0], (args, word, lines[0])
     assert state() == before
+
+
+def test_recorded_and_current_versions_are_told_apart() -> None:
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+
+    from fastpose.journal.records import RunRecord
+    from fastpose.training.reproduce import version_differences
+
+    now = datetime.now(timezone.utc)
+    same = RunRecord(id=1, name="A", label="a", status="completed", created_at=now, started_at=now,
+                     python_version=sys.version.split()[0], torch_version=version("torch"),
+                     lightning_version=version("pytorch-lightning"))
+    assert version_differences(same) == []
+    older = RunRecord(id=2, name="B", label="b", status="completed", created_at=now, started_at=now,
+                      python_version="3.9.1", torch_version="1.13.1+cu117", lightning_version=version("pytorch-lightning"),
+                      environment={"versions": {"numpy": "1.21.0"}})
+    assert version_differences(older) == [("python", "3.9.1", sys.version.split()[0]),
+                                          ("torch", "1.13.1+cu117", version("torch")),
+                                          ("numpy", "1.21.0", version("numpy"))]

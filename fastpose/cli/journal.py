@@ -1,4 +1,5 @@
-"""``fastpose journal``: the daily log and its subcommands (show, note, export, tag, sweeps).
+"""``fastpose journal``: the daily log and its subcommands (show, note, export, tag, sweeps, and the housekeeping:
+rm, restore, gc, du).
 
 Thin commands: check the input, read the journal into a screen (``fastpose.screens``), draw it. Bad input
 raises FastposeError before anything is written. Nothing here imports torch or Lightning, and the listing

@@ -300,9 +300,9 @@ def collect(store: JournalStore, policy: Policy, refs: list[str] | None = None, 
             say: Callable[[GcEvent], None] = lambda event: None) -> GcResult:
     """Run gc: finish what an earlier one left, then remove and purge by ``policy`` (see the module docstring
     for the order and the invariant). ``say`` gets each event as it happens."""
-    store.mark_lost()
     root = runs_root(home)
-    the_plan = plan(store, policy, refs, home)
+    the_plan = plan(store, policy, refs, home)  # first: a refused policy or run changes nothing
+    store.mark_lost()  # what the plan already read from the process table and the heartbeats
     result = GcResult()
 
     def event(*args: Any, **kw: Any) -> None:
@@ -351,8 +351,9 @@ def _mark(store: JournalStore, removal: Removal) -> list[int] | None:
     deleted = removal.kind == "run_dir"
 
     def work(conn: Any) -> list[int] | None:
-        state = runs.c.deleted_at.isnot(None) if deleted else sa.and_(runs.c.deleted_at.is_(None),
-                                                                        runs.c.status.in_(FINISHED))
+        # still deleted and not running again (a heartbeat since the plan), or still finished and kept
+        state = (sa.and_(runs.c.deleted_at.isnot(None), runs.c.status != "running") if deleted
+                 else sa.and_(runs.c.deleted_at.is_(None), runs.c.status.in_(FINISHED)))
         # An UPDATE that changes nothing takes the row's lock (PostgreSQL) and re-checks it once it has it.
         if not conn.execute(sa.update(runs).where(runs.c.id == run.id, state).values(status=runs.c.status)).rowcount:
             return None
@@ -405,8 +406,8 @@ def _purge(store: JournalStore, run_id: int) -> bool:
     runs, table = Run.__table__, GcRemoval.__table__
 
     def work(conn: Any) -> bool:
-        if not conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.deleted_at.isnot(None))
-                            .values(status=runs.c.status)).rowcount:
+        if not conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.deleted_at.isnot(None),
+                                                  runs.c.status != "running").values(status=runs.c.status)).rowcount:
             return False
         if conn.execute(sa.select(table.c.id).where(table.c.run_id == run_id, table.c.done_at.is_(None))).first():
             return False
