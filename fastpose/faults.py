@@ -15,8 +15,13 @@
                             must survive, since Lightning writes through a temporary file and a move)
 - ``fill@step:N``           at step N, fill the file system of the run directory: ``fault-fill`` there is
                             written until the disk is full, and stays (the run's next writes find no room)
+- ``kill@gc:POINT``         SIGKILL ``fastpose journal gc`` at POINT of each removal (``GC_POINTS``):
+                            ``marked`` (its gc_removals rows committed, no file touched), ``removing`` (after
+                            the first file went), ``removed`` (every file gone, rows not yet updated),
+                            ``done`` (the removal recorded, the run's rows not yet purged)
 
-It is read once, when the LightningModule is built; an unparsable value is a user error. Nothing here
+It is read once, when the LightningModule is built (``kill@gc``: when gc reaches the point); an unparsable
+value is a user error. Nothing here
 runs unless the variable is set.
 """
 
@@ -34,6 +39,7 @@ from fastpose.errors import FastposeError
 ENV = "FASTPOSE_FAULT"
 TERMS = ("loss", "loss_mask", "loss_rot", "loss_trans", "loss_size")
 START = -1  # the "step" of raise@start: before fit
+GC_POINTS = ("marked", "removing", "removed", "done")
 FILL_NAME = "fault-fill"
 
 
@@ -43,14 +49,15 @@ class InjectedFault(RuntimeError):
 
 @dataclass(frozen=True)
 class Fault:
-    action: str  # raise | nan | inf | sleep | killsave | fill
+    action: str  # raise | nan | inf | sleep | killsave | fill | kill
     step: int
     term: str = "loss_rot"  # nan/inf: which loss term is poisoned
     seconds: float = 0.0  # sleep: per step
+    point: str = ""  # kill@gc: the point of a gc removal (GC_POINTS)
 
     def apply(self, terms: dict, step: int) -> dict:
         """Return ``terms`` with this fault applied if it fires at global ``step``."""
-        if self.action in ("killsave", "fill"):
+        if self.action in ("killsave", "fill", "kill"):
             return terms  # fire in on_checkpoint_save and on_train_step, not in the loss
         if self.action == "sleep":
             if self.step != START and step >= self.step:
@@ -82,6 +89,9 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
             if kind == "sleep" and where == "start":
                 faults.append(Fault("sleep", START, seconds=_seconds(arg)))
                 continue
+            if kind == "kill" and not arg and where.startswith("gc:") and where[3:] in GC_POINTS:
+                faults.append(Fault("kill", START, point=where[3:]))
+                continue
             if not where.startswith("step:") or kind not in ("raise", "nan", "inf", "sleep", "killsave", "fill"):
                 raise ValueError
             step = int(where[len("step:") :])
@@ -97,8 +107,8 @@ def parse_faults(spec: str | None = None) -> tuple[Fault, ...]:
         except ValueError:
             raise FastposeError(
                 f"bad {ENV} item {item!r}: use raise@step:N, raise@start, nan[:TERM]@step:N, inf[:TERM]@step:N "
-                f"sleep:SECONDS@step:N, sleep:SECONDS@start, killsave@step:N or fill@step:N with TERM one of "
-                f"{', '.join(TERMS)}"
+                f"sleep:SECONDS@step:N, sleep:SECONDS@start, killsave@step:N, fill@step:N or kill@gc:POINT with "
+                f"TERM one of {', '.join(TERMS)} and POINT one of {', '.join(GC_POINTS)}"
             ) from None
     return tuple(faults)
 
@@ -152,3 +162,14 @@ def on_prepare(faults: tuple[Fault, ...] | None = None) -> None:
             time.sleep(fault.seconds)
         if fault.action == "raise" and fault.step == START:
             raise InjectedFault(f"injected by {ENV} before fit")
+
+
+def on_gc(point: str) -> None:
+    """Called by ``journal gc`` at each point of a removal (``GC_POINTS``): ``kill@gc:POINT`` ends the process
+    there with SIGKILL, as a power cut or ``kill -9`` would."""
+    if not os.environ.get(ENV):
+        return
+    import signal
+
+    if any(f.action == "kill" and f.point == point for f in parse_faults()):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -132,6 +132,17 @@ def direction(name: str) -> str:
     return "min"
 
 
+def direction_known(name: str) -> bool:
+    """Is ``direction(name)`` known (listed, per class of a listed metric, or named by the rules above) rather
+    than the fallback for a name no rule knows? Tables mark a best value only where it is."""
+    base = name.rsplit("/", 1)[0] if name.count("/") > 1 else name
+    if name in DIRECTIONS or base in DIRECTIONS:
+        return True
+    low = name.lower()
+    return (any(word in low for word in ("loss", "err", "miss", "false_positive", "map", "acc"))
+            or bool(_AP_NAME.search(low)))
+
+
 def is_better(name: str, candidate: float | None, incumbent: float | None) -> bool:
     """Does ``candidate`` beat ``incumbent`` for metric ``name``? NaN (or None, as stored) never wins."""
     if candidate is None or candidate != candidate:

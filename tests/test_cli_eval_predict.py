@@ -58,6 +58,19 @@ def test_eval_prints_the_nocs_table_journals_it_and_draws_pr_curves(trained: Pat
     assert shown.returncode == 0 and "evaluations" in shown.stdout and "test (synthetic)" in shown.stdout
 
 
+def test_eval_prints_the_table_for_a_paper(trained: Path) -> None:
+    before = len(_evaluations(trained))
+    tex = fastpose(trained, "eval", "EV", "--latex")
+    assert tex.returncode == 0, tex.stderr[-2000:]
+    assert tex.stdout.startswith("% fastpose: needs \\usepackage{booktabs}")
+    for part in ("\\toprule", "class & IoU25 \\ensuremath{\\uparrow}", "\\midrule\nmean & ", "\\bottomrule",
+                 "Rotation-only AP (5\\textdegree{}, 10\\textdegree{}, 20\\textdegree{})"):
+        assert part in tex.stdout, part
+    md = fastpose(trained, "eval", "EV", "--markdown")
+    assert md.returncode == 0 and "| class | IoU25 ↑ |" in md.stdout and "| mean | " in md.stdout, md.stderr[-2000:]
+    assert len(_evaluations(trained)) == before + 2  # journaled like any evaluation
+
+
 @pytest.mark.parametrize("args,message", [
     (["eval", "NOPE"], "NOPE"),
     (["eval", "EV", "--split", "train"], "unknown split"),

@@ -87,7 +87,7 @@ def _check_keeps_working(store: JournalStore, before: dict[str, dict[tuple, dict
     pairs = {(r["run_id"], r["name"]) for r in before["metrics"].values()}
     assert counts["metric_summaries"] == len(pairs)
     assert store.summaries(1)["val/rot_err_mean"] == (18.5, 18.5)
-    assert store.resolve("MSE_BASELINE").id == 3 and store.resolve("PW_QLOSS").status == "crashed"
+    assert store.resolve("MSE_BASELINE").id == 3 and store.resolve("PW_QLOSS", deleted="all").status == "crashed"
     assert [n.text for n in store.notes(2)] == ["x'); DROP TABLE runs;--"]
     store.log_metrics(1, [MetricPoint("val/rot_err_mean", 10.0, 3, 40)])
     store.add_note("after the upgrade", run_id=1)

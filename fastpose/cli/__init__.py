@@ -1,6 +1,6 @@
 """The ``fastpose`` command line: thin Typer commands, one file per group (``train``, ``journal``, ``compare``,
-``evaluate``, ``render``, ``sweep``), registered on the one application in ``app.py``. Each command parses its options and
-calls one function; no torch or Lightning at module level, so ``fastpose --help``, ``fastpose journal`` and
+``evaluate``, ``render``, ``sweep``, ``reproduce``), registered on the one application in ``app.py``. Each
+command parses its options and calls one function; no torch or Lightning at module level, so ``fastpose --help``, ``fastpose journal`` and
 ``fastpose compare`` stay fast and work without them. ``run`` is the one place errors reach the user.
 """
 
@@ -20,6 +20,7 @@ from fastpose.cli import sweep  # noqa: E402,F401
 from fastpose.cli import compare  # noqa: E402,F401
 from fastpose.cli import evaluate  # noqa: E402,F401
 from fastpose.cli import render  # noqa: E402,F401
+from fastpose.cli import reproduce  # noqa: E402,F401
 from fastpose.errors import FastposeError
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fastpose.cli.app import app, opt
+from fastpose.cli.tables import latex_option, markdown_option, print_table, table_format
 from fastpose.errors import FastposeError
 
 
@@ -24,6 +25,8 @@ def compare(
     spark: Annotated[bool, typer.Option("--spark", help="Add each metric's history as a sparkline (a resumed run's with its parent's).")] = False,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also list (and plot) the per-class metrics (with --sweep/--by: every metric, losses too).")] = False,
     metric: Annotated[Optional[list[str]], opt("Only this metric (repeatable; the primary metric is always kept), e.g. val/rot_err_median.")] = None,
+    latex: Annotated[bool, latex_option()] = False,
+    markdown: Annotated[bool, markdown_option()] = False,
 ) -> None:
     """Side by side: status, metrics (best highlighted, deltas to the first run), config and code differences.
 
@@ -33,10 +36,11 @@ def compare(
 
     if plot is not None:
         check_plot_path(plot)  # before reading anything
+    table = table_format(latex, markdown, json=json_out, csv=csv_out)
     if tuning and sweep is None:
         raise FastposeError("--tuning needs --sweep ID")
     if sweep is not None or by:
-        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [], per_class)
+        _compare_groups(runs or [], sweep, by or [], plot, json_out, csv_out, tuning, metric or [], per_class, table)
         return
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
@@ -54,6 +58,11 @@ def compare(
 
         sys.stdout.write(runs_csv(cmp.runs, cmp.summaries, cmp.metrics))
         return
+    if table is not None:
+        from fastpose.screens.tables import comparison_table
+
+        print_table(table, comparison_table(cmp, per_class=per_class))
+        return
     if json_out:
         from fastpose.text import strict_json
 
@@ -69,7 +78,7 @@ def compare(
 
 def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: Optional[Path], json_out: bool,
                     csv_out: bool, tuning: bool = False, metrics: Optional[list[str]] = None,
-                    per_class: bool = False) -> None:
+                    per_class: bool = False, table: Optional[str] = None) -> None:
     if json_out and csv_out:
         raise FastposeError("choose one of --json and --csv")
     from fastpose.cli.common import mark_lost
@@ -94,6 +103,11 @@ def _compare_groups(runs: list[str], sweep: Optional[str], by: list[str], plot: 
         select_metrics(cmp, metrics)
     if plot is not None:
         plot_groups(cmp, str(plot), cmp.shown_metrics(per_class))
+    if table is not None:
+        from fastpose.screens.tables import groups_table
+
+        print_table(table, groups_table(cmp))
+        return
     if csv_out:
         sys.stdout.write(cmp.csv_text())
         return

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fastpose.cli.app import app, opt
+from fastpose.cli.tables import latex_option, markdown_option, print_table, table_format
 from fastpose.training.predict import DEFAULT_MIN_SCORE  # torch-free at module level
 
 
@@ -19,11 +20,20 @@ def eval_command(
     dataset: Annotated[Optional[str], opt("synthetic | nocs (default: the run's).")] = None,
     data_root: Annotated[Optional[str], opt("NOCS dataset folder (default: the run's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+    latex: Annotated[bool, latex_option()] = False,
+    markdown: Annotated[bool, markdown_option()] = False,
 ) -> None:
     """NOCS-format evaluation of a checkpoint on a split: table per class, PR curves (PNG), journaled."""
     from fastpose.training.evaluate import evaluate_run
 
+    table = table_format(latex, markdown, json=json_out)
     done = evaluate_run(run, checkpoint=checkpoint, split=split, dataset=dataset, data_root=data_root)
+    if table is not None:
+        from fastpose.screens.evaluation import evaluation_table
+        from fastpose.screens.tables import evaluation_table as paper_table
+
+        print_table(table, paper_table(evaluation_table(done.record.metrics, done.title())))
+        return
     if json_out:
         from fastpose.text import strict_json
 

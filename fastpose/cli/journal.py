@@ -1,4 +1,5 @@
-"""``fastpose journal``: the daily log and its subcommands (show, note, export, tag, sweeps).
+"""``fastpose journal``: the daily log and its subcommands (show, note, export, tag, sweeps, and the housekeeping:
+rm, restore, gc, du).
 
 Thin commands: check the input, read the journal into a screen (``fastpose.screens``), draw it. Bad input
 raises FastposeError before anything is written. Nothing here imports torch or Lightning, and the listing
@@ -45,6 +46,7 @@ def journal(
     tag: Annotated[Optional[list[str]], typer.Option(help="Only runs with this tag (repeatable: all of them).")] = None,
     sweep: Annotated[Optional[str], typer.Option(help="Only the runs of this sweep (its id; see journal sweeps).")] = None,
     where: Annotated[Optional[list[str]], typer.Option(help="Only runs whose config has KEY=VALUE, e.g. loss.name=qloss (repeatable).")] = None,
+    deleted: Annotated[bool, typer.Option("--deleted", help="List the runs deleted by journal rm instead (journal restore RUN brings one back).")] = False,
 ) -> None:
     """The daily log, newest day first: runs with status, duration, headline metrics, notes."""
     if ctx.invoked_subcommand is not None:
@@ -67,6 +69,7 @@ def journal(
 
         tags, conditions = [validate_tag(t) for t in tag or ()], parse_where(where or ())
 
+    shown = "only" if deleted else "hide"
     replay_spools()
     reader = open_reader()
     if reader is None:
@@ -86,10 +89,11 @@ def journal(
 
             sweep_id = get_sweep(reader, sweep).id if sweep is not None else None
             runs = select_runs(reader, since=since_dt, status=status, name=name, limit=limit or None,
-                               tags=tags, sweep_id=sweep_id, where=conditions)
+                               tags=tags, sweep_id=sweep_id, where=conditions, deleted=shown)
             log = DailyLog(reader, runs, [])
         else:
-            log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None)
+            log = load_daily_log(reader, since=since_dt, status=status, name=name, limit=limit or None,
+                                 deleted=shown)
     finally:
         reader.close()
     if as_json:
@@ -104,16 +108,17 @@ def journal(
 def show(
     run: Annotated[str, typer.Argument(help="Run id, label, unique label prefix, or NAME (newest).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON instead (metrics with their histories, config, code, checkpoints, evaluations).")] = False,
+    deleted: Annotated[bool, typer.Option("--deleted", help="RUN is among the runs deleted by journal rm.")] = False,
 ) -> None:
-    """Everything about one run: its metrics and their history first, then notes, config, code, traceback,
-    checkpoints and evaluations."""
+    """Everything about one run: its metrics and their history first, then notes, evaluations, checkpoints,
+    disk use, config, code and traceback."""
     from fastpose.screens.run import load_run_detail
 
     replay_spools()
     reader = require_reader()
     try:
         mark_lost(reader)
-        detail = load_run_detail(reader, reader.resolve(run))
+        detail = load_run_detail(reader, reader.resolve(run, deleted="only" if deleted else "hide"))
     finally:
         reader.close()
     if as_json:
@@ -287,3 +292,195 @@ def sweeps(
     from fastpose.screens.terminal.sweep import render_sweeps
 
     render_sweeps(rows, console())
+
+
+# ----------------------------------------------------------------------------- housekeeping
+@journal_app.command("rm")
+def rm(
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN...]", help="Runs to delete: id, label, label prefix or NAME (newest).")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Delete the runs of this sweep (its id).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="Delete runs whose config has KEY=VALUE (repeatable: all of them).")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Delete runs with this status (e.g. crashed).")] = None,
+    before: Annotated[Optional[str], typer.Option(help="Delete runs started before YYYY-MM-DD, or more than Nd days ago.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which runs would be deleted; change nothing.")] = False,
+) -> None:
+    """Delete runs from the journal: hidden from every listing and from compare; files stay until journal gc.
+
+    journal --deleted lists them, journal restore RUN brings one back. The filters combine (all must hold).
+    A running run is refused, and so is a selection holding one: nothing is deleted then."""
+    from fastpose.journal.removal import check_selection, mark_deleted, refuse_running, select_runs
+    from fastpose.journal.store import JournalStore
+
+    selection = check_selection(list(runs or []), sweep=sweep, where=where, status=status, before=before)
+    replay_spools()
+    reader = require_reader()
+    try:
+        mark_lost(reader)
+        chosen = select_runs(reader, selection)
+    finally:
+        reader.close()
+    if not chosen:
+        print(f"no runs match {selection.describe()}; nothing deleted")
+        return
+    refuse_running(chosen)
+    from fastpose.journal.du import directory_use
+    from fastpose.screens.format import fmt_bytes
+
+    seen: set = set()
+    sizes = {run.id: directory_use(run.run_dir, seen) for run in chosen}
+    if not dry_run:
+        with JournalStore.open(write_attempts=2) as store:
+            mark_deleted(store, chosen)
+    out = console()
+    from rich.text import Text
+
+    verb = "would delete" if dry_run else "deleted"
+    for run in chosen:
+        use = sizes[run.id]
+        disk = fmt_bytes(use.total) + " on disk" if use.here else "no files here"
+        out.print(Text(f"{verb} run #{run.id} {run.label} ({run.status}, {disk})"))
+    total = sum(u.total for u in sizes.values())
+    tail = ("nothing changed" if dry_run else
+            f"journal gc frees {fmt_bytes(total)}; journal restore RUN brings a run back")
+    out.print(Text(f"{len(chosen)} run(s) {verb}; {tail}"))
+
+
+@journal_app.command("restore")
+def restore(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Deleted runs to bring back: id, label, label prefix or NAME.")],
+) -> None:
+    """Bring back runs deleted by journal rm (journal --deleted lists them)."""
+    from fastpose.journal.removal import removed_files, restore as restore_runs
+    from fastpose.journal.store import JournalStore
+
+    reader = require_reader()
+    try:
+        chosen: dict = {}
+        for ref in runs:
+            run = reader.resolve(ref, deleted="all")
+            if run.deleted_at is None:
+                raise FastposeError(f"run #{run.id} {run.label} is not deleted; nothing was restored")
+            chosen.setdefault(run.id, run)
+        gone = removed_files(reader, list(chosen))
+    finally:
+        reader.close()
+    with JournalStore.open(write_attempts=2) as store:
+        restore_runs(store, list(chosen.values()))
+    from rich.text import Text
+
+    out = console()
+    for run in chosen.values():
+        lost = any(r["kind"] == "run_dir" and r["done_at"] is not None for r in gone[run.id])
+        tail = ("; its run directory was removed by journal gc: config, code and metrics are back, its "
+                "checkpoints are not") if lost else ""
+        out.print(Text(f"restored run #{run.id} {run.label}{tail}"))
+
+
+@journal_app.command("gc")
+def gc(
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN...]", help="Only these runs (deleted or kept).")] = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the rows of deleted runs (metrics, notes, config): no restore after.")] = False,
+    keep: Annotated[str, typer.Option(help="Checkpoints kept of finished runs: comma-separated best, last, periodic, all.")] = "best,last",
+    older: Annotated[Optional[str], typer.Option(help="Only runs deleted (or, for pruning, ended) at least this long ago: 30d, 12h, 1d12h.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be removed and freed; change nothing.")] = False,
+) -> None:
+    """Free disk: remove the run directories of deleted runs (and with --purge their rows), and prune the
+    checkpoints of finished runs (by default every checkpoint but the best and the last).
+
+    Safe to interrupt at any moment (kill -9 included): a second gc finishes the job. Running runs are never
+    touched; crashed, interrupted and lost runs keep their checkpoints (they may be resumed)."""
+    from fastpose.journal.gc import Policy, collect, parse_age, parse_keep, plan
+    from fastpose.journal.store import JournalStore
+
+    policy = Policy(keep=parse_keep(keep), older=parse_age(older) if older is not None else parse_age("0"), purge=purge)
+    replay_spools()
+    require_reader().close()  # no journal yet: one line, none created
+    out = console()
+    from rich.text import Text
+
+    from fastpose.screens.format import fmt_bytes
+
+    with JournalStore.open(write_attempts=2) as store:
+        if dry_run:
+            the_plan = plan(store, policy, list(runs or []))
+            _print_plan(the_plan, out)
+            return
+        result = collect(store, policy, list(runs or []), say=lambda e: out.print(Text(_gc_line(e))))
+    if not result.events:
+        out.print(Text("nothing to collect"))
+        return
+    files = sum(len(e.files) for e in result.events if e.what == "checkpoints")
+    out.print(Text(f"freed {fmt_bytes(result.freed)}: {_n(result.count('run_dir'), 'run directory', 'run directories')}, "
+                   f"{_n(files, 'checkpoint file')}, {_n(result.count('finished'), 'removal')} an earlier gc left; "
+                   f"rows of {_n(result.count('purged'), 'run')} purged"))
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def _gc_line(event) -> str:  # noqa: ANN001 - fastpose.journal.gc.GcEvent
+    from fastpose.screens.format import fmt_bytes
+
+    run = f"#{event.run_id} {event.label}".rstrip()
+    return {
+        "finished": f"finished an earlier gc's removal of {event.detail} (run #{event.run_id}, {fmt_bytes(event.bytes)})",
+        "skipped": f"left run {run} alone: {event.detail}",
+        "changed": f"left run {run} alone: it changed while gc planned ({event.detail})",
+        "run_dir": f"removed the run directory of {run} ({fmt_bytes(event.bytes)})",
+        "checkpoints": f"pruned {len(event.files)} checkpoint file(s) of {run}: {', '.join(event.files)} "
+                       f"({fmt_bytes(event.bytes)})",
+        "purged": f"purged the rows of run {run}" + (f" ({event.detail})" if event.detail else ""),
+    }[event.what]
+
+
+def _print_plan(the_plan, out) -> None:  # noqa: ANN001 - GcPlan, Console
+    from rich.text import Text
+
+    from fastpose.screens.format import fmt_bytes
+
+    for row in the_plan.pending:
+        out.print(Text(f"would finish an earlier gc's removal of {row['path']} (run #{row['run_id']})"))
+    for run, why in the_plan.skipped:
+        out.print(Text(f"would leave run #{run.id} {run.label} alone: {why}"))
+    for r in the_plan.removals:
+        if r.kind == "run_dir":
+            line = f"would remove the run directory of #{r.run.id} {r.run.label} ({fmt_bytes(r.bytes)})"
+            line += "; then purge its rows" if r.purge else ""
+        else:
+            line = (f"would prune {len(r.paths)} checkpoint file(s) of #{r.run.id} {r.run.label}: "
+                    f"{', '.join(p.name for p in r.paths)} ({fmt_bytes(r.bytes)})")
+        out.print(Text(line))
+    for run in the_plan.purge_only:
+        out.print(Text(f"would purge the rows of run #{run.id} {run.label} (no files left)"))
+    out.print(Text(f"would free {fmt_bytes(the_plan.bytes)}; nothing changed" if not the_plan.empty
+                   else "nothing to collect"))
+
+
+@journal_app.command("du")
+def du(
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN...]", help="Only these runs.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Only the runs of this sweep (its id).")] = None,
+    limit: Annotated[int, typer.Option(help="Show the K largest runs (0 = all); totals count every run.")] = DEFAULT_LIMIT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the disk use as JSON instead.")] = False,
+) -> None:
+    """Disk use per run (checkpoints, TensorBoard, logs, other), per sweep and in total; hard links counted once."""
+    from fastpose.screens.disk import load_disk_report
+
+    if not 0 <= limit <= MAX_LIMIT:
+        raise FastposeError(f"--limit must be between 0 (all) and {MAX_LIMIT:,}, got {limit}")
+    if runs and sweep is not None:
+        raise FastposeError("give runs or --sweep, not both")
+    reader = require_reader()
+    try:
+        report = load_disk_report(reader, refs=list(runs or []), sweep=sweep)
+    finally:
+        reader.close()
+    if as_json:
+        from fastpose.text import strict_json
+
+        print(strict_json(report.to_json(), indent=2))
+        return
+    from fastpose.screens.terminal.disk import render_disk
+
+    render_disk(report, console(), limit=limit or None)

@@ -57,3 +57,46 @@ def mark_lost(reader: Any, lost_after: float | None = None) -> list[RunRecord]:
 
     with JournalStore.open(reader.url) as store:
         return store.mark_lost(lost_after)
+
+
+def open_readonly(url: str | None = None) -> JournalReader:
+    """A reader that never writes: no journal is created, none is upgraded, no run is marked lost.
+
+    The journal must be at this fastpose's schema revision (``db.HEAD_REVISION``); an older one is refused
+    with one line that says how to upgrade it (any ``fastpose`` command does), a newer one as ``open`` does.
+    """
+    url = url or db.journal_url()
+    path = db.sqlite_path(url)
+    where = db.where_journal(url)
+    if path is not None:
+        if not path.exists():
+            raise db.JournalError(f"no journal at {where}")
+        db.check_sqlite_file(path)
+        revision = db.sqlite_revision(path)
+        _check_revision(revision, where)
+        return SqliteReader(path, url, readonly=True)
+    from fastpose.journal.store import JournalStore
+
+    engine = db.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except Exception as exc:  # noqa: BLE001 - unreachable, no journal there: one line
+        engine.dispose()
+        raise db.JournalError(f"cannot read journal {where}: {str(exc).strip().splitlines()[0]}") from None
+    try:
+        _check_revision(revision, where)
+    except FastposeError:
+        engine.dispose()
+        raise
+    return JournalStore(engine, url)
+
+
+def _check_revision(revision: str | None, where: str) -> None:
+    if revision == db.HEAD_REVISION:
+        return
+    if revision is not None and revision > db.HEAD_REVISION:
+        raise db.JournalError(f"journal {where} has schema revision {revision!r}, newer than this fastpose knows "
+                              f"(up to {db.HEAD_REVISION!r}); upgrade fastpose to read it")
+    raise db.JournalError(f"journal {where} has schema revision {revision!r}, older than this fastpose's "
+                          f"{db.HEAD_REVISION!r}; it is read as it is only: run `fastpose journal` once to upgrade it")

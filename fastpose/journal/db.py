@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 # The newest revision in migrations/versions; a test checks it is Alembic's single head.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 BUSY_TIMEOUT_MS = 10_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PG_LOCK_KEY = 0x6661_7374_706F  # "fastpo": one advisory lock id for fastpose migrations

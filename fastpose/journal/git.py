@@ -31,8 +31,44 @@ def capture_git(path: str | Path = ".") -> GitState:
         return GitState(is_repo=True, error=f"{type(exc).__name__}: {exc}")
 
 
+# What a run keeps of its untracked files' contents (the names are all kept): regular files (not links) of at
+# most UNTRACKED_FILE_MAX bytes, in name order, up to UNTRACKED_COUNT_MAX files and UNTRACKED_TOTAL_MAX bytes
+# in all. Enough for the new module or script beside a commit; data files stay out of the journal.
+UNTRACKED_FILE_MAX = 256 * 1024
+UNTRACKED_TOTAL_MAX = 1024 * 1024
+UNTRACKED_COUNT_MAX = 64
+
+
+def untracked_contents(root: str | Path, names: tuple[str, ...]) -> tuple[tuple[str, int, bytes], ...]:
+    """``(name, permission bits, bytes)`` of the untracked files worth keeping (the limits above); never raises."""
+    import os
+    import stat
+
+    out: list[tuple[str, int, bytes]] = []
+    total = 0
+    for name in names:
+        if len(out) >= UNTRACKED_COUNT_MAX:
+            break
+        path = Path(root) / name
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > UNTRACKED_FILE_MAX or total + st.st_size > UNTRACKED_TOTAL_MAX:
+                continue
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(UNTRACKED_FILE_MAX + 1)
+        except (OSError, ValueError):
+            continue
+        if len(data) > UNTRACKED_FILE_MAX or total + len(data) > UNTRACKED_TOTAL_MAX:
+            continue
+        total += len(data)
+        out.append((name, stat.S_IMODE(st.st_mode), data))
+    return tuple(out)
+
+
 def _capture(repo) -> GitState:  # noqa: ANN001 - git.Repo, imported lazily
     untracked = tuple(sorted(repo.untracked_files))
+    files = untracked_contents(repo.working_tree_dir or ".", untracked)
     branch = None if repo.head.is_detached else repo.active_branch.name
     if not repo.head.is_valid():  # a repository without commits yet
         staged = [line for line in repo.git.status("--porcelain").splitlines() if not line.startswith("??")]
@@ -42,6 +78,7 @@ def _capture(repo) -> GitState:  # noqa: ANN001 - git.Repo, imported lazily
             dirty=bool(staged),
             untracked=untracked,
             error="no commits yet",
+            files=files,
         )
     commit = repo.head.commit
     # staged and unstaged changes together, against HEAD; binary files as "Binary files differ"
@@ -56,6 +93,7 @@ def _capture(repo) -> GitState:  # noqa: ANN001 - git.Repo, imported lazily
         diff=diff or None,
         untracked=untracked,
         message=commit.message.strip(),
+        files=files,
     )
 
 

@@ -87,6 +87,8 @@ class Run(Base):
     # and when `journal rm` deleted it (NULL: not deleted).
     environment: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     deleted_at: Mapped[datetime | None] = mapped_column(When, index=True)
+    # Revision 0010: the run this one reproduces (`fastpose reproduce`).
+    reproduces_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True)
 
     git: Mapped[GitStateRow | None] = relationship(back_populates="run", passive_deletes=True)
 
@@ -288,3 +290,42 @@ class Evaluation(Base):
     num_images: Mapped[int] = mapped_column(sa.Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     plot_path: Mapped[str | None] = mapped_column(sa.Text)  # precision-recall curves (PNG)
+
+
+class GcRemoval(Base):
+    """A file ``journal gc`` removes (revision 0010), written before the file goes: a deleted run's directory
+    (``run_dir``) or a pruned checkpoint of a kept run (``checkpoint``).
+
+    ``done_at`` is null until the file is gone; a gc killed on the way leaves such rows, and the next gc
+    finishes them first. ``purge``: the run's rows go too once its files are gone (``gc --purge``). Rows of
+    pruned checkpoints stay: ``journal show`` says which checkpoints gc removed, and when.
+    """
+
+    __tablename__ = "gc_removals"
+    __table_args__ = (sa.CheckConstraint("kind IN ('run_dir', 'checkpoint')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    path: Mapped[str] = mapped_column(sa.Text)
+    bytes: Mapped[int | None] = mapped_column(sa.BigInteger)  # what it frees, as planned (hard links once)
+    purge: Mapped[bool] = mapped_column(sa.Boolean)
+    planned_at: Mapped[datetime] = mapped_column(When)
+    done_at: Mapped[datetime | None] = mapped_column(When, index=True)
+
+
+class UntrackedFile(Base):
+    """The contents of a small untracked file beside a run's code (revision 0010), so ``fastpose reproduce``
+    can put it back. ``tree``: ``cwd`` (the working directory's repository, ``git_states``) or ``source`` (the
+    fastpose checkout, ``source_states``, when it is another repository). Files over the capture limits
+    (``fastpose.journal.git``) are listed by name in ``untracked`` only."""
+
+    __tablename__ = "untracked_files"
+    __table_args__ = (sa.CheckConstraint("tree IN ('cwd', 'source')", name="tree"),)
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tree: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    path: Mapped[str] = mapped_column(sa.String(1024), primary_key=True)  # relative to the repository root
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mode: Mapped[int] = mapped_column(sa.Integer)  # permission bits (an executable script stays executable)
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary)

@@ -46,6 +46,22 @@ class UnknownRunError(FastposeError):
     """A run reference matched no run, or several."""
 
 
+class DeletedRunError(UnknownRunError):
+    """A run reference names a run that ``journal rm`` deleted (hidden until ``journal restore``)."""
+
+
+# Runs deleted by `journal rm` (runs.deleted_at, revision 0009) are hidden from every read that lists or
+# resolves runs: this is the one place that says how (JournalReader._runs, resolve, and the sweep reads).
+DELETED_CHOICES = ("hide", "only", "all")
+
+
+def deleted_clause(deleted: str, alias: str = "r.") -> str:
+    """The SQL condition on ``<alias>deleted_at`` for ``deleted`` (``DELETED_CHOICES``); "" for ``all``."""
+    if deleted not in DELETED_CHOICES:
+        raise ValueError(f"deleted must be one of {DELETED_CHOICES}, got {deleted!r}")
+    return {"hide": f"{alias}deleted_at IS NULL", "only": f"{alias}deleted_at IS NOT NULL", "all": ""}[deleted]
+
+
 class JournalReader:
     """Read access to a journal. Subclasses provide ``_fetch`` (and ``mark_lost``'s write)."""
 
@@ -62,15 +78,22 @@ class JournalReader:
             return sqlite_time(value)
         return value
 
-    def _runs(self, where: str = "", params: dict[str, Any] | None = None, tail: str = "") -> list[RunRecord]:
-        sql = _RUN_SELECT + (f" WHERE {where}" if where else "") + " " + tail
+    def _runs(self, where: str = "", params: dict[str, Any] | None = None, tail: str = "", *,
+              deleted: str = "hide") -> list[RunRecord]:
+        """Runs matching ``where`` (SQL over ``r``, the runs table). ``deleted`` (``DELETED_CHOICES``): runs
+        that ``journal rm`` deleted are hidden (``hide``, every listing's default), the only ones (``only``:
+        ``journal --deleted``, ``restore``, ``gc``) or counted like any other (``all``)."""
+        clauses = [c for c in (where, deleted_clause(deleted)) if c]
+        sql = _RUN_SELECT + (f" WHERE {' AND '.join(f'({c})' for c in clauses)}" if clauses else "") + " " + tail
         return [run_from_row(row) for row in self._fetch(sql, params)]
 
     # ----------------------------------------------------------------- runs
     def get_run(self, run_id: int) -> RunRecord:
+        """The run with this id, deleted or not (``RunRecord.deleted_at`` says): ids come from the journal
+        itself (a parent, a sweep cell, a write just made), never from a person; ``resolve`` reads those."""
         if not isinstance(run_id, int) or not 0 <= run_id < 2**63:
             raise UnknownRunError(f"no run with id {run_id!r}")
-        runs = self._runs("r.id = :id", {"id": int(run_id)})
+        runs = self._runs("r.id = :id", {"id": int(run_id)}, deleted="all")
         if not runs:
             raise UnknownRunError(f"no run with id {run_id}")
         return runs[0]
@@ -81,8 +104,10 @@ class JournalReader:
         status: str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        *,
+        deleted: str = "hide",
     ) -> list[RunRecord]:
-        """Runs newest first, filtered; ``limit`` keeps the newest K."""
+        """Runs newest first, filtered; ``limit`` keeps the newest K; ``deleted`` as in ``_runs``."""
         where, params = [], {}
         if since is not None:
             where.append("r.started_at >= :since")
@@ -97,39 +122,62 @@ class JournalReader:
         if limit is not None:
             tail += " LIMIT :limit"
             params["limit"] = int(limit)
-        return self._runs(" AND ".join(where), params, tail)
+        return self._runs(" AND ".join(where), params, tail, deleted=deleted)
 
-    def resolve(self, ref: str) -> RunRecord:
-        """A run from a reference: numeric id | full label | NAME (newest) | unique label prefix."""
+    def resolve(self, ref: str, *, deleted: str = "hide") -> RunRecord:
+        """A run from a reference: numeric id | full label | NAME (newest) | unique label prefix.
+
+        Runs deleted by ``journal rm`` are not found (``deleted="only"`` finds those alone); a reference
+        that names one says so, and how to bring it back.
+        """
+        try:
+            return self._resolve(ref, deleted)
+        except UnknownRunError:
+            if deleted != "hide":
+                raise
+            try:
+                gone = self._resolve(ref, "only")
+            except UnknownRunError:
+                gone = None
+            if gone is not None:
+                raise DeletedRunError(
+                    f"run #{gone.id} {gone.label} is deleted (journal rm); `fastpose journal restore {gone.id}` "
+                    "brings it back") from None
+            raise
+
+    def _resolve(self, ref: str, deleted: str) -> RunRecord:
         ref = str(ref).strip()
         if not ref:
             raise UnknownRunError("empty run reference; give an id, a label, a label prefix or a NAME")
+        kept = deleted_clause(deleted, "")
+        kept_and = f" AND {kept}" if kept else ""
         if ref.isascii() and ref.isdigit() and len(ref) <= 18:  # "٣" is not run 3; ids fit in 64 bits
-            runs = self._runs("r.id = :id", {"id": int(ref)})
+            runs = self._runs("r.id = :id", {"id": int(ref)}, deleted=deleted)
             if runs:
                 return runs[0]
         newest = "ORDER BY r.started_at DESC, r.id DESC LIMIT 1"
         for column in ("label", "name"):
-            runs = self._runs(f"r.{column} = :ref", {"ref": ref}, newest)
+            runs = self._runs(f"r.{column} = :ref", {"ref": ref}, newest, deleted=deleted)
             if runs:
                 return runs[0]
         labels = [
             row["label"]
             for row in self._fetch(
-                "SELECT DISTINCT label FROM runs WHERE substr(label, 1, :n) = :ref ORDER BY label LIMIT 6",
+                f"SELECT DISTINCT label FROM runs WHERE substr(label, 1, :n) = :ref{kept_and} ORDER BY label LIMIT 6",
                 {"n": len(ref), "ref": ref},
             )
         ]
         if len(labels) == 1:
-            return self._runs("r.label = :ref", {"ref": labels[0]}, newest)[0]
+            return self._runs("r.label = :ref", {"ref": labels[0]}, newest, deleted=deleted)[0]
         if labels:
             shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
             raise UnknownRunError(f"run reference {ref!r} is ambiguous; it starts: {shown}")
+        where = f" WHERE {kept}" if kept else ""
         candidates = [
             row["v"]
             for row in self._fetch(
-                "SELECT DISTINCT name AS v FROM runs UNION "
-                "SELECT v FROM (SELECT label AS v FROM runs ORDER BY id DESC LIMIT 2000) recent"
+                f"SELECT DISTINCT name AS v FROM runs{where} UNION "
+                f"SELECT v FROM (SELECT label AS v FROM runs{where} ORDER BY id DESC LIMIT 2000) recent"
             )
         ]
         import difflib
@@ -138,8 +186,13 @@ class JournalReader:
         hint = f"; closest: {', '.join(close)}" if close else ("" if candidates else "; the journal has no runs")
         raise UnknownRunError(f"no run matches {ref!r}{hint}")
 
+    def reproductions(self, run_id: int) -> list[RunRecord]:
+        """The runs ``fastpose reproduce`` made of run ``run_id`` (``runs.reproduces_id``), oldest first."""
+        return self._runs("r.reproduces_id = :id", {"id": int(run_id)}, "ORDER BY r.id")
+
     def running_runs(self) -> list[RunRecord]:
-        return self._runs("r.status = 'running'", {}, "ORDER BY r.id")
+        """Every run with status running, deleted ones too (a deleted run whose process came back is running)."""
+        return self._runs("r.status = 'running'", {}, "ORDER BY r.id", deleted="all")
 
     def lost_candidates(self, lost_after: float | None = None) -> list[tuple[RunRecord, str]]:
         """Running runs whose process is gone (same host) or whose heartbeat is too old (any host)."""
@@ -168,6 +221,13 @@ class JournalReader:
         """The fastpose code the run ran (revision 0007); None for runs journaled before it."""
         rows = self._fetch("SELECT * FROM source_states WHERE run_id = :id", {"id": int(run_id)})
         return source_from_row(rows[0]) if rows else None
+
+    def untracked_files(self, run_id: int, tree: str = "cwd") -> list[tuple[str, int, bytes]]:
+        """``(path, permission bits, bytes)`` of the untracked files whose contents the run kept (revision
+        0010; ``tree``: ``cwd`` or ``source``), by path."""
+        rows = self._fetch("SELECT path, mode, content FROM untracked_files WHERE run_id = :id AND tree = :tree "
+                           "ORDER BY path", {"id": int(run_id), "tree": tree})
+        return [(r["path"], int(r["mode"]), bytes(r["content"])) for r in rows]
 
     def metric_history(self, run_id: int, name: str | None = None) -> list[MetricPoint]:
         """Every logged value of the run (one metric if ``name``), in logging order."""
@@ -252,7 +312,8 @@ class JournalReader:
 
 
 COUNTED_TABLES = ("runs", "git_states", "metrics", "metric_summaries", "notes", "applied_writes", "journal_identity",
-                  "sweeps", "sweep_runs", "run_tags", "evaluations", "source_states", "sweep_claims")
+                  "sweeps", "sweep_runs", "run_tags", "evaluations", "source_states", "sweep_claims", "gc_removals",
+                  "untracked_files")
 
 
 class SqliteReader(JournalReader):

@@ -23,6 +23,9 @@ class GitState:
     untracked: tuple[str, ...] = ()
     message: str | None = None
     error: str | None = None
+    # The contents of the small untracked files, ``(path, permission bits, bytes)`` (``capture_git``'s limits;
+    # revision 0010): what ``fastpose reproduce`` puts back. Not part of the state's identity.
+    files: tuple[tuple[str, int, bytes], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class RunRecord:
     # (revision 0009; None for older runs)
     environment: dict[str, Any] | None = None
     deleted_at: datetime | None = None  # set by `journal rm` (revision 0009): hidden from listings
+    reproduces_id: int | None = None  # the run `fastpose reproduce` rebuilt this one from (revision 0010)
     git_commit: str | None = None
     git_dirty: bool | None = None
 

@@ -28,7 +28,9 @@ from fastpose.config import validate_name
 from fastpose.errors import FastposeError
 from fastpose.journal import db
 from fastpose.metrics import direction, is_better
-from fastpose.journal.models import AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run, SourceStateRow
+from fastpose.journal.models import (
+    AppliedWrite, GitStateRow, Metric, MetricSummary, Note, Run, SourceStateRow, UntrackedFile,
+)
 from fastpose.journal.reader import STATUSES, JournalReader, UnknownRunError, lost_after_seconds, machine_id, pid_namespace, process_started_ms
 from fastpose.journal.records import GitState, MetricPoint, NoteRecord, RunRecord, SourceState
 from fastpose.text import clean_str
@@ -37,8 +39,8 @@ __all__ = ["JournalStore", "GitState", "MetricPoint", "NoteRecord", "RunRecord",
 
 T = TypeVar("T")
 FINISH_STATUSES = ("completed", "interrupted", "diverged")
-_runs, _git, _metrics, _summaries, _notes, _applied, _source = (
-    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite, SourceStateRow)
+_runs, _git, _metrics, _summaries, _notes, _applied, _source, _untracked = (
+    m.__table__ for m in (Run, GitStateRow, Metric, MetricSummary, Note, AppliedWrite, SourceStateRow, UntrackedFile)
 )
 GONE_DATABASE = "is gone (its database was dropped or renamed)"
 ALREADY_APPLIED = object()  # what a write with an id the journal already holds returns from _write_once
@@ -320,6 +322,9 @@ class JournalStore(JournalReader):
                         error=git.error,
                     )
                 )
+            _insert_untracked(conn, run_id, "cwd", git)
+            if source is not None and not source.same_as_cwd:
+                _insert_untracked(conn, run_id, "source", source)
             if source is not None:
                 conn.execute(
                     sa.insert(_source).values(
@@ -385,37 +390,10 @@ class JournalStore(JournalReader):
             }
             for p in points
         ]
-        names = sorted({p.name for p in points})
 
         def work(conn: Connection) -> None:
             self._require(conn, run_id)
-            conn.execute(sa.insert(_metrics), rows)
-            existing = {
-                r.name: dict(r._mapping)
-                for r in conn.execute(
-                    sa.select(_summaries).where(_summaries.c.run_id == run_id, _summaries.c.name.in_(names))
-                )
-            }
-            changed: dict[str, dict[str, Any]] = {}
-            for row in rows:
-                name, value = row["name"], row["value"]
-                s = changed.get(name) or existing.get(name)
-                if s is None:
-                    s = {"run_id": run_id, "name": name, "direction": direction(name), "count": 0,
-                         "best": None, "best_epoch": None, "best_step": None}
-                else:
-                    s = dict(s)
-                if s["best"] is None or is_better(name, value, s["best"]):
-                    s.update(best=value, best_epoch=row["epoch"], best_step=row["step"])
-                s.update(final=value, final_epoch=row["epoch"], final_step=row["step"],
-                         count=s["count"] + 1, updated_at=now)
-                changed[name] = s
-            for name, s in changed.items():
-                if name in existing:
-                    sid = s.pop("id")
-                    conn.execute(sa.update(_summaries).where(_summaries.c.id == sid).values(**s))
-                else:
-                    conn.execute(sa.insert(_summaries).values(**s))
+            append_metrics(conn, run_id, rows, now)
             conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(heartbeat_at=now))
 
         self._write_once("log_metrics", run_id, write_id, work)
@@ -551,6 +529,47 @@ class JournalStore(JournalReader):
     def _require(conn: Connection, run_id: int) -> None:
         if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
             raise UnknownRunError(f"no run with id {run_id}")
+
+
+def append_metrics(conn: Connection, run_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Insert metric ``rows`` (``metrics`` columns, NaN as None) of one run and bring its final/best
+    summaries up to date, inside the caller's transaction (``log_metrics``, and runs copied whole)."""
+    if not rows:
+        return
+    names = sorted({row["name"] for row in rows})
+    conn.execute(sa.insert(_metrics), rows)
+    existing = {
+        r.name: dict(r._mapping)
+        for r in conn.execute(sa.select(_summaries).where(_summaries.c.run_id == run_id, _summaries.c.name.in_(names)))
+    }
+    changed: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name, value = row["name"], row["value"]
+        s = changed.get(name) or existing.get(name)
+        if s is None:
+            s = {"run_id": run_id, "name": name, "direction": direction(name), "count": 0,
+                 "best": None, "best_epoch": None, "best_step": None}
+        else:
+            s = dict(s)
+        if s["best"] is None or is_better(name, value, s["best"]):
+            s.update(best=value, best_epoch=row["epoch"], best_step=row["step"])
+        s.update(final=value, final_epoch=row["epoch"], final_step=row["step"], count=s["count"] + 1, updated_at=now)
+        changed[name] = s
+    for name, s in changed.items():
+        if name in existing:
+            sid = s.pop("id")
+            conn.execute(sa.update(_summaries).where(_summaries.c.id == sid).values(**s))
+        else:
+            conn.execute(sa.insert(_summaries).values(**s))
+
+
+def _insert_untracked(conn: Connection, run_id: int, tree: str, state: GitState | None) -> None:
+    """The contents of a git state's small untracked files (``GitState.files``) into ``untracked_files``."""
+    if state is None or not state.files:
+        return
+    conn.execute(sa.insert(_untracked), [
+        {"run_id": run_id, "tree": tree, "path": clean_str(path), "size": len(data), "mode": int(mode), "content": data}
+        for path, mode, data in state.files])
 
 
 def _database_gone(exc: BaseException) -> bool:

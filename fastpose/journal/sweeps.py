@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from fastpose.errors import FastposeError
+from fastpose.journal.reader import deleted_clause
 from fastpose.journal.records import json_value, to_utc
 
 if TYPE_CHECKING:
@@ -111,10 +112,12 @@ def get_sweep(reader: JournalReader, ref: str) -> SweepRecord:
 
 
 def cell_runs(reader: JournalReader, sweep_id: int) -> list[CellRun]:
-    """Every run of the sweep, oldest first."""
+    """Every run of the sweep, oldest first; runs deleted by ``journal rm`` are not there (a deleted cell is
+    one not run yet: the sweep runs it again)."""
     rows = reader._fetch(
         "SELECT s.run_id, s.cell, s.group_key, r.status, r.name, r.label, r.run_dir, r.epoch, r.started_at "
-        "FROM sweep_runs s JOIN runs r ON r.id = s.run_id WHERE s.sweep_id = :id ORDER BY r.started_at, r.id",
+        f"FROM sweep_runs s JOIN runs r ON r.id = s.run_id WHERE s.sweep_id = :id AND {deleted_clause('hide')} "
+        "ORDER BY r.started_at, r.id",
         {"id": int(sweep_id)},
     )
     return [
@@ -326,3 +329,9 @@ def _claim_write(store: JournalStore, tokens: list[str], *, renew: bool) -> int:
     stmt = sa.update(table).where(mine).values(heartbeat_at=datetime.now(timezone.utc)) if renew else \
         sa.delete(table).where(mine)
     return int(store._write(lambda conn: conn.execute(stmt).rowcount))
+
+
+def run_sweeps(reader: JournalReader) -> dict[int, str]:
+    """``{run_id: sweep id}`` of every run filed in a sweep."""
+    rows = reader._fetch("SELECT s.run_id, w.name FROM sweep_runs s JOIN sweeps w ON w.id = s.sweep_id")
+    return {r["run_id"]: r["name"] for r in rows}

@@ -140,8 +140,10 @@ def select_runs(
     tags: Iterable[str] = (),
     sweep_id: int | None = None,
     where: list[tuple[str, Any]] | None = None,
+    deleted: str = "hide",
 ) -> list[RunRecord]:
-    """``list_runs`` plus tags (all of them), sweep membership and config conditions; newest first."""
+    """``list_runs`` plus tags (all of them), sweep membership and config conditions; newest first;
+    ``deleted`` as in ``JournalReader._runs``."""
     clauses, params = [], {}
     if since is not None:
         clauses.append("r.started_at >= :since")
@@ -162,7 +164,7 @@ def select_runs(
     if limit is not None and not where:
         tail += " LIMIT :limit"
         params["limit"] = int(limit)
-    runs = reader._runs(" AND ".join(clauses), params, tail)
+    runs = reader._runs(" AND ".join(clauses), params, tail, deleted=deleted)
     if where:
         runs = [r for r in runs if config_matches(r.config, where)]
         if limit is not None:

@@ -53,15 +53,17 @@ def load_daily_log(
     status: str | None = None,
     name: str | None = None,
     limit: int | None = None,
+    deleted: str = "hide",
 ) -> DailyLog:
-    """The runs ``list_runs`` selects, plus the day notes of the days shown (none when filtering runs)."""
+    """The runs ``list_runs`` selects, plus the day notes of the days shown (none when filtering runs, or
+    listing deleted runs: ``deleted="only"``)."""
     from fastpose.journal.reader import parse_since
 
-    runs = reader.list_runs(since=since, status=status, name=name, limit=limit)
+    runs = reader.list_runs(since=since, status=status, name=name, limit=limit, deleted=deleted)
     notes_from = since
     if limit and len(runs) == limit:  # truncated: day notes only from the oldest day shown
         notes_from = parse_since(f"{runs[-1].started_at.astimezone():%Y-%m-%d}")
-    day_notes = [] if status or name else reader.day_notes(since=notes_from)
+    day_notes = [] if status or name or deleted == "only" else reader.day_notes(since=notes_from)
     return DailyLog(reader, runs, day_notes)
 
 

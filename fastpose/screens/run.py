@@ -4,12 +4,13 @@ flags, versions), its checkpoints on disk, its metrics with their histories, and
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fastpose.journal.du import DiskUse, checkpoint_kind, directory_use
 from fastpose.journal.evaluations import EvaluationRecord, list_evaluations
+from fastpose.journal.removal import removed_files
 from fastpose.journal.records import GitState, MetricSummary, NoteRecord, RunRecord, SourceState
 from fastpose.screens.format import natural_key, run_primary
 
@@ -29,6 +30,9 @@ class RunDetail:
     history: dict[str, list[float]]  # metric name -> values, oldest first
     primary: str
     evaluations: list[EvaluationRecord]
+    disk: DiskUse | None = None  # the run directory's disk use (None: not on this machine)
+    removed: list[dict[str, Any]] = field(default_factory=list)  # what journal gc removed (gc_removals rows)
+    reproduced_by: list[int] = field(default_factory=list)  # runs made by `fastpose reproduce` of this one
 
     def to_json(self) -> dict[str, Any]:
         """``journal show --json``: the run object of ``journal --json`` plus, per metric (reading order,
@@ -75,6 +79,8 @@ def load_run_detail(reader: JournalReader, run: RunRecord) -> RunDetail:
         config_changed=config_against_defaults(run.config), checkpoints=checkpoint_files(run.run_dir),
         summaries=summaries, history=dict(history), primary=run_primary(run.config, summaries),
         evaluations=list_evaluations(reader, run.id),
+        disk=_disk(run.run_dir), removed=removed_files(reader, [run.id])[run.id],
+        reproduced_by=[r.id for r in reader.reproductions(run.id)],
     )
 
 
@@ -117,6 +123,11 @@ def environment_rows(env: dict[str, Any] | None) -> list[tuple[str, str]] | None
     return rows
 
 
+def _disk(run_dir: str | None) -> DiskUse | None:
+    use = directory_use(run_dir)
+    return use if use.here else None
+
+
 def config_against_defaults(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``[(key, value, default)]`` for the run's config values that differ from today's defaults (the run's
     name aside); ``default`` is ``KeyError`` for a key today's config no longer has."""
@@ -155,10 +166,8 @@ def checkpoint_files(run_dir: str | None) -> list[tuple[str, str, int, str | Non
     seen: dict[tuple[int, int], str] = {}
     rows = []
     for path in entries:
-        name = path.name
-        kind = ("best" if name.startswith("best") and name.endswith(".ckpt") else "last" if name == "last.ckpt"
-                else "periodic" if re.fullmatch(r"epoch\d+\.ckpt", name) else "other")
-        rows.append((order[kind], natural_key(name), kind, path))
+        kind = checkpoint_kind(path.name)
+        rows.append((order[kind], natural_key(path.name), kind, path))
     for _, _, kind, path in sorted(rows):
         st = os.stat(path)
         same = seen.get((st.st_dev, st.st_ino))

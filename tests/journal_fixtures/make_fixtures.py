@@ -230,9 +230,36 @@ def rows_0009() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def rows_0010() -> dict[str, list[dict[str, Any]]]:
+    """Revision 0010: + runs.reproduces_id (run 4 reproduces run 1), gc_removals (a deleted run's directory gc
+    was killed while removing, a pruned checkpoint of a kept run), untracked_files (bytes that are not UTF-8, a
+    name with quotes, an executable script)."""
+    rows = rows_0009()
+    for run in rows["runs"]:
+        run["reproduces_id"] = None
+    rows["runs"][3]["reproduces_id"] = 1
+    rows["gc_removals"] = [
+        {"id": 1, "run_id": 2, "kind": "run_dir", "path": "/home/ana/fastpose/journal/runs/26-11-20/10-00-PW_QLOSS 'x'",
+         "bytes": 71_234_567, "purge": True, "planned_at": _t(600), "done_at": None},
+        {"id": 2, "run_id": 1, "kind": "checkpoint",
+         "path": "/home/ana/fastpose/journal/runs/26-11-20/09-15-MSE_BASELINE-SYNTH-resnet18-scratch/checkpoints/epoch001.ckpt",
+         "bytes": 34_500_000, "purge": False, "planned_at": _t(601), "done_at": _t(602)},
+    ]
+    rows["untracked_files"] = [
+        {"run_id": 1, "tree": "cwd", "path": "scratch.py", "size": 23, "mode": 0o644,
+         "content": b"print('scratch \xc3\xa9')\n"},
+        {"run_id": 1, "tree": "cwd", "path": "notes 'today'.md", "size": 4, "mode": 0o755,
+         "content": b"\xff\x00\xfe\n"},
+        {"run_id": 1, "tree": "source", "path": "notes ü.txt", "size": 0, "mode": 0o600, "content": b""},
+    ]
+    for row in rows["untracked_files"]:
+        row["size"] = len(row["content"])
+    return rows
+
+
 # One entry per revision: add ``"000N": rows_000N`` with every new revision (see README.md).
 ROWS = {"0001": rows_0001, "0002": rows_0002, "0003": rows_0003, "0004": rows_0004, "0005": rows_0005, "0006": rows_0006,
-        "0007": rows_0007, "0008": rows_0008, "0009": rows_0009}
+        "0007": rows_0007, "0008": rows_0008, "0009": rows_0009, "0010": rows_0010}
 
 
 def write_fixture(revision: str, path: Path) -> None:

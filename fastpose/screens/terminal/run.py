@@ -53,6 +53,7 @@ def render_run(detail: RunDetail, console: Console) -> None:
         ("checkpoint", run.checkpoint or "-"),
         ("versions", f"python {run.python_version}, torch {run.torch_version}, lightning {run.lightning_version}"),
     ]
+    rows += _housekeeping_rows(detail)
     if run.error_message and run.status != "crashed":
         rows.append(("message", run.error_message))
     room = max(16, console.width - 4 - max(len(key) for key, _ in rows) - 2)  # the panel's edges, the key column
@@ -65,7 +66,11 @@ def render_run(detail: RunDetail, console: Console) -> None:
 
     render_metrics(detail.summaries, detail.history, detail.primary, console)
     render_evaluations(detail.evaluations, console)
-    render_checkpoints(run, detail.checkpoints, console)
+    if detail.checkpoints is None and any(r["kind"] == "run_dir" for r in detail.removed):
+        console.print(Text("checkpoints", style="bold"))
+        console.print(Text("  none: journal gc removed the run directory", style="dim"))
+    else:
+        render_checkpoints(run, detail.checkpoints, console)
 
     if run.traceback or run.status == "crashed":
         console.print(lit(f"traceback ({run.error_type}: {run.error_message})", "bold red"))
@@ -75,6 +80,36 @@ def render_run(detail: RunDetail, console: Console) -> None:
     render_git(detail.git, console)
     render_source(detail.source, console)
     render_environment(run.environment, console)
+
+
+def _housekeeping_rows(detail: RunDetail) -> list[tuple[str, Any]]:
+    """Rows only some runs have: disk use, reproductions, deletion, what journal gc removed."""
+    run, rows = detail.run, []
+    if detail.disk is not None:
+        use = detail.disk
+        parts = ", ".join(f"{name} {fmt_bytes(use.parts[part])}" for part, name in (
+            ("checkpoints", "checkpoints"), ("tensorboard", "TensorBoard"), ("logs", "logs"), ("other", "other"))
+            if use.parts[part])
+        rows.append(("disk", f"{fmt_bytes(use.total)}" + (f" ({parts})" if parts else "")))
+    if run.reproduces_id is not None:
+        rows.append(("reproduces", f"#{run.reproduces_id} (fastpose reproduce: its code, config and seeds)"))
+    if detail.reproduced_by:
+        rows.append(("reproduced by", ", ".join(f"#{i}" for i in detail.reproduced_by)))
+    if run.deleted_at is not None:
+        rows.append(("deleted", f"{local(run.deleted_at):%Y-%m-%d %H:%M} by journal rm "
+                                f"(journal restore {run.id} brings it back)"))
+    for kind, what in (("run_dir", "run directory"), ("checkpoint", "pruned checkpoints")):
+        removed = [r for r in detail.removed if r["kind"] == kind]
+        if not removed:
+            continue
+        names = "" if kind == "run_dir" else " " + ", ".join(r["path"].rsplit("/", 1)[-1] for r in removed)
+        size = sum(int(r["bytes"] or 0) for r in removed)
+        if any(r["done_at"] is None for r in removed):
+            when = "being removed by journal gc (a gc was stopped; journal gc finishes it)"
+        else:
+            when = f"removed by journal gc {local(max(r['done_at'] for r in removed)):%Y-%m-%d %H:%M}"
+        rows.append(("gc", f"{what}{names}: {when}" + (f", {fmt_bytes(size)}" if size else "")))
+    return rows
 
 
 def render_config(config: dict[str, Any], changed: list[tuple[str, Any, Any]], console: Console) -> None:
