@@ -216,7 +216,7 @@ def test_gc_removes_deleted_runs_prunes_kept_ones_and_purges(journal_db_url: str
     keep = make_run(store, fp_home, "KEEP", day=1)
     linked = make_run(store, fp_home, "LINKED", day=2, link_last_to_best=True)
     crashed = make_run(store, fp_home, "CRASHED", day=3, status="crashed")
-    make_run(store, fp_home, "GONE", day=4)
+    gone = make_run(store, fp_home, "GONE", day=4)
     store.add_note("gone soon", run_id=gone)
     dirs = {i: Path(store.get_run(i).run_dir) for i in (keep, linked, crashed, gone)}
     store.close()
@@ -276,7 +276,7 @@ def test_gc_frees_what_it_says_hard_links_once(journal_db_url: str, fp_home: Pat
     assert proc.returncode == 0 and "pruned 1 checkpoint file(s)" in proc.stdout and "(0 B)" in proc.stdout
     assert tree(run_dir / "checkpoints") == ["best-epoch002.ckpt"]
     store = JournalStore.open(journal_db_url)
-    make_run(store, fp_home, "GONE", day=3)
+    gone = make_run(store, fp_home, "GONE", day=3)
     size = directory_use(store.get_run(gone).run_dir).total
     store.close()
     assert fastpose("journal", "rm", "GONE").returncode == 0
@@ -389,7 +389,7 @@ def test_gc_killed_at_each_point_stays_consistent_and_a_second_gc_finishes(
         journal_db_url: str, fp_home: Path, point: str) -> None:
     store = JournalStore.open(journal_db_url)
     keep = make_run(store, fp_home, "KEEP", day=1)
-    make_run(store, fp_home, "GONE", day=2, extra_files=20)
+    gone = make_run(store, fp_home, "GONE", day=2, extra_files=20)
     gone_dir = Path(store.get_run(gone).run_dir)
     store.close()
     assert fastpose("journal", "rm", "GONE").returncode == 0
@@ -461,7 +461,7 @@ def test_du_per_run_per_sweep_total_hard_links_once(journal_db_url: str, fp_home
     linked = make_run(store, fp_home, "LINKED", day=2, link_last_to_best=True, tmp_file=False)
     sweep = open_sweep(store, "study", {"name": "study", "base": {}, "axes": {"train.seed": [0]}}, None)
     attach(store, linked, sweep.id, json.dumps({"train.seed": 0}))
-    make_run(store, fp_home, "GONE", day=3)
+    gone = make_run(store, fp_home, "GONE", day=3)
     logs = fp_home / "sweeps" / "study" / "logs"
     logs.mkdir(parents=True)
     (logs / "cell.log").write_text("x" * 5000)
