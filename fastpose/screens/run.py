@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastpose.journal.evaluations import EvaluationRecord, list_evaluations
@@ -28,19 +28,23 @@ class RunDetail:
     history: dict[str, list[float]]  # metric name -> values, oldest first
     primary: str
     evaluations: list[EvaluationRecord]
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (epoch, value), the epoch's
 
 
 def load_run_detail(reader: JournalReader, run: RunRecord) -> RunDetail:
     """Everything ``journal show`` shows of ``run``, read through ``reader``."""
     summaries = reader.metric_summaries([run.id])[run.id]
     history: dict[str, list[float]] = defaultdict(list)
+    curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for point in reader.metric_history(run.id):
         history[point.name].append(point.value)
+        if point.epoch is not None:
+            curves[point.name].append((point.epoch, point.value))
     return RunDetail(
         run=run, notes=reader.notes(run.id), git=reader.git_state(run.id), source=reader.source_state(run.id),
         config_changed=config_against_defaults(run.config), checkpoints=checkpoint_files(run.run_dir),
         summaries=summaries, history=dict(history), primary=run_primary(run.config, summaries),
-        evaluations=list_evaluations(reader, run.id),
+        evaluations=list_evaluations(reader, run.id), curves=dict(curves),
     )
 
 
