@@ -137,6 +137,9 @@ class ReadOnlyJournal:
     def _check_revision(self, reader: JournalReader, has_table: str) -> None:
         try:
             if not reader._fetch(has_table):
+                if self.path is not None and reader._fetch(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'"):
+                    raise db.JournalError(f"{self.path} is a SQLite database but not a fastpose journal")
                 raise JournalMissingError(f"{self.where} holds no fastpose journal yet: runs write it (fastpose train ...)")
             rows = reader._fetch("SELECT version_num FROM alembic_version")
         except db.JournalError:
