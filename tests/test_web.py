@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -24,11 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from web_server import HTML_INJECTIONS, UiServer, request, ui_env
+from web_server import HTML_INJECTIONS, UiServer, build_lab, png_file, request, ui_env
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "golden"))
-NASTY = "see [/bold] and [red]x[/] :smile: \x1b[2J\x1b]0;pwned\x07 \u202eevil\r"  # test_reliability_hardening
 TOKEN = "lab-token-0123456789abcdef"
 PAGES = ["/", "/?per=100", "/?sort=metric:val/10deg", "/?sort=duration&order=asc", "/?status=lost", "/?tag=paper",
          "/?sweep=ls", "/?where=loss.name=mse", "/?since=2026-11-28", "/runs/1", "/runs/2", "/runs/3", "/runs/2/live",
@@ -46,66 +43,6 @@ def _digest(home: Path) -> dict[str, str]:
     if wal.exists() and wal.stat().st_size == 0:
         del out[wal.name]
     return out
-
-
-def _png(path: Path, size: tuple[int, int] = (40, 30)) -> bytes:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (200, 60, 40)).save(path)
-    return path.read_bytes()
-
-
-def build_lab(home: Path) -> dict[str, int]:
-    """The golden journal, then: runs whose notes, config, commit message, diff and traceback hold injection
-    strings; a running run whose process is gone (shown lost); a running run of this live process; a pose
-    panel in run 2's TensorBoard events and the PR-curve PNG its evaluation names."""
-    from build_journal import build
-
-    from fastpose.journal.records import GitState
-    from fastpose.journal.store import JournalStore, MetricPoint
-
-    ids = build(home)
-    hostile = " ".join(HTML_INJECTIONS) + " " + NASTY
-    with JournalStore.open(f"sqlite:///{home / 'fastpose.db'}") as store:
-        for i in range(2):
-            run = store.start_run(
-                name=f"INJ{i}", label=f"26-12-01/09-0{i}-INJ{i}-SYNTHETIC-resnet18-scratch",
-                command=f"fastpose train {HTML_INJECTIONS[0]}", run_dir=str(home / "runs" / f"inj{i}"),
-                config={"data": {"data_root": HTML_INJECTIONS[1]}, "train": {"strategy": HTML_INJECTIONS[2]},
-                        "note": hostile, "loss": {"name": "mse"}},
-                git=GitState(is_repo=True, commit="c" * 40, branch=HTML_INJECTIONS[3], dirty=True,
-                             diff=f"diff --git a/{HTML_INJECTIONS[0]} b/x\n+{hostile}\n", message=hostile))
-            store.log_metrics(run.id, [MetricPoint("val/loss", 1.0 + i, 0, 1), MetricPoint("val/loss", 0.5, 1, 2)])
-            store.crash(run.id, "RuntimeError", hostile, f"Traceback (most recent call last):\n  {hostile}\nRuntimeError")
-            store.add_note(hostile, run_id=run.id)
-            ids[f"inj{i}"] = run.id
-        store.add_note(HTML_INJECTIONS[0])
-        dead = store.start_run(name="GONE", label="26-12-02/10-00-GONE-SYNTHETIC-resnet18-scratch")
-        store.log_metrics(dead.id, [MetricPoint("val/loss", 1.5, 0, 1)])
-        ids["gone"] = dead.id
-        alive = store.start_run(name="ALIVE", label="26-12-02/11-00-ALIVE-SYNTHETIC-resnet18-scratch")
-        store.log_metrics(alive.id, [MetricPoint("val/loss", 1.2, 0, 1)])
-        ids["alive"] = alive.id
-    with sqlite3.connect(home / "fastpose.db") as conn:
-        conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (dead.id,))  # its process is long gone
-    conn.close()
-    run_dir = Path(sqlite3.connect(home / "fastpose.db").execute("SELECT run_dir FROM runs WHERE id = 2").fetchone()[0])
-    write_pose_panel(run_dir)
-    _png(home / "runs" / "x" / "pr-test-best.png")
-    return ids
-
-
-def write_pose_panel(run_dir: Path) -> None:
-    """Two ``val/poses`` images in TensorBoard events, as Lightning's logger writes them (the newer is 64x48)."""
-    import numpy as np
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
-    writer.add_image("val/poses", np.zeros((32, 32, 3), np.uint8), global_step=1, dataformats="HWC")
-    writer.add_scalar("val/loss", 1.0, 1)
-    writer.add_image("val/poses", np.full((48, 64, 3), 200, np.uint8), global_step=3, dataformats="HWC")
-    writer.close()
 
 
 @pytest.fixture(scope="module")
@@ -335,10 +272,10 @@ def test_files_are_only_those_the_journal_names_as_pngs(lab, tmp_path: Path) -> 
     secret = tmp_path / "secret.txt"
     secret.write_text("password")
     link = tmp_path / "link.png"
-    link.symlink_to(_png_path := tmp_path / "real.png")
-    _png(_png_path)
+    link.symlink_to(real_png := tmp_path / "real.png")
+    png_file(real_png)
     with JournalStore.open(f"sqlite:///{home / 'fastpose.db'}") as store:
-        for plot in (secret, link, tmp_path, "/dev/zero", _png_path):
+        for plot in (secret, link, tmp_path, "/dev/zero", real_png):
             record_evaluation(store, 1, checkpoint="best", split="val", dataset="synthetic", data_root=None,
                               num_images=1, metrics={"10deg": 0.5}, plot_path=str(plot))
     server = UiServer(ui_env(home))
