@@ -248,7 +248,7 @@ def test_run_page_shows_what_journal_show_shows_with_curves_and_pictures(lab) ->
                  "resumed from <a href=\"/runs/1\">run #1</a>"):
         assert text in page, text
     assert page.count('<svg class="chart"') >= 10 and page.count('<g class="series"') == page.count('<svg class="chart"')
-    assert '<img id="poses" src="/runs/2/poses.png"' in page and 'src="/runs/2/evaluations/1.png"' in page
+    assert '<img id="poses" src="/runs/2/poses.png?epoch=11"' in page and 'src="/runs/2/evaluations/1.png"' in page
     panel = server.get("/runs/2/poses.png")
     assert panel.status == 200 and panel.headers["content-type"] == "image/png"
     from io import BytesIO

@@ -97,9 +97,17 @@ def css(driver, selector: str) -> list:  # noqa: ANN001
 
 
 def wait_for(driver, check, timeout: float = 60):  # noqa: ANN001, ANN201
+    """Wait until ``check(driver)`` is true; a part the page swapped meanwhile (a refresh) is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: check(d))
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: check(d))
+
+
+def text(driver, selector: str) -> str:  # noqa: ANN001
+    """The text of the first element ``selector`` finds, read again if a refresh swapped it meanwhile."""
+    return wait_for(driver, lambda d: css(d, selector)[0].text + "\0").rstrip("\0")
 
 
 def shot(driver, name: str, height: int | None = None) -> None:  # noqa: ANN001
@@ -216,12 +224,12 @@ def test_a_running_runs_page_refreshes_until_it_ends(lab, browser) -> None:
         run = store.start_run(name="LIVE", label="26-12-03/08-00-LIVE-SYNTHETIC-resnet18-scratch")
         store.log_metrics(run.id, [MetricPoint("val/loss", 2.0, 0, 1)])
         d.get(server.base + f"/runs/{run.id}")
-        assert css(d, "#status")[0].text == "running"
-        assert css(d, 'tr[data-metric="val/loss"] .n')[0].text == "1"
+        assert text(d, "#status") == "running"
+        assert text(d, 'tr[data-metric="val/loss"] .n') == "1"
         store.log_metrics(run.id, [MetricPoint("val/loss", 1.5, 1, 2), MetricPoint("val/loss", 1.25, 2, 3)])
         wait_for(d, lambda d: css(d, 'tr[data-metric="val/loss"] .n')[0].text == "3")
-        assert css(d, 'tr[data-metric="val/loss"] .final')[0].text == "1.25"
-        assert len(css(d, "#charts svg.chart circle")) == 3
+        assert text(d, 'tr[data-metric="val/loss"] .final') == "1.25"
+        assert wait_for(d, lambda d: len(css(d, "#charts svg.chart circle"))) == 3
         store.finish(run.id, epoch=2, step=3)
         wait_for(d, lambda d: css(d, "#status")[0].text == "completed")
         refreshed = int(d.find_element(_by("TAG_NAME"), "body").get_attribute("data-refreshed"))

@@ -341,13 +341,12 @@ class Web:
 
     # -- one run
     def run(self, request: Any, reader: Any) -> Any:
-        from fastpose.screens.web.files import pose_panel
         from fastpose.screens.web.pages import run_context, run_detail
 
         detail = run_detail(reader, request.path_params["run_id"])
         context = run_context(reader, detail)
-        return self.html("run.html", **context, nav="runs", poses=pose_panel(detail.run.run_dir) is not None,
-                         poll_s=self.settings.poll_s, api=f"/api/runs/{detail.run.id}")
+        return self.html("run.html", **context, nav="runs", poll_s=self.settings.poll_s,
+                         api=f"/api/runs/{detail.run.id}")
 
     def live(self, request: Any, reader: Any) -> Any:
         from fastpose.screens.web.pages import live_context, run_detail

@@ -68,7 +68,7 @@ def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
 
 
-def line_chart(title: str, series: list[Series], *, width: int = 380, height: int = 210, x_label: str = "epoch",
+def line_chart(title: str, series: list[Series], *, width: int = 330, height: int = 190, x_label: str = "epoch",
                direction: str | None = None) -> Markup:
     """One panel: ``title`` over the plot of every series (x: ``x_label``). ``direction`` (min|max) adds
     "lower is better" or "higher is better" to the title's tooltip."""

@@ -112,6 +112,18 @@ def _image_of(record: bytes, tag: str) -> tuple[int, float, bytes] | None:
     return None
 
 
+def has_png(path: str | None) -> bool:
+    """Is there a regular file (no link) at ``path``? The page links it; ``read_png`` checks it is a PNG."""
+    if not path:
+        return False
+    try:
+        import stat
+
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def read_png(path: str | None) -> bytes | None:
     """The PNG file at ``path`` (a path the journal holds): a regular file of at most ``MAX_IMAGE_BYTES`` that
     starts as a PNG does, else None. Links are not followed."""

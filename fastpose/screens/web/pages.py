@@ -309,7 +309,7 @@ def run_context(reader: JournalReader, detail: Any) -> dict[str, Any]:
     for ev in detail.evaluations:
         table = evaluation_table(ev.metrics, f"{ev.split} split, {ev.checkpoint}")
         evaluations.append({"record": ev, "table": table, "percent": _percent,
-                            "when": f"{local(ev.created_at):%Y-%m-%d %H:%M}", "plot": bool(ev.plot_path)})
+                            "when": f"{local(ev.created_at):%Y-%m-%d %H:%M}"})
     return {
         "run": run, "head": head, "detail": detail, "tags": run_tags(reader, [run.id])[run.id],
         "sweep": None if sweep is None else {"name": sweep_name, "cell": describe(sweep[1])},
@@ -351,7 +351,17 @@ def live_context(detail: Any) -> dict[str, Any]:
                     for c in classes]) for base in bases]}
     where = f"epoch {run.epoch}, step {run.step}" if run.epoch is not None or run.step is not None else "-"
     beat = local(run.heartbeat_at)
-    return {"run": run, "rows": rows, "charts": charts, "per_class": table, "where": where,
+    from fastpose.screens.web.files import has_png, pose_panel
+
+    pictures = []
+    if pose_panel(run.run_dir) is not None:
+        pictures.append((f"/runs/{run.id}/poses.png?epoch={run.epoch}", "poses",
+                         "val/poses, the newest in its TensorBoard events: ground truth left, prediction right"))
+    for ev in detail.evaluations:
+        if has_png(ev.plot_path):
+            pictures.append((f"/runs/{run.id}/evaluations/{ev.id}.png", "pr",
+                             f"PR curves, {ev.split} split, {local(ev.created_at):%Y-%m-%d %H:%M}"))
+    return {"run": run, "rows": rows, "charts": charts, "per_class": table, "where": where, "pictures": pictures,
             "beat": f"{beat:%H:%M:%S}" if beat else "-", "took": fmt_duration(run.duration_s)}
 
 
@@ -566,7 +576,7 @@ def sweep_context(data: dict[str, Any]) -> dict[str, Any]:
     from fastpose.studies.stats import TEST_NAME
 
     cmp = data["groups"]
-    tables, contrasts, charts = [], [], []
+    tables, contrasts, charts, legend = [], [], [], []
     if cmp is not None:
         shown = [m for m in cmp.metrics if any(cmp.summary(g, m).n for g in cmp.groups)]
         if cmp.primary in shown:
@@ -589,7 +599,8 @@ def sweep_context(data: dict[str, Any]) -> dict[str, Any]:
                 rows.append({"group": g.label, "n": len(g.runs), "cells": cells})
             tables.append({"heads": [(n, arrow(n), cmp.comparable(n), n == cmp.primary) for n in chunk], "rows": rows})
         contrasts = cmp.contrasts()
-        for name in main[:6]:
+        legend = [(g.label, colour(i), len(g.runs)) for i, g in enumerate(cmp.groups)]
+        for name in metric_order(set(main), cmp.primary)[:6]:
             series = []
             for i, g in enumerate(cmp.groups):
                 per_epoch: dict[int, list[float]] = {}
@@ -613,7 +624,7 @@ def sweep_context(data: dict[str, Any]) -> dict[str, Any]:
     reason = None
     if cmp is not None and not contrasts:
         reason = "not comparable across these runs" if not cmp.comparable(cmp.primary) else "fewer than two groups have values"
-    return {**data, "tables": tables, "contrasts": contrasts, "charts": charts, "test_name": TEST_NAME,
+    return {**data, "tables": tables, "contrasts": contrasts, "charts": charts, "legend": legend, "test_name": TEST_NAME,
             "no_verdict": reason, "grid_rows": grid_rows}
 
 
