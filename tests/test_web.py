@@ -512,3 +512,44 @@ def test_postgresql_journal_is_served_read_only(tmp_path: Path) -> None:
     finally:
         drop_pg_database(admin, url)
         admin.dispose()
+
+
+# ------------------------------------------------------------------------------------------- one page of runs
+def test_page_runs_cuts_sorts_and_counts_on_the_database(journal_store) -> None:
+    """``listing.page_runs`` on SQLite and PostgreSQL: pages in order with the total, metric sorts (runs
+    without the metric last, either way), config conditions before the cut, lost runs counted as lost."""
+    from datetime import datetime, timedelta, timezone
+
+    from fastpose.journal.listing import page_runs
+    from fastpose.journal.store import MetricPoint
+
+    t0 = datetime.now(timezone.utc) + timedelta(hours=1)  # every run ends after it started, later ones later
+    ids = []
+    for i in range(130):
+        run = journal_store.start_run(name=f"R{i % 3}", label=f"26-11-01/08-00-R{i}-SYNTHETIC-resnet18-scratch",
+                                      config={"loss": {"name": "mse" if i % 2 else "qloss"}})
+        if i % 5:
+            journal_store.log_metrics(run.id, [MetricPoint("val/10deg", (i * 37 % 101) / 100, 0, 1)])
+        if i != 7:
+            journal_store.finish(run.id, at=t0 + timedelta(seconds=30 + i))
+        ids.append(run.id)
+    first = page_runs(journal_store, limit=50)
+    assert first.total == 130 and [r.id for r in first.runs] == ids[::-1][:50]
+    third = page_runs(journal_store, limit=50, offset=100)
+    assert [r.id for r in third.runs] == ids[::-1][100:]
+    everyone = []
+    for offset in (0, 50, 100):
+        everyone += page_runs(journal_store, sort="metric:val/10deg", descending=True, offset=offset, limit=50).runs
+    values = [journal_store.summaries(r.id).get("val/10deg", (None,))[0] for r in everyone]
+    have = [v for v in values if v is not None]
+    assert len(everyone) == 130 and have == sorted(have, reverse=True) and values[len(have):] == [None] * 26
+    up = page_runs(journal_store, sort="metric:val/10deg", descending=False, limit=100).runs
+    assert journal_store.summaries(up[0].id)["val/10deg"][0] == min(have)
+    longest = page_runs(journal_store, sort="duration", limit=1).runs[0]
+    assert longest.id == ids[129]
+    mse = page_runs(journal_store, where=[("loss.name", "mse")], limit=50, offset=50)
+    assert mse.total == 65 and [r.id for r in mse.runs] == [i for i in ids[::-1] if (ids.index(i)) % 2][50:]
+    assert page_runs(journal_store, status="running").total == 1
+    lost = page_runs(journal_store, status="lost", lost_ids=[ids[7]])
+    assert [r.id for r in lost.runs] == [ids[7]] and page_runs(journal_store, status="running", lost_ids=[ids[7]]).total == 0
+    assert page_runs(journal_store, name="R1", limit=50).total == 43
