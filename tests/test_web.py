@@ -30,6 +30,7 @@ TOKEN = "lab-token-0123456789abcdef"
 PAGES = ["/", "/?per=100", "/?sort=metric:val/10deg", "/?sort=duration&order=asc", "/?status=lost", "/?tag=paper",
          "/?sweep=ls", "/?where=loss.name=mse", "/?since=2026-11-28", "/runs/1", "/runs/2", "/runs/3", "/runs/2/live",
          "/compare?run=1&run=2", "/compare?run=5&run=6&run=7&run=8&per_class=1", "/sweeps", "/sweeps/ls",
+         "/sweeps/tuned", "/sweeps/tuned?tuning=1", "/api/sweeps/tuned",
          "/api/runs", "/api/runs/2", "/api/runs/2/history", "/api/compare?run=1&run=2", "/api/sweeps",
          "/api/sweeps/ls", "/runs/2/poses.png", "/runs/2/evaluations/1.png"]
 
@@ -299,6 +300,22 @@ def test_compare_and_sweep_pages(lab) -> None:
     assert sweep.count('<tr class="status-completed">') == 6
     assert all(c.count('<g class="series"') == 2 for c in re.findall(r'<svg class="chart".*?</svg>', sweep, re.S))
     assert "ls" in server.get("/sweeps").text and 'href="/sweeps/ls"' in server.get("/sweeps").text
+
+
+def test_a_tuned_sweep_shows_its_tuning_grid_and_both_stages(lab) -> None:
+    server, _, _, _ = lab
+    page = server.get("/sweeps/tuned").text
+    grid = page.split('id="grid"')[1].split("</table>")[0]
+    assert grid.count("<tr") == 5 and grid.count('class="chosen"') == 2  # header + 4 grid points, 2 chosen
+    assert re.search(r'<tr class="chosen"><td>loss.name=qloss</td><td class="num">0.3</td>', grid), grid
+    assert re.search(r'<tr class="chosen"><td>loss.name=mse</td><td class="num">0.1</td>', grid), grid
+    assert "qloss" in page and "left out: 4 tuning cells" in page and 'href="/sweeps/tuned?tuning=1"' in page
+    assert page.count('<tr class="status-completed">') == 8
+    tuning = server.get("/sweeps/tuned?tuning=1").text
+    assert "Groups (tuning stage)" in tuning and "loss.name=mse, loss.rot_weight=0.1" in tuning
+    data = json.loads(server.get("/api/sweeps/tuned").body)
+    assert {p["chosen"]["loss.rot_weight"] for p in data["tuning"]} == {0.1, 0.3}
+    assert len(data["groups"]["groups"]) == 2 and data["sweep"]["sweep"] == "tuned"
 
 
 # ------------------------------------------------------------------------------------------- safety

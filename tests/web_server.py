@@ -153,6 +153,7 @@ def build_lab(home: Path) -> dict[str, int]:
         alive = store.start_run(name="ALIVE", label="26-12-02/11-00-ALIVE-SYNTHETIC-resnet18-scratch")
         store.log_metrics(alive.id, [MetricPoint("val/loss", 1.2, 0, 1)])
         ids["alive"] = alive.id
+        ids.update(tuned_sweep(store))
     with sqlite3.connect(home / "fastpose.db") as conn:
         conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (dead.id,))  # its process is long gone
     conn.close()
@@ -174,3 +175,36 @@ def write_pose_panel(run_dir: Path) -> None:
     writer.close()
 
 
+
+
+def tuned_sweep(store) -> dict[str, int]:  # noqa: ANN001 - JournalStore
+    """A tuned sweep ``tuned`` by direct inserts, as ``fastpose sweep`` files it: the tuning stage (each loss
+    at loss.rot_weight 0.1 and 0.3, seed 0), then the final cells at the chosen weight (seeds 0 and 1)."""
+    from fastpose.journal import sweeps
+    from fastpose.journal.store import MetricPoint
+    from fastpose.studies.plan import choose
+    from fastpose.studies.spec import SweepSpec
+
+    spec = SweepSpec("tuned", "TU", {}, {"loss.name": ["mse", "qloss"], "train.seed": [0, 1]},
+                     tune_axes={"loss.rot_weight": [0.1, 0.3]})
+    record = sweeps.open_sweep(store, "tuned", spec.to_json(), source="studies/tuned.toml")
+    out, n = {}, 0
+
+    def run(cell, value: float) -> int:  # noqa: ANN001
+        nonlocal n
+        n += 1
+        r = store.start_run(name=cell.config.name, label=f"26-12-04/10-{n:02d}-{cell.config.name}-SYNTHETIC-resnet18-scratch",
+                            config=cell.config.to_dict())
+        store.log_metrics(r.id, [MetricPoint("val/10deg", value / 2, 0, 1), MetricPoint("val/10deg", value, 1, 2)])
+        store.finish(r.id)
+        sweeps.attach(store, r.id, record.id, cell.values)
+        return r.id
+
+    for cell in spec.tuning_cells():  # qloss is best at 0.3, mse at 0.1
+        good = (cell.values["loss.name"] == "qloss") == (cell.values["loss.rot_weight"] == 0.3)
+        out[f"tune-{cell.values['loss.name']}-{cell.values['loss.rot_weight']}"] = run(cell, 0.4 if good else 0.2)
+    chosen = {group: c.values for group, c in choose(store, record.id, spec).items()}
+    for cell in spec.cells(chosen):
+        out[f"final-{cell.values['loss.name']}-{cell.values['train.seed']}"] = run(
+            cell, (0.5 if cell.values["loss.name"] == "qloss" else 0.3) + 0.01 * cell.values["train.seed"])
+    return out

@@ -618,7 +618,7 @@ def sweep_context(data: dict[str, Any]) -> dict[str, Any]:
     if grid is not None:
         for c in grid["choices"]:
             for pick, state, value in c.points:
-                grid_rows.append({"group": describe(json.dumps(json.loads(c.group))), "values": [pick[a] for a in grid["axes"]],
+                grid_rows.append({"group": describe(c.group), "picks": [pick[a] for a in grid["axes"]],
                                   "state": state, "best": "-" if value is None else fmt_value(value),
                                   "chosen": pick == c.values, "metric": c.metric})
     reason = None
