@@ -11,6 +11,8 @@
 | `FASTPOSE_DEBUG`       | show the traceback of an error                           | anything non-empty        |
 | `FASTPOSE_SUBMITIT_CLUSTER` | submitit executor of `sweep --launcher slurm` (default slurm; tests: local) | `slurm`, `local`, `debug` |
 | `FASTPOSE_DDP_SPEC_WAIT_S` | seconds a cluster-started rank waits for rank zero's spec (default 900) | a finite number > 0 |
+| `FASTPOSE_UI_TOKEN`    | the token `fastpose ui` requires on every request (as `--token`) | 16-256 of `A-Z a-z 0-9 - . _ ~ + / =` |
+| `FASTPOSE_UI_POLL_S`   | seconds between a running run's page refreshes (default 5) | a finite number > 0 |
 
 Torch-free and cheap: called by ``fastpose.cli.run`` before any command.
 
@@ -139,6 +141,7 @@ def check_environment() -> None:
     if cluster and cluster not in ("slurm", "local", "debug"):
         raise FastposeError(f"$FASTPOSE_SUBMITIT_CLUSTER must be slurm, local or debug, got {cluster!r}")
     positive_seconds("FASTPOSE_DDP_SPEC_WAIT_S", 900.0)
+    positive_seconds("FASTPOSE_UI_POLL_S", 5.0)
     url = os.environ.get("FASTPOSE_JOURNAL_URL")
     if url is not None and not url.strip():
         raise FastposeError("$FASTPOSE_JOURNAL_URL is set but empty; unset it for the SQLite journal in the home")

@@ -1,7 +1,7 @@
-"""The ``fastpose`` command line: thin Typer commands, one file per group (``train``, ``journal``, ``compare``,
-``evaluate``, ``render``, ``sweep``, ``reproduce``), registered on the one application in ``app.py``. Each
-command parses its options and calls one function; no torch or Lightning at module level, so ``fastpose --help``, ``fastpose journal`` and
-``fastpose compare`` stay fast and work without them. ``run`` is the one place errors reach the user.
+"""The ``fastpose`` command line: thin Typer commands, one file per group (``train``, ``journal``, ``ui``,
+``compare``, ``evaluate``, ``render``, ``sweep``, ``reproduce``), registered on the one application in
+``app.py``. Each command parses its options and calls one function; no torch or Lightning at module level, so
+``fastpose --help``, ``fastpose journal``, ``fastpose compare`` and ``fastpose ui`` stay fast and work without them. ``run`` is the one place errors reach the user.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastpose.cli import compare  # noqa: E402,F401
 from fastpose.cli import evaluate  # noqa: E402,F401
 from fastpose.cli import render  # noqa: E402,F401
 from fastpose.cli import reproduce  # noqa: E402,F401
+from fastpose.cli import ui  # noqa: E402,F401  (listed last of the commands, next to the journal group)
 from fastpose.errors import FastposeError
 
 

@@ -227,10 +227,10 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             try:
                 conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
                 break
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 conn.close()
-                if extra:
-                    raise
+                if extra or "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                    raise  # a lock is no reason to read the file without locks (immutable)
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                factory=_CountedConnection)

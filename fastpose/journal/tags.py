@@ -144,7 +144,31 @@ def select_runs(
 ) -> list[RunRecord]:
     """``list_runs`` plus tags (all of them), sweep membership and config conditions; newest first;
     ``deleted`` as in ``JournalReader._runs``."""
-    clauses, params = [], {}
+    clauses, params = run_clauses(reader, since=since, status=status, name=name, tags=tags, sweep_id=sweep_id)
+    tail = "ORDER BY r.started_at DESC, r.id DESC"
+    if limit is not None and not where:
+        tail += " LIMIT :limit"
+        params["limit"] = int(limit)
+    runs = reader._runs(" AND ".join(clauses), params, tail, deleted=deleted)
+    if where:
+        runs = [r for r in runs if config_matches(r.config, where)]
+        if limit is not None:
+            runs = runs[:limit]
+    return runs
+
+
+def run_clauses(
+    reader: JournalReader,
+    *,
+    since: datetime | None = None,
+    status: str | None = None,
+    name: str | None = None,
+    tags: Iterable[str] = (),
+    sweep_id: int | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The SQL conditions (on ``runs r``) and bound parameters of the listing's filters but ``--where``."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if since is not None:
         clauses.append("r.started_at >= :since")
         params["since"] = reader._p(since)
@@ -160,13 +184,4 @@ def select_runs(
     if sweep_id is not None:
         clauses.append("r.id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = :sweep_id)")
         params["sweep_id"] = int(sweep_id)
-    tail = "ORDER BY r.started_at DESC, r.id DESC"
-    if limit is not None and not where:
-        tail += " LIMIT :limit"
-        params["limit"] = int(limit)
-    runs = reader._runs(" AND ".join(clauses), params, tail, deleted=deleted)
-    if where:
-        runs = [r for r in runs if config_matches(r.config, where)]
-        if limit is not None:
-            runs = runs[:limit]
-    return runs
+    return clauses, params

@@ -33,6 +33,7 @@ class RunDetail:
     disk: DiskUse | None = None  # the run directory's disk use (None: not on this machine)
     removed: list[dict[str, Any]] = field(default_factory=list)  # what journal gc removed (gc_removals rows)
     reproduced_by: list[int] = field(default_factory=list)  # runs made by `fastpose reproduce` of this one
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (epoch, value) points
 
     def to_json(self) -> dict[str, Any]:
         """``journal show --json``: the run object of ``journal --json`` plus, per metric (reading order,
@@ -72,15 +73,18 @@ def load_run_detail(reader: JournalReader, run: RunRecord) -> RunDetail:
     """Everything ``journal show`` shows of ``run``, read through ``reader``."""
     summaries = reader.metric_summaries([run.id])[run.id]
     history: dict[str, list[float]] = defaultdict(list)
+    curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for point in reader.metric_history(run.id):
         history[point.name].append(point.value)
+        if point.epoch is not None:
+            curves[point.name].append((point.epoch, point.value))
     return RunDetail(
         run=run, notes=reader.notes(run.id), git=reader.git_state(run.id), source=reader.source_state(run.id),
         config_changed=config_against_defaults(run.config), checkpoints=checkpoint_files(run.run_dir),
         summaries=summaries, history=dict(history), primary=run_primary(run.config, summaries),
         evaluations=list_evaluations(reader, run.id),
         disk=_disk(run.run_dir), removed=removed_files(reader, [run.id])[run.id],
-        reproduced_by=[r.id for r in reader.reproductions(run.id)],
+        reproduced_by=[r.id for r in reader.reproductions(run.id)], curves=dict(curves),
     )
 
 
