@@ -33,7 +33,7 @@ def test_the_readme_is_a_short_manual_with_a_two_command_quickstart() -> None:
 def test_no_tracker_numbers_or_process_words_anywhere_in_the_tree() -> None:
     found = []
     for path in _tracked(".py", ".md", ".toml", ".txt", ".sh", ".cfg", ".ini", ".html", ".js", ".css") + [ROOT / ".ci" / "run"]:
-        if path.name == "CHANGELOG.md" or "golden" in path.parts:
+        if path.name in ("CHANGELOG.md", "test_docs.py") or "golden" in path.parts:
             continue
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if TRACKER.search(line) or PROCESS.search(line):

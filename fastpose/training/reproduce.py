@@ -5,13 +5,13 @@
 | 1. the code | the run's fastpose checkout (``source_states``; its diff and untracked files are the working directory's when the two are one repository, ``git_states``): the commit, the recorded diff, the untracked files the journal holds |
 | 2. checks | before anything is made: the commit is in the repository (``--repo``, else the one around the working directory), the diff applies to it (``git apply --check`` on a scratch index), the worktree path does not exist, the run is not running |
 | 3. worktree | ``git worktree add --detach PATH COMMIT``, the diff applied, the held untracked files written (names it does not hold are listed as not restored); anything failing removes the worktree again |
-| 4. train | ``python -m fastpose train --config <worktree>.toml`` (the run's stored config) in a subprocess whose ``PYTHONPATH`` starts with the worktree, so the rebuilt code runs, not this one; it writes into a journal of its own (the rebuilt code may know an older schema) |
+| 4. train | ``python -m fastpose train --config <worktree>.toml`` (the run's stored config; ``OMP_NUM_THREADS`` set to the thread count the run used) in a subprocess whose ``PYTHONPATH`` starts with the worktree, so the rebuilt code runs, not this one; it writes into a journal of its own (the rebuilt code may know an older schema) |
 | 5. file it | the run is copied into this journal (``fastpose.journal.transfer``) with ``reproduces_id`` = RUN, its directory moved under this home's ``runs/`` |
 | 6. ``--check`` | every number the original journaled (its metric history; a resumed run's with the runs it continued) against the new run's: ``reproduced: N of N numbers identical``, or a table of those that differ |
 
 What it does not rebuild, and says so when it differs: the Python packages (this interpreter's are used: torch,
-Lightning, numpy; recorded and current versions are printed), the machine (another CPU or GPU, thread counts,
-precision can change the last digits of every number), and data outside the journal (NOCS files at
+Lightning, numpy; recorded and current versions are printed), the machine (another CPU or GPU can change the
+last digits of every number), and data outside the journal (NOCS files at
 ``data.data_root``). Exit codes: 0 done (and, with ``--check``, every number identical), 1 the training did
 not complete or ``--check`` found differences, 2 refused (nothing made).
 """
@@ -208,7 +208,14 @@ def train_in(worktree: Path, state: CodeState, run: Any, scratch: Path, say: Cal
     The config file stays beside the worktree (``<worktree>.toml``: the new run's command names it); the
     training's output is passed on, indented."""
     from fastpose.config import toml_text
+    from fastpose.environment import carry_threads
 
+    # The thread count changes the numbers (docs/reproducing.md): the one the run used, through
+    # OMP_NUM_THREADS, which the automatic count (train.threads = 0) honours and older code's torch reads; a
+    # count the config pins is used as it is. The stored config goes unchanged.
+    threads, why = carry_threads(getattr(run, "environment", None), run.config, f"run #{run.id}")
+    if why:
+        say(f"note: {why}")
     config_file = worktree.with_name(worktree.name + ".toml")
     config_file.write_text(toml_text(run.config), encoding="utf-8")
     package_root = worktree / PurePosixPath(state.package).parent
@@ -226,6 +233,8 @@ def train_in(worktree: Path, state: CodeState, run: Any, scratch: Path, say: Cal
     env = {k: v for k, v in os.environ.items() if k not in ("FASTPOSE_JOURNAL_URL", "FASTPOSE_FAULT")}
     env.update(FASTPOSE_HOME=str(scratch / "home"), PYTHONPATH=os.pathsep.join(
         [str(package_root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with subprocess.Popen([sys.executable, "-m", "fastpose", "train", "--config", str(config_file)], cwd=cwd, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -288,7 +297,7 @@ def reproduce(ref: str, *, worktree: Path | None = None, repo: Path | None = Non
             raise FastposeError(f"{taken} exists; give another --worktree")
     for package, was, now in version_differences(original):
         say(f"note: {package} {was} when run #{original.id} ran, {now or 'not installed'} now: numbers may differ")
-    say("not rebuilt: this interpreter's packages, this machine (CPU/GPU, threads) and data outside the journal")
+    say("not rebuilt: this interpreter's packages, this machine (CPU/GPU) and data outside the journal")
     not_restored = make_worktree(repo_root, state, path)
     say(f"code of run #{original.id}: commit {state.commit[:12]}"
         + (f" + its diff ({len(state.diff.splitlines())} lines)" if state.diff else "")
