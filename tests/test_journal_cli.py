@@ -145,9 +145,9 @@ def test_journal_show(filled: JournalStore, run_cli) -> None:  # noqa: ANN001
     assert "fastpose/pose/losses.py | +2 -1" in out  # diff stat
     import re
 
-    # metric, direction, n, final, best (and its epoch), min, history, max
-    assert re.search(r"val/rot_err_mean\s+↓\s+4\s+19\s+18\.5\s+2\s+18\.5\s+\S+\s+40", out)
-    assert re.search(r"val/degree_mAP_10\s+↑\s+4\s+0\.41\s+0\.42\s+2\s+0\.1\s+\S+\s+0\.42", out)
+    # metric, direction, n, final, best (and its epoch, counted from 1: the third), min, history, max
+    assert re.search(r"val/rot_err_mean\s+↓\s+4\s+19\s+18\.5\s+3\s+18\.5\s+\S+\s+40", out)
+    assert re.search(r"val/degree_mAP_10\s+↑\s+4\s+0\.41\s+0\.42\s+3\s+0\.1\s+\S+\s+0\.42", out)
     assert any(ch in out for ch in "▁▂▃▄▅▆▇█")  # sparkline of the history
     assert "baseline plateaus at 18 deg" in out
 
