@@ -198,7 +198,10 @@ def test_epochs_from_one_and_notes_that_say_only_what_changed(tmp_path: Path) ->
         a_run, b_notes = runs["A"], [n.text for n in store.notes(runs["B"].id)]
         resumed = next(r for r in store.list_runs() if r.parent_id == a_run.id)
         c_notes = [n.text for n in store.notes(resumed.id)]
-    assert b_notes == [f"config from run {a_run.id} ({a_run.label}); unchanged"]  # name, display options aside
+    # name and display options aside; the thread count (what else changes the numbers) is carried and said
+    assert len(b_notes) == 1 and re.fullmatch(
+        rf"config from run {a_run.id} \({re.escape(a_run.label)}\); unchanged; threads \d+, as run {a_run.id} used",
+        b_notes[0]), b_notes
     assert c_notes == [f"resumed from #{a_run.id} A (completed); code: no git state to compare; "
                        "config: train.epochs 1 -> 2"]  # tmp_path is no git repository
     log = _cli("journal", cwd=tmp_path, **{**env, "COLUMNS": "100"}).stdout
