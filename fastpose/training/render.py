@@ -32,7 +32,7 @@ def render_images(out: str, n: int = 4, seed: int = 0, image_size: str = DEFAULT
                   max_objects: int = 3, force: bool = False) -> list[Path]:
     """Render and write the images and labels (see the module docstring); returns the image paths."""
     from fastpose.config import check_int
-    from fastpose.pose.sizes import parse_image_size
+    from fastpose.sizes import parse_image_size
 
     check_int("--n", n, 1, MAX_IMAGES)
     check_int("--seed", seed, 0, 2**32 - 1)
