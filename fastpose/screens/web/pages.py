@@ -570,9 +570,11 @@ def sweep_json(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+METRICS_PER_TABLE = 5  # metrics per group table on a sweep's page (per-class metrics get a table of their own)
+
+
 def sweep_context(data: dict[str, Any]) -> dict[str, Any]:
     from fastpose.journal.sweeps import describe
-    from fastpose.screens.groups import METRICS_PER_TABLE
     from fastpose.studies.stats import TEST_NAME
 
     cmp = data["groups"]
