@@ -56,8 +56,9 @@ def _cli(env: dict, *args: str, cwd: Path, timeout: float = 300) -> subprocess.C
 
 
 def _epoch_lines(stderr: str) -> list[int]:
-    """The epochs the run reported finished (the console line each epoch end prints)."""
-    return [int(line.split()[1].split("/")[0]) for line in stderr.splitlines() if line.startswith("epoch ")]
+    """The epochs the run reported finished (the console line each epoch end prints, counting from 1), as the
+    journal indexes them (from 0)."""
+    return [int(line.split()[1].split("/")[0]) - 1 for line in stderr.splitlines() if line.startswith("epoch ")]
 
 
 def _journaled(home: Path, mounted: Path) -> tuple[dict, Path, dict[int, int], list[dict]]:
