@@ -368,7 +368,7 @@ MEANS_TWO_THINGS = {
     "an accelerator Lightning does not know": ('"train.accelerator" = ["cpu", "tpux"]\n', "",
                                                "cell train.accelerator=tpux: Lightning refuses --accelerator 'tpux'"),
     "a strategy Lightning does not know": ('"train.seed" = [0]\n"train.strategy" = ["ddpx"]\n', "",
-                                           "Lightning refuses --accelerator 'cpu' --devices '1' --strategy 'ddpx'"),
+                                           "Lightning refuses --accelerator 'auto' --devices '1' --strategy 'ddpx'"),
     "a seed outside numpy's range": ('"train.seed" = [0, 4294967296]\n', "",
                                      "--seed must be an integer from 0 to 4294967295 (train.seed), got 4294967296"),
     "too many cells": ("".join(f'"{k}" = [{", ".join(str(i) for i in range(1, 11))}]\n' for k in (
