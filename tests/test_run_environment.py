@@ -156,14 +156,15 @@ def test_the_gpu_warning_is_never_filtered_and_auto_is_the_default_accelerator(t
 
 @pytest.fixture
 def three_runs(tmp_path: Path) -> Path:
-    """A journal of three runs of one config: 1 thread, 2 threads, and one that recorded no environment."""
+    """A journal of runs of one config: 1 thread, 2 threads, one that recorded no environment, and 1 thread
+    again."""
     from fastpose.config import RunConfig
 
     home = tmp_path / "home"
     home.mkdir()
     store = store_at(home)
     config = RunConfig(name="SAME").to_dict()
-    for key, env in (("ONE", env_of(1)), ("TWO", env_of(2)), ("OLD", None)):
+    for key, env in (("ONE", env_of(1)), ("TWO", env_of(2)), ("OLD", None), ("AGAIN", env_of(1))):
         run = store.start_run(name=key, label=LABEL.format(key), config=config, environment=env)
         store.finish(run.id)
     store.close()
@@ -187,7 +188,7 @@ def test_compare_shows_runs_differing_only_in_threads_as_different_with_the_reas
     assert "not bit-identical" in data["environment_diff"]["threads.torch_intra_op"]["why"]
     assert data["runs"][0]["environment"] == env_of(1)
 
-    same = fastpose(three_runs, "compare", "ONE", "ONE", COLUMNS="160").stdout
+    same = fastpose(three_runs, "compare", "ONE", "AGAIN", COLUMNS="160").stdout
     assert "environment: identical (threads, device, precision, backend flags, versions)" in same
 
 

@@ -200,7 +200,8 @@ def test_compare_plot_one_colour_per_run_one_legend_integer_epochs_and_the_paren
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 2
     ax = next(a for a in axes if a.get_title().startswith("val/10deg "))
     inherited = next(line for line in ax.get_lines() if line.get_gid() == "run0-inherited")
-    assert list(inherited.get_xdata()) == [0, 1, 2, 3]  # the parent's epochs before 3, joined to the run's first
+    # the parent's epochs before the fourth (counted from 1, as every screen), joined to the run's first
+    assert list(inherited.get_xdata()) == [1, 2, 3, 4]
     png = tmp_path / "c.png"
     proc = _cli("compare", "AGG_QLOSS_CONT", "MSE_BASELINE", "--plot", str(png))
     assert proc.returncode == 0 and png.read_bytes()[:4] == b"\x89PNG", proc.stderr

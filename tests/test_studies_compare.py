@@ -109,8 +109,10 @@ def test_compare_sweep_screen_json_and_csv(journal_store, run_cli, tmp_path) -> 
     assert "qloss beats mse on val/rot_err_median" in flat and "n = 3 + 3" in flat and f"p = {ref.pvalue:.2g}" in flat
     assert "qloss vs pw-qloss on val/rot_err_median: not distinguishable at this n" in flat
     assert "left out: cell loss.name=mse, train.seed=3: crashed" in flat
-    assert "train/loss ↓ (not comparable)" in flat  # losses of different kinds: no star there
+    assert "train/loss" not in flat  # the headline metrics by default; losses with --per-class
     assert (tmp_path / "groups.png").stat().st_size > 0
+    every = " ".join(run_cli("compare", "--sweep", "study", "--per-class", check=True).stdout.split())
+    assert "train/loss ↓ (not comparable)" in every  # losses of different kinds: no star there
 
     data = json.loads(run_cli("compare", "--sweep", "study", "--json", check=True).stdout)
     assert data["primary_metric"] == "val/rot_err_median" and data["comparable"]["train/loss"] is False
