@@ -168,7 +168,8 @@ def test_completed_run_is_journaled_with_git_config_history_checkpoints_and_tens
     assert run.pid and run.host and run.torch_version and run.lightning_version
     expected = RunConfig().override({"name": "CMP_A", "train.epochs": 2, "train.lr": 1e-3, "data.image_size": 32,
                                      "data.train_size": 16, "data.val_size": 8, "train.batch_size": 8,
-                                     "train.progress_bar": False, "train.log_images": 2})
+                                     "train.progress_bar": False, "train.log_images": 2,
+                                     "train.accelerator": "cpu", "train.threads": 1})
     assert run.config == expected.to_dict()
     assert [n.text for n in store.notes(run.id)] == ["baseline"]
 
@@ -352,7 +353,7 @@ def test_train_from_outside_a_repository_records_the_fastpose_checkout(two_runs)
     changed.update(name="CMP_B", train={**a.config["train"], "lr": 3e-3, "save_every": 1})
     assert b.config == changed
     assert notes == [f"config from run {a.id} ({a.label}); changed: "  # the name is no config change
-                     "train.lr 0.001 -> 0.003, train.save_every 0 -> 1"]
+                     f"train.lr 0.001 -> 0.003, train.save_every 0 -> 1; threads 1, as run {a.id} used"]  # CMP_A's
     assert git is not None and not git.is_repo and git.error == "not a git repository"
 
     package = Path(fastpose_package.__file__).resolve().parent
@@ -523,7 +524,7 @@ def test_sigkill_shows_lost_and_resume_continues_from_last_checkpoint(fp_home, g
     assert child.parent_id == parent.id and child.status == "completed"
     assert epochs_of(store, child.id) == [ckpt["epoch"] + 1, ckpt["epoch"] + 2]
     note = " ".join(n.text for n in store.notes(child.id))
-    assert "uncommitted changes differ" in note and "name 'KILLED' -> 'KILLED_CONT'" in note
+    assert "uncommitted changes differ" in note and note.endswith("config: train.epochs 100000 -> 4")  # the name aside
     assert child.git_dirty is True
     store.close()
 
