@@ -353,5 +353,5 @@ def test_the_epoch_line_ends_with_the_epochs_time_and_the_whole_runs_time_left()
 
     values = {"val/10deg": 0.1, "train/loss": 1.5}
     text = epoch_line(EpochLine(3, 10, "val/10deg", values, None, 12.4, 6 * 12.4)).plain
-    assert text == "epoch 3/9  val/10deg 0.1  train/loss 1.5  (12s; run ~1m14s to go)"
+    assert text == "epoch 4/10  val/10deg 0.1  train/loss 1.5  (12s; run ~1m14s to go)"
     assert epoch_line(EpochLine(9, 10, "val/10deg", values, None, 12.4, 0.0)).plain.endswith("train/loss 1.5  (12s)")

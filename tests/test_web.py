@@ -243,7 +243,7 @@ def test_pages_and_json_twins_have_the_clis_shapes(lab, tmp_path: Path) -> None:
 def test_run_page_shows_what_journal_show_shows_with_curves_and_pictures(lab) -> None:
     server, home, _, _ = lab
     page = server.get("/runs/2").text
-    for text in ("AGG_QLOSS_CONT", "2 values not the default", "loss.name", "(default &#34;qloss&#34;)", "exp/mse",
+    for text in ("AGG_QLOSS_CONT", "3 values not the default", "loss.name", "(default &#34;qloss&#34;)", "exp/mse",
                  "Try MSE on the aggregated loss", "fastpose/pose/losses.py", "untracked: notes.txt",
                  "best-epoch011.ckpt", "same file as best-epoch011.ckpt", "Per class (final)", "IoU25",
                  "resumed from <a href=\"/runs/1\">run #1</a>"):
