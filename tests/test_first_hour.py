@@ -210,3 +210,59 @@ def test_epochs_from_one_and_notes_that_say_only_what_changed(tmp_path: Path) ->
     shown = _cli("journal", "show", str(resumed.id), cwd=tmp_path, **env).stdout
     assert "last.ckpt" in " ".join(shown.split()).replace("│", "")  # the checkpoint's path is the run's record, in journal show
     assert "ended at      epoch 2, step" in shown
+
+
+# ------------------------------------------------------------------------------- ties and piped widths
+
+def _tied(home: Path, value: float) -> None:
+    """Four runs in two groups (``train.lr``), every run's every metric point at ``value``."""
+    from fastpose.config import RunConfig
+    from fastpose.journal.store import JournalStore
+
+    home.mkdir(parents=True, exist_ok=True)
+    with JournalStore.open(f"sqlite:///{home / 'fastpose.db'}") as store:
+        for i, lr in enumerate((1e-3, 1e-3, 2e-3, 2e-3)):
+            name = f"TIE{i}"
+            config = RunConfig(name=name).override({"train.accelerator": "cpu", "train.lr": lr,
+                                                    "train.seed": i}).to_dict()
+            run = store.start_run(name=name, label=f"26-11-28/10-0{i}-{name}-SYNTHETIC-resnet18-scratch",
+                                  config=config, git=GIT, run_dir=str(home / "runs" / name))
+            for e in range(2):
+                store.log_metrics(run.id, [MetricPoint("val/10deg", value, e, e * 10),
+                                           MetricPoint("val/loss", 1.0, e, e * 10)])
+            store.finish(run.id, epoch=1, step=20)
+
+
+def test_a_tie_is_said_as_a_tie_not_as_missing_data(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _tied(home, 0.0)
+    proc = _cli("compare", "--by", "train.lr", "TIE0", "TIE1", "TIE2", "TIE3", cwd=tmp_path, FASTPOSE_HOME=str(home))
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "identical at every seed (0 in every run, no variance): not distinguishable" in text, proc.stdout
+    assert "fewer than two groups" not in text and "beats" not in text
+    report = json.loads(_cli("compare", "--by", "train.lr", "TIE0", "TIE1", "TIE2", "TIE3", "--json", cwd=tmp_path,
+                             FASTPOSE_HOME=str(home)).stdout)
+    assert "identical at every seed" in json.dumps(report)
+
+
+def _widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+def test_piped_output_is_drawn_at_100_columns_unless_columns_says_otherwise(tmp_path: Path) -> None:
+    """Output to a pipe has no terminal width: every screen is drawn at $COLUMNS when set, else at 100."""
+    home = tmp_path / "home"
+    _tied(home, 0.25)
+    screens = [("journal",), ("journal", "show", "TIE0"), ("compare", "TIE0", "TIE2"),
+               ("compare", "--by", "train.lr", "TIE0", "TIE1", "TIE2", "TIE3", "--per-class")]
+    for args in screens:
+        piped = _cli(*args, cwd=tmp_path, FASTPOSE_HOME=str(home)).stdout  # capture_output: a pipe, no COLUMNS
+        assert _widest(piped) <= 100, (args, _widest(piped))
+        for columns in (60, 140):
+            sized = _cli(*args, cwd=tmp_path, FASTPOSE_HOME=str(home), COLUMNS=str(columns)).stdout
+            assert _widest(sized) <= columns, (args, columns, _widest(sized))
+    show = _cli("journal", "show", "TIE0", cwd=tmp_path, FASTPOSE_HOME=str(home)).stdout
+    assert 80 < _widest(show) <= 100  # lines are no longer cut at rich's default of 80 when piped
+    narrow = _cli("journal", "show", "TIE0", cwd=tmp_path, FASTPOSE_HOME=str(home), COLUMNS="80").stdout
+    assert _widest(narrow) <= 80 and len(narrow.splitlines()) > len(show.splitlines())

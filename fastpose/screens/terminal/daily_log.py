@@ -24,6 +24,7 @@ WIDE = 120  # from here on, two spaces between columns
 
 
 RUN_MIN = 20
+RUN_FLOOR = 8  # the run column's narrowest width, however short the names
 
 
 class _Column:
@@ -104,11 +105,12 @@ def render_daily_log(log: DailyLog, console: Console) -> None:
         return sum(cols[k].width for k in keys if k != "run") + gap * (len(keys) - 1)
 
     keys = [k for k in cols if k not in OPTIONAL]
+    run_min = max(RUN_FLOOR, min(longest, RUN_MIN))  # the run column is never narrower than RUN_FLOOR
     for optional in OPTIONAL:  # in priority order, as many as leave the run column its width (up to RUN_MIN)
-        if width - fixed(keys + [optional]) >= min(longest, RUN_MIN):
+        if width - fixed(keys + [optional]) >= run_min:
             keys.append(optional)
     cols = {k: cols[k] for k in cols if k in keys}  # in display order
-    run_w = max(8, min(width - fixed(list(cols)), longest))
+    run_w = max(RUN_FLOOR, min(width - fixed(list(cols)), longest))
     indent = cols["time"].width + cols["id"].width + 2 * gap
 
     def line(cells: dict[str, Text]) -> list[Text]:
