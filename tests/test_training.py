@@ -524,7 +524,8 @@ def test_sigkill_shows_lost_and_resume_continues_from_last_checkpoint(fp_home, g
     assert child.parent_id == parent.id and child.status == "completed"
     assert epochs_of(store, child.id) == [ckpt["epoch"] + 1, ckpt["epoch"] + 2]
     note = " ".join(n.text for n in store.notes(child.id))
-    assert "uncommitted changes differ" in note and note.endswith("config: train.epochs 100000 -> 4")  # the name aside
+    assert "uncommitted changes differ" in note  # the name aside; the epochs are the checkpoint's + 3
+    assert note.endswith(f"config: train.epochs 100000 -> {ckpt['epoch'] + 3}"), note
     assert child.git_dirty is True
     store.close()
 

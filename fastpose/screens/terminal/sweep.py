@@ -64,8 +64,15 @@ class LiveTable:
         done = sum(t.state == "completed" for t in self.tasks)
         table = Table(title=f"sweep {self.spec.id}: {done}/{len(self.tasks)} completed  ({self.header})",
                       title_justify="left")
-        for col in ("cell", "group", "state", "run", "epoch", self.metric, "note"):
-            table.add_column(col, justify="right" if col in ("run", "epoch", self.metric) else "left")
+        # The cell's name, its state and its numbers are never cut or folded (the tests and a reader find a
+        # cell by its name on one line); the group and the note (an error line can be long) fold instead.
+        longest = max([len("cell")] + [len(t.cell.name) for t in self.tasks])
+        table.add_column("cell", no_wrap=True, min_width=longest)
+        table.add_column("group", overflow="fold")
+        table.add_column("state", no_wrap=True, min_width=max([len(t.state) for t in self.tasks] + [5]))
+        for col in ("run", "epoch", self.metric):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("note", overflow="fold", ratio=1)
         for task in self.tasks:
             epoch, value = self.values.get(task.cell.key, (None, None))
             total = task.cell.config.train.epochs
