@@ -519,8 +519,9 @@ def test_a_cell_whose_journal_is_down_at_its_start_is_retried_and_else_reported_
     finally:
         proc.kill()
     assert code == 1, out[-3000:] + err[-3000:]
-    rows = [line for line in out.splitlines() if "RS-mse-seed0" in line or "RS-qloss-seed0" in line]
+    rows = [line for line in out.splitlines() if line.startswith("│ RS-")]  # the table's rows; the notes follow it
     assert len(rows) == 2 and all("failed to start" in row for row in rows), out
+    assert "RS-mse-seed0: " in out and "RS-qloss-seed0: the journal stayed unreachable" in out, out
     assert "running" not in out and "2 failed to start" in err, out + err
     private_pg.start()
     from fastpose.journal.sweeps import cell_runs, get_sweep

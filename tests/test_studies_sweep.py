@@ -93,9 +93,13 @@ def test_a_2x2_sweep_journals_4_runs_with_sweep_id_and_groups(done_sweep) -> Non
         assert (home / "sweeps" / "grid" / "logs" / f"{run.name}.log").is_file()
     assert sweep.spec["axes"] == {"loss.name": ["mse", "qloss"], "train.seed": [0, 1]}
 
-    again = fastpose(home, "sweep", str(path), "--jobs", "2")  # nothing left to do: no duplicate cells
+    # Nothing left to do: no duplicate cells. On an 80-column terminal each cell and its note keep their line.
+    again = fastpose(home, "sweep", str(path), "--jobs", "2", COLUMNS="80")
     assert again.returncode == 0, again.stderr
-    assert "4/4 completed" in again.stdout and again.stdout.count("completed (run #") == 4
+    assert "4/4 completed" in again.stdout and again.stdout.count("completed (run #") == 4, again.stdout
+    for run in runs:
+        assert f"{run.name}: completed (run #{run.id})" in again.stdout, again.stdout
+    assert max(len(line) for line in again.stdout.splitlines()) <= 80, again.stdout
     by_id = fastpose(home, "sweep", "--resume", "grid")  # the same from the journal, without the file
     assert by_id.returncode == 0 and "4/4 completed" in by_id.stdout, by_id.stderr
     unknown = fastpose(home, "sweep", "--resume", "gird")

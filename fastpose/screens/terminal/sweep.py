@@ -56,6 +56,7 @@ class LiveTable:
         self.values.update(follow(self.url, self.sweep_id, self.tasks, self.metric))
 
     def render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
@@ -65,14 +66,15 @@ class LiveTable:
         table = Table(title=f"sweep {self.spec.id}: {done}/{len(self.tasks)} completed  ({self.header})",
                       title_justify="left")
         # The cell's name, its state and its numbers are never cut or folded (the tests and a reader find a
-        # cell by its name on one line); the group and the note (an error line can be long) fold instead.
+        # cell by its name on one line); the group folds. Each cell's note (an error line can be long) is a
+        # line of its own under the table, where the terminal wraps it and nothing is cropped.
         longest = max([len("cell")] + [len(t.cell.name) for t in self.tasks])
         table.add_column("cell", no_wrap=True, min_width=longest)
         table.add_column("group", overflow="fold")
         table.add_column("state", no_wrap=True, min_width=max([len(t.state) for t in self.tasks] + [5]))
         for col in ("run", "epoch", self.metric):
             table.add_column(col, justify="right", no_wrap=True)
-        table.add_column("note", overflow="fold", ratio=1)
+        notes = Text()
         for task in self.tasks:
             epoch, value = self.values.get(task.cell.key, (None, None))
             total = task.cell.config.train.epochs
@@ -82,9 +84,11 @@ class LiveTable:
                 f"#{task.run_id}" if task.run_id else "-",
                 "-" if epoch is None else f"{min(epoch + 1, total)}/{total}",
                 "-" if value is None else fmt_value(value),
-                Text(task.reason, style="dim"),
             )
-        return table
+            if task.reason:
+                notes.append(f"{task.cell.name}: ").append(task.reason, style="dim").append("\n")
+        notes.rstrip()
+        return Group(table, notes) if notes else table
 
     def summary(self) -> None:
         from collections import Counter
