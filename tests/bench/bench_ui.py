@@ -278,14 +278,18 @@ def main() -> None:
           f"{runs_bytes / 1000:.0f} KB (<= 200) {'OK' if runs_bytes <= 200_000 else 'MISSED'}; "
           f"run page {run_server:.1f} ms (<= 100) {'OK' if run_server <= 100 else 'MISSED'}")
     if mlflow is not None:
-        for ours, theirs in (("runs page (first 50, HTML)", "MLflow runs/search (newest 50)"),
-                             ("runs as JSON (/api/runs, 50)", "MLflow runs/search (newest 50)"),
-                             ("one metric's history (JSON)", "MLflow metric history (one metric)"),
-                             ("run page", "MLflow metric history (one metric)")):
+        # The targets pair like with like (the newest 50 runs; one run's history of one metric). The last line
+        # is for scale only: fastpose's whole run page (every curve, config, checkpoints) against one of the
+        # requests MLflow's run page makes (it makes one per metric plotted, besides get-run).
+        for ours, theirs, target in (("runs page (first 50, HTML)", "MLflow runs/search (newest 50)", True),
+                                     ("runs as JSON (/api/runs, 50)", "MLflow runs/search (newest 50)", True),
+                                     ("one metric's history (JSON)", "MLflow metric history (one metric)", True),
+                                     ("run page", "MLflow metric history (one metric)", False)):
             ratio = med[theirs] / med[ours]
             cpu_ratio = cpu[theirs] / cpu[ours] if cpu[ours] else float("inf")
+            verdict = ("OK" if ratio >= 10 else "MISSED (< 10x)") if target else "(for scale, not a target)"
             print(f"{ours} vs {theirs}: {ratio:.1f}x faster by median wall time, {cpu_ratio:.1f}x by server CPU "
-                  f"{'OK' if ratio >= 10 else 'MISSED (< 10x)'}")
+                  f"{verdict}")
 
 
 if __name__ == "__main__":
