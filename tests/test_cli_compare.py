@@ -83,3 +83,25 @@ def test_compare_and_help_never_import_torch(three_runs):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_building_the_commands_evaluates_no_string_annotations() -> None:
+    """Every command builds the whole application; with string annotations (``from __future__ import
+    annotations`` in a command module) Typer ``eval``s each of them on every start, 15-20 ms of each command.
+    The command modules keep real annotations, evaluated once at import."""
+    code = (
+        "import builtins, sys\n"
+        "from fastpose.cli import app\n"
+        "calls = []\n"
+        "real = builtins.eval\n"
+        "builtins.eval = lambda *a, **k: (calls.append(a[0]), real(*a, **k))[1]\n"
+        "for argv in (['--help'], ['journal', '--help'], ['train', '--help']):\n"
+        "    try:\n"
+        "        app(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "builtins.eval = real\n"
+        "print('EVALS', len(calls), calls[:5])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "EVALS 0 []" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -2,9 +2,11 @@
 ``compare``, ``evaluate``, ``render``, ``sweep``, ``reproduce``), registered on the one application in
 ``app.py``. Each command parses its options and calls one function; no torch or Lightning at module level, so
 ``fastpose --help``, ``fastpose journal``, ``fastpose compare`` and ``fastpose ui`` stay fast and work without them. ``run`` is the one place errors reach the user.
-"""
 
-from __future__ import annotations
+The command modules do not use ``from __future__ import annotations``: every command builds the whole
+application, and Typer then ``eval``s each string annotation (about 640 of them, 15-20 ms of every
+command); evaluated once at import they cost less (``tests/test_architecture.py`` keeps it so).
+"""
 
 import os
 import sys

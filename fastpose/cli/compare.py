@@ -1,6 +1,5 @@
 """``fastpose compare``: runs side by side, or groups of runs (``--sweep``, ``--by``) with statistics."""
 
-from __future__ import annotations
 
 import sys
 from pathlib import Path

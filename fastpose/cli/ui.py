@@ -1,6 +1,5 @@
 """``fastpose ui``: the journal in the browser (read-only), for this machine or, with a token, the lab."""
 
-from __future__ import annotations
 
 from typing import Annotated, Optional
 

@@ -78,10 +78,13 @@ def ensure_mlflow(db: Path) -> tuple[Path, dict[str, str], str]:
     return exe, env, experiment
 
 
+NEUTRAL = tempfile.mkdtemp(prefix="bench-screens-cwd-")  # no fastpose/ here to shadow the tree under test
+
+
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL)
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     expected = 2 if cmd[-2:-1] == ["resume"] else 0  # the resume cases are refusals (exit 2) on purpose
@@ -97,7 +100,7 @@ def instructions(cmd: list[str], env: dict[str, str]) -> int:
     out = Path(tempfile.mkdtemp()) / "callgrind.out"
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}.%p",
                            *cmd], env={**env, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
+                          text=True, cwd=NEUTRAL)
     if proc.returncode != 0:
         raise SystemExit(f"callgrind of {' '.join(cmd)} failed: {proc.stderr[-500:]}")
     return sum(int(m.group(1)) for m in re.finditer(r"Collected : (\d+)", proc.stderr))
@@ -138,8 +141,14 @@ def main() -> None:
         mlflow_cmd = [str(mlflow), "runs", "list", "--experiment-id", experiment]
         run_once(mlflow_cmd, mlflow_env)
     if args.baseline is not None:  # the same commands from another checkout, in the same rounds
+        # Each tree by PYTHONPATH, both alike (an entry before the standard library costs every import a
+        # lookup), and from a neutral working directory (`python -m` and `-c` put it before PYTHONPATH).
+        trees[""] = {**env, "PYTHONPATH": str(ROOT)}
         trees["baseline"] = {**env, "PYTHONPATH": str(args.baseline.resolve())}
         fp[:] = [sys.executable, "-m", "fastpose"]  # the console script would import this tree's copy
+        for tree, tree_env in trees.items():
+            found = subprocess.run([*fp, "--version"], env=tree_env, capture_output=True, text=True, cwd=NEUTRAL)
+            print(f"tree {tree or 'this'}: {found.stdout.strip()}")
     for tree_env in trees.values():  # warm the page cache and check each command works
         for _, cmd, _ in cases:
             run_once(cmd, tree_env)
