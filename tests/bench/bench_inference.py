@@ -181,11 +181,12 @@ def run(sizes: list[tuple[int, int]], batches: list[int], backbones: list[str], 
     for size in sizes:
         data = SyntheticPoseDataset(max(batches), image_size=size, seed=5, rotations="tabletop")
         full = data.render_batch(range(max(batches)), device)
-        for backbone in backbones:
+        for backbone in ([None] if checkpoint else backbones):  # a checkpoint is one network, its own backbone
             if checkpoint:
                 from fastpose.training.evaluate import load_checkpoint
 
-                net = load_checkpoint(Path(checkpoint))[0]
+                net, config, _ = load_checkpoint(Path(checkpoint))
+                backbone = f"{config.model.backbone} (trained)"
             else:
                 torch.manual_seed(0)
                 net = FastPoseNet(backbone)
@@ -197,7 +198,7 @@ def run(sizes: list[tuple[int, int]], batches: list[int], backbones: list[str], 
                         batch = {k: v[:bs] for k, v in full.items()}
                         m = bench_row(model, batch, device, precision, repeats, before=before, update=update)
                         h, w = size
-                        row = {"device": str(device), "backbone": checkpoint or backbone, "precision": precision,
+                        row = {"device": str(device), "backbone": backbone, "precision": precision,
                                "compiled": compiled, "width": w, "height": h, "batch": bs,
                                "forward_ms": 1000 * m["fwd"], "post_ms": 1000 * m["post"],
                                "end_to_end_ms": 1000 * m["e2e"], "post_share": m["share"], "fps": m["fps"],

@@ -125,6 +125,7 @@ def main() -> None:
     cases = [
         ("python -c pass", [sys.executable, "-c", "pass"], None),
         ("import fastpose.cli (alone)", [sys.executable, "-c", "import fastpose.cli"], None),
+        ("fastpose --help", [*fp, "--help"], 0.3),
         ("fastpose journal", [*fp, "journal"], 0.5),
         (f"fastpose compare {a} {b}", [*fp, "compare", a, b], 0.5),
         (f"fastpose compare {a} {b} --json", [*fp, "compare", a, b, "--json"], 0.5),
