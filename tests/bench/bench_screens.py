@@ -146,8 +146,7 @@ def main() -> None:
         # lookup), and from a neutral working directory (`python -m` and `-c` put it before PYTHONPATH).
         trees[""] = {**env, "PYTHONPATH": str(ROOT)}
         trees["baseline"] = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-        fp[:] = [sys.executable, "-m", "fastpose"]  # the console script would import this tree's copy
-        for tree, tree_env in trees.items():
+        for tree, tree_env in trees.items():  # the command each case runs, and the copy it imports
             found = subprocess.run([*fp, "--version"], env=tree_env, capture_output=True, text=True, cwd=NEUTRAL)
             print(f"tree {tree or 'this'}: {found.stdout.strip()}")
     for tree_env in trees.values():  # warm the page cache and check each command works
