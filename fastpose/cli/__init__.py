@@ -5,7 +5,7 @@
 
 The command modules do not use ``from __future__ import annotations``: every command builds the whole
 application, and Typer then ``eval``s each string annotation (about 640 of them, 15-20 ms of every
-command); evaluated once at import they cost less (``tests/test_architecture.py`` keeps it so).
+command); evaluated once at import they cost less (``tests/test_cli_compare.py`` keeps it so).
 """
 
 import os

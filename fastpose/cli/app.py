@@ -1,7 +1,6 @@
 """The Typer application every command file registers on (``fastpose.cli`` imports them all), and the shared
 option helpers. No torch, Lightning or SQLAlchemy at module level: ``fastpose --help`` stays light."""
 
-
 import os
 from typing import Annotated, Any, Optional
 

@@ -1,6 +1,5 @@
 """``fastpose compare``: runs side by side, or groups of runs (``--sweep``, ``--by``) with statistics."""
 
-
 import sys
 from pathlib import Path
 from typing import Annotated, Optional

@@ -1,7 +1,6 @@
 """``fastpose eval`` and ``fastpose predict``: a run's checkpoint on a split (the NOCS table, journaled), or on
 image files (poses and overlays). Torch is imported inside the command bodies."""
 
-
 from typing import Annotated, Optional
 
 import typer

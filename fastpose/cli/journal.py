@@ -7,7 +7,6 @@ reads an up-to-date SQLite journal through ``sqlite3`` alone (no SQLAlchemy impo
 large journals.
 """
 
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -1,6 +1,5 @@
 """``fastpose render``: rendered test images with their labels (JSON), to try ``fastpose predict`` on."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,6 @@
 """``fastpose reproduce RUN``: rebuild the code a run ran (commit, diff, untracked files) in a fresh git
 worktree and train its stored config there, as a new run linked to it; ``--check`` compares every number."""
 
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -1,7 +1,6 @@
 """``fastpose sweep``: every combination of a sweep file's axes as journaled runs. The command hands the
 launchers their faces and ``train``'s check of trainer settings (``fastpose.studies.sweep.SweepHooks``)."""
 
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -1,7 +1,6 @@
 """``--latex`` and ``--markdown``: the one check of the output options and the one writer of tables for a
 paper, shared by ``eval`` and ``compare`` (runs, ``--sweep``, ``--by``)."""
 
-
 import sys
 from typing import Any, Optional
 

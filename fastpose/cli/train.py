@@ -4,7 +4,6 @@ Each option maps to one RunConfig key (``_TRAIN_KEYS``); only the options given 
 the ``--config`` file (and the file overrides the defaults in fastpose/config.py). Torch and Lightning are
 imported inside the command bodies."""
 
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional

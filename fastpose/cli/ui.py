@@ -1,6 +1,5 @@
 """``fastpose ui``: the journal in the browser (read-only), for this machine or, with a token, the lab."""
 
-
 from typing import Annotated, Optional
 
 import typer
